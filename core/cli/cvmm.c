@@ -1,0 +1,866 @@
+/*
+ * cvmm: the command-line client of cvmmd, a thin layer over the REST API
+ * (README "API (v1)" and "CLI"). It parses the global options and one
+ * command, checks what can be checked locally (numbers, --net and --port
+ * syntax), sends one or two requests and prints the reply as a table or, with
+ * --json, as the daemon's JSON. Every failure is reported once, here, and
+ * becomes the exit code the README lists.
+ */
+#include "http.h"
+#include "print.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DEFAULT_SOCKET "/run/cvmm/cvmm.sock"
+
+enum {
+	EXIT_REFUSED = 1,
+	EXIT_USAGE = 2,
+	EXIT_UNREACHABLE = 3,
+	EXIT_NOT_FOUND = 4,
+	EXIT_CONFLICT = 5,
+};
+
+struct cli {
+	struct http_client *http;
+	int json;
+	int tcp; /* --url rather than a unix socket */
+	int have_token;
+};
+
+struct command {
+	const char *name;
+	int (*run)(struct cli *cli, const struct command *cmd, int argc, char **argv);
+	const char *args; /* its grammar after the name, for usage lines */
+	const char *what;
+};
+
+static const struct command commands[];
+
+static const char global_usage[] =
+    "usage: cvmm [--socket PATH | --url URL] [--token T] [--json] COMMAND ...";
+
+/* ---- usage ------------------------------------------------------------------ */
+
+static void print_help(void)
+{
+	printf("%s\n\nCommands:\n", global_usage);
+	for (const struct command *c = commands; c->name; c++)
+		printf("  %s%s%s\n      %s\n", c->name, *c->args ? " " : "", c->args, c->what);
+	printf("\nGlobal options (before the command):\n"
+	       "  --socket PATH  the daemon's unix socket (else $CVMM_SOCKET, else " DEFAULT_SOCKET
+	       ")\n"
+	       "  --url URL      reach the daemon over TCP instead, e.g. http://127.0.0.1:8080\n"
+	       "  --token T      bearer token (else $CVMM_TOKEN)\n"
+	       "  --json         print the daemon's JSON instead of tables\n"
+	       "  -h, --help     this text; COMMAND --help shows one command\n"
+	       "  -V, --version  the version of this client\n"
+	       "\nExit codes: 0 success, 1 the daemon refused the request, 2 usage error,\n"
+	       "3 daemon unreachable, 4 not found, 5 conflict.\n");
+}
+
+static void print_command_usage(FILE *f, const struct command *cmd)
+{
+	fprintf(f, "usage: cvmm %s%s%s\n", cmd->name, *cmd->args ? " " : "", cmd->args);
+}
+
+/* Reports a usage error (cmd may be NULL) and returns its exit code. */
+__attribute__((format(printf, 2, 3))) static int usage_error(const struct command *cmd,
+                                                             const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("cvmm: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (cmd)
+		print_command_usage(stderr, cmd);
+	else
+		fputs("Try 'cvmm --help'.\n", stderr);
+	return EXIT_USAGE;
+}
+
+/* The getopt error for the option just seen; optstrings start with ':'. */
+static int option_error(const struct command *cmd, int c, char **argv)
+{
+	static const char *const global[] = {"--json", "--socket", "--url", "--token", NULL};
+	const char *arg = argv[optind - 1];
+
+	if (c == ':')
+		return usage_error(cmd, "option '%s' needs a value", arg);
+	for (size_t i = 0; cmd && !optopt && global[i]; i++)
+		if (!strncmp(arg, global[i], strlen(global[i])))
+			return usage_error(cmd, "'%s' is a global option: put it before '%s'",
+			                   global[i], cmd->name);
+	if (optopt)
+		return usage_error(cmd, "unknown option '-%c'", optopt);
+	return usage_error(cmd, "unknown option '%s'", arg);
+}
+
+static int parse_number(const struct command *cmd, const char *opt, const char *s, long long min,
+                        long long max, long long *out)
+{
+	char *end = NULL;
+	long long v;
+
+	errno = 0;
+	v = (*s >= '0' && *s <= '9') ? strtoll(s, &end, 10) : 0;
+	if (!end || *end || errno || v < min || v > max)
+		return usage_error(cmd, "%s: '%s' is not a whole number from %lld to %lld", opt, s,
+		                   min, max);
+	*out = v;
+	return 0;
+}
+
+/* Exactly one positional argument (the VM) after the options. */
+static const char *one_vm(const struct command *cmd, int argc, char **argv)
+{
+	if (optind >= argc) {
+		usage_error(cmd, "which VM? give its name or id");
+		return NULL;
+	}
+	if (optind + 1 < argc) {
+		usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+		return NULL;
+	}
+	return argv[optind];
+}
+
+/* clang-format off */
+#define HELP_OPTION {"help", no_argument, NULL, 'h'}
+/* clang-format on */
+
+/* For the commands whose only argument is the VM, or nothing at all. */
+static int simple_args(const struct command *cmd, int argc, char **argv, int want_vm,
+                       const char **vm)
+{
+	static const struct option opts[] = {HELP_OPTION, {0}};
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c != 'h')
+			return option_error(cmd, c, argv);
+		print_command_usage(stdout, cmd);
+		return -1;
+	}
+	if (want_vm)
+		return (*vm = one_vm(cmd, argc, argv)) ? 0 : EXIT_USAGE;
+	if (optind < argc)
+		return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+/* ---- requests ----------------------------------------------------------------- */
+
+/* A non-2xx reply: the daemon's own message, then its exit code. */
+static int report_refusal(const struct cli *cli, const struct http_response *r)
+{
+	json_object *reply = json_tokener_parse(r->body), *err = NULL, *msg = NULL;
+	const char *text = NULL;
+
+	if (json_object_object_get_ex(reply, "error", &err) &&
+	    json_object_object_get_ex(err, "message", &msg))
+		text = json_object_get_string(msg);
+	if (text && *text) {
+		fprintf(stderr, "cvmm: %s\n", text);
+	} else {
+		/* Not the daemon's error shape (a proxy, another server): its
+		 * first line is the best clue there is. */
+		const char *line = r->body + strspn(r->body, " \t\r\n");
+		int n = (int)strcspn(line, "\r\n");
+
+		fprintf(stderr, "cvmm: the daemon answered HTTP %ld%s%.*s\n", r->status,
+		        n ? ": " : "", n < 200 ? n : 200, line);
+	}
+	json_object_put(reply);
+
+	switch (r->status) {
+	case 401:
+		fprintf(stderr,
+		        cli->have_token
+		            ? "cvmm: hint: the daemon did not accept the token given with "
+		              "--token or CVMM_TOKEN\n"
+		            : "cvmm: hint: this daemon wants a token: pass --token T or set "
+		              "CVMM_TOKEN\n");
+		return EXIT_REFUSED;
+	case 404:
+		return EXIT_NOT_FOUND;
+	case 409:
+		return EXIT_CONFLICT;
+	default:
+		return EXIT_REFUSED;
+	}
+}
+
+static int transport_exit(const struct cli *cli, int r)
+{
+	fprintf(stderr, "cvmm: %s\n", http_error(cli->http));
+	if (r == -ECONNREFUSED && !cli->tcp)
+		fputs("cvmm: hint: is cvmmd running? --socket PATH or CVMM_SOCKET name another "
+		      "socket\n",
+		      stderr);
+	return r == -EPIPE || r == -ENOMEM ? EXIT_REFUSED : EXIT_UNREACHABLE;
+}
+
+/* One request with a JSON reply. body may be NULL; on success *out is the
+ * parsed reply (NULL if it was empty) and the caller puts it. */
+static int call(struct cli *cli, const char *method, const char *path, json_object *body,
+                json_object **out)
+{
+	struct http_response resp;
+	const char *text =
+	    body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN) : NULL;
+	int r = http_request(cli->http, method, path, text, NULL, NULL, &resp);
+
+	*out = NULL;
+	if (r < 0)
+		return transport_exit(cli, r);
+	if (resp.status < 200 || resp.status > 299) {
+		r = report_refusal(cli, &resp);
+	} else if (resp.len) {
+		*out = json_tokener_parse(resp.body);
+		r = 0;
+		if (!*out) {
+			fprintf(stderr, "cvmm: the daemon's reply to %s %s is not JSON\n", method,
+			        path);
+			r = EXIT_REFUSED;
+		}
+	}
+	http_response_free(&resp);
+	return r;
+}
+
+/* "/v1/vms/<vm><suffix>" with the VM escaped, or NULL. */
+static char *vm_path(struct cli *cli, const char *vm, const char *suffix)
+{
+	char *escaped = http_escape(cli->http, vm), *path = NULL;
+
+	if (escaped && asprintf(&path, "/v1/vms/%s%s", escaped, suffix) < 0)
+		path = NULL;
+	free(escaped);
+	return path;
+}
+
+static const char *get_str(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
+	           ? json_object_get_string(v)
+	           : NULL;
+}
+
+static int out_of_memory(void)
+{
+	fputs("cvmm: out of memory\n", stderr);
+	return EXIT_REFUSED;
+}
+
+/* The README names the action routes by {id} (only GET and DELETE say
+ * {id-or-name}), so a name is looked up first. *id is the VM's id. */
+static int resolve(struct cli *cli, const char *vm, char **id)
+{
+	char *path = vm_path(cli, vm, "");
+	json_object *reply = NULL;
+	int r;
+
+	*id = NULL;
+	if (!path)
+		return out_of_memory();
+	r = call(cli, "GET", path, NULL, &reply);
+	if (r == 0 && !get_str(reply, "id")) {
+		fprintf(stderr, "cvmm: the daemon's reply for VM '%s' has no id\n", vm);
+		r = EXIT_REFUSED;
+	}
+	if (r == 0 && !(*id = strdup(get_str(reply, "id"))))
+		r = out_of_memory();
+	json_object_put(reply);
+	free(path);
+	return r;
+}
+
+/* Prints an action's reply: the JSON, or "<name>: <state>". */
+static void print_done(const struct cli *cli, json_object *reply, const char *vm,
+                       const char *fallback)
+{
+	const char *name = get_str(reply, "name"), *state = get_str(reply, "state");
+
+	if (cli->json) {
+		if (reply)
+			print_json(reply);
+		return;
+	}
+	printf("%s: %s\n", name ? name : vm, state ? state : fallback);
+}
+
+/* POST /v1/vms/{id}/<action> with body (may be NULL: "{}" is sent). */
+static int vm_action(struct cli *cli, const char *vm, const char *action, json_object *body,
+                     const char *fallback)
+{
+	char *id = NULL, *path = NULL, *suffix = NULL;
+	json_object *empty = NULL, *reply = NULL;
+	int r = resolve(cli, vm, &id);
+
+	if (r)
+		return r;
+	if (asprintf(&suffix, "/%s", action) < 0)
+		suffix = NULL; /* asprintf leaves it undefined */
+	if (!suffix || !(path = vm_path(cli, id, suffix))) {
+		r = out_of_memory();
+		goto cleanup;
+	}
+	if (!body)
+		body = empty = json_object_new_object();
+	r = call(cli, "POST", path, body, &reply);
+	if (r == 0)
+		print_done(cli, reply, vm, fallback);
+
+cleanup:
+	json_object_put(reply);
+	json_object_put(empty);
+	free(path);
+	free(suffix);
+	free(id);
+	return r;
+}
+
+/* ---- --net and --port ------------------------------------------------------- */
+
+/* MODE[,key=value...] -> {"mode": MODE, key: value...}; values stay strings. */
+static int parse_net(const struct command *cmd, const char *spec, json_object **out)
+{
+	char *copy = strdup(spec), *rest = copy, *item;
+	json_object *net = json_object_new_object();
+	int r = 0;
+
+	if (!copy || !net) {
+		r = out_of_memory();
+		goto cleanup;
+	}
+	item = strsep(&rest, ",");
+	if (!*item || strchr(item, '=')) {
+		r = usage_error(cmd, "--net '%s': expected MODE[,key=value...], MODE first", spec);
+		goto cleanup;
+	}
+	json_object_object_add(net, "mode", json_object_new_string(item));
+	while (rest) {
+		char *eq;
+
+		item = strsep(&rest, ",");
+		eq = strchr(item, '=');
+		if (!eq || eq == item) {
+			r = usage_error(cmd, "--net '%s': '%s' is not key=value", spec, item);
+			goto cleanup;
+		}
+		*eq = '\0';
+		if (json_object_object_get_ex(net, item, NULL)) {
+			r = usage_error(cmd, "--net '%s': '%s' given twice", spec, item);
+			goto cleanup;
+		}
+		json_object_object_add(net, item, json_object_new_string(eq + 1));
+	}
+	*out = net;
+	net = NULL;
+
+cleanup:
+	json_object_put(net);
+	free(copy);
+	return r;
+}
+
+/* [PROTO:][ADDR:]HOSTPORT:VMPORT, counted from the right so that an IPv6
+ * address may be written bare (::1:80:80) or bracketed ([::1]:80:80). */
+static int parse_port(const struct command *cmd, const char *spec, json_object **out)
+{
+	char *copy = strdup(spec), *vm_port, *host_port, *addr = NULL;
+	const char *proto = "tcp";
+	unsigned char scratch[sizeof(struct in6_addr)];
+	long long host, vm;
+	int r = 0;
+
+	if (!copy)
+		return out_of_memory();
+	vm_port = strrchr(copy, ':');
+	if (!vm_port) {
+		r = usage_error(cmd, "--port '%s': expected [PROTO:][ADDR:]HOSTPORT:VMPORT", spec);
+		goto cleanup;
+	}
+	*vm_port++ = '\0';
+	host_port = strrchr(copy, ':');
+	if (host_port) {
+		*host_port++ = '\0';
+		addr = copy; /* with the protocol still in front, if any */
+	} else {
+		host_port = copy;
+	}
+	if ((r = parse_number(cmd, "--port host port", host_port, 1, 65535, &host)) ||
+	    (r = parse_number(cmd, "--port VM port", vm_port, 1, 65535, &vm)))
+		goto cleanup;
+
+	if (addr && (!strncasecmp(addr, "tcp", 3) || !strncasecmp(addr, "udp", 3)) &&
+	    (addr[3] == '\0' || addr[3] == ':')) {
+		proto = tolower((unsigned char)addr[0]) == 't' ? "tcp" : "udp";
+		addr = addr[3] ? addr + 4 : NULL;
+	}
+	if (addr && *addr == '[' && addr[strlen(addr) - 1] == ']') {
+		addr[strlen(addr) - 1] = '\0';
+		addr++;
+	}
+	if (addr && !*addr) {
+		r = usage_error(cmd, "--port '%s': the address is empty", spec);
+		goto cleanup;
+	}
+	if (addr && inet_pton(AF_INET, addr, scratch) != 1 &&
+	    inet_pton(AF_INET6, addr, scratch) != 1) {
+		r = usage_error(cmd, "--port '%s': '%s' is neither tcp, udp nor a numeric address",
+		                spec, addr);
+		goto cleanup;
+	}
+
+	*out = json_object_new_object();
+	json_object_object_add(*out, "protocol", json_object_new_string(proto));
+	if (addr)
+		json_object_object_add(*out, "host_address", json_object_new_string(addr));
+	json_object_object_add(*out, "host_port", json_object_new_int((int32_t)host));
+	json_object_object_add(*out, "vm_port", json_object_new_int((int32_t)vm));
+
+cleanup:
+	free(copy);
+	return r;
+}
+
+/* ---- commands -------------------------------------------------------------- */
+
+/* Appends item to body[key], creating the array on first use. */
+static void append(json_object *body, const char *key, json_object *item)
+{
+	json_object *list = NULL;
+
+	if (!json_object_object_get_ex(body, key, &list)) {
+		list = json_object_new_array();
+		json_object_object_add(body, key, list);
+	}
+	json_object_array_add(list, item);
+}
+
+static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {{"image", required_argument, NULL, 'i'},
+	                                     {"vcpu", required_argument, NULL, 'c'},
+	                                     {"memory", required_argument, NULL, 'm'},
+	                                     {"disk", required_argument, NULL, 'd'},
+	                                     {"net", required_argument, NULL, 'n'},
+	                                     {"port", required_argument, NULL, 'p'},
+	                                     {"backend", required_argument, NULL, 'b'},
+	                                     {"no-start", no_argument, NULL, 'S'},
+	                                     HELP_OPTION,
+	                                     {0}};
+	/* Only what was given goes into the body: the daemon's defaults (from
+	 * its config) apply to everything else. */
+	json_object *body = json_object_new_object(), *item = NULL, *reply = NULL;
+	const char *image = NULL;
+	long long n;
+	int c, r = 0;
+
+	optind = 0;
+	while (r == 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			image = optarg;
+			break;
+		case 'c':
+			if (!(r = parse_number(cmd, "--vcpu", optarg, 1, INT32_MAX, &n)))
+				json_object_object_add(body, "vcpu", json_object_new_int64(n));
+			break;
+		case 'm':
+			if (!(r = parse_number(cmd, "--memory", optarg, 1, INT32_MAX, &n)))
+				json_object_object_add(body, "memory_mb", json_object_new_int64(n));
+			break;
+		case 'd':
+			if (!(r = parse_number(cmd, "--disk", optarg, 0, INT32_MAX, &n)))
+				json_object_object_add(body, "disk_gb", json_object_new_int64(n));
+			break;
+		case 'n':
+			if (!(r = parse_net(cmd, optarg, &item)))
+				append(body, "networks", item);
+			break;
+		case 'p':
+			if (!(r = parse_port(cmd, optarg, &item)))
+				append(body, "ports", item);
+			break;
+		case 'b':
+			json_object_object_add(body, "backend", json_object_new_string(optarg));
+			break;
+		case 'S':
+			json_object_object_add(body, "start", json_object_new_boolean(0));
+			break;
+		case 'h':
+			print_command_usage(stdout, cmd);
+			goto cleanup;
+		default:
+			r = option_error(cmd, c, argv);
+		}
+	}
+	if (r)
+		goto cleanup;
+	if (optind >= argc || !*argv[optind]) {
+		r = usage_error(cmd, "the new VM needs a NAME");
+		goto cleanup;
+	}
+	if (optind + 1 < argc) {
+		r = usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+		goto cleanup;
+	}
+	if (!image || !*image) {
+		r = usage_error(cmd, "--image is required");
+		goto cleanup;
+	}
+	json_object_object_add(body, "name", json_object_new_string(argv[optind]));
+	json_object_object_add(body, "image", json_object_new_string(image));
+
+	r = call(cli, "POST", "/v1/vms", body, &reply);
+	if (r == 0 && cli->json) {
+		print_json(reply);
+	} else if (r == 0) {
+		const char *id = get_str(reply, "id"), *state = get_str(reply, "state");
+
+		printf("%s: %s%s%s%s\n", get_str(reply, "name") ?: argv[optind], state ?: "created",
+		       id ? " (id " : "", id ?: "", id ? ")" : "");
+	}
+
+cleanup:
+	json_object_put(reply);
+	json_object_put(body);
+	return r;
+}
+
+static int cmd_list(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	json_object *reply = NULL, *vms = NULL;
+	int r = simple_args(cmd, argc, argv, 0, NULL);
+
+	if (r)
+		return r < 0 ? 0 : r;
+	r = call(cli, "GET", "/v1/vms", NULL, &reply);
+	if (r == 0 && cli->json)
+		print_json(reply);
+	else if (r == 0 && json_object_object_get_ex(reply, "vms", &vms))
+		print_vm_table(vms);
+	else if (r == 0)
+		print_json(reply); /* not the README's shape: show what came */
+	json_object_put(reply);
+	return r;
+}
+
+static int cmd_info(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	json_object *reply = NULL;
+	const char *vm = NULL;
+	char *path;
+	int r = simple_args(cmd, argc, argv, 1, &vm);
+
+	if (r)
+		return r < 0 ? 0 : r;
+	if (!(path = vm_path(cli, vm, "")))
+		return out_of_memory();
+	r = call(cli, "GET", path, NULL, &reply);
+	if (r == 0 && cli->json)
+		print_json(reply);
+	else if (r == 0)
+		print_vm_info(reply);
+	json_object_put(reply);
+	free(path);
+	return r;
+}
+
+/* start, restart, kill: no options, no body. */
+static int cmd_action(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	const char *vm = NULL;
+	int r = simple_args(cmd, argc, argv, 1, &vm);
+
+	if (r)
+		return r < 0 ? 0 : r;
+	return vm_action(cli, vm, cmd->name, NULL, "requested");
+}
+
+static int cmd_stop(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {{"force", no_argument, NULL, 'f'},
+	                                     {"timeout", required_argument, NULL, 't'},
+	                                     HELP_OPTION,
+	                                     {0}};
+	json_object *body = json_object_new_object();
+	const char *vm;
+	long long n;
+	int c, r = 0;
+
+	optind = 0;
+	while (r == 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			json_object_object_add(body, "force", json_object_new_boolean(1));
+			break;
+		case 't':
+			if (!(r = parse_number(cmd, "--timeout", optarg, 0, INT32_MAX, &n)))
+				json_object_object_add(body, "timeout", json_object_new_int64(n));
+			break;
+		case 'h':
+			print_command_usage(stdout, cmd);
+			goto cleanup;
+		default:
+			r = option_error(cmd, c, argv);
+		}
+	}
+	if (r == 0)
+		r = (vm = one_vm(cmd, argc, argv)) ? vm_action(cli, vm, "stop", body, "stopping")
+		                                   : EXIT_USAGE;
+
+cleanup:
+	json_object_put(body);
+	return r;
+}
+
+static int cmd_remove(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	json_object *reply = NULL;
+	const char *vm = NULL, *id;
+	char *path;
+	int r = simple_args(cmd, argc, argv, 1, &vm);
+
+	if (r)
+		return r < 0 ? 0 : r;
+	if (!(path = vm_path(cli, vm, "")))
+		return out_of_memory();
+	r = call(cli, "DELETE", path, NULL, &reply);
+	id = get_str(reply, "removed");
+	if (r == 0 && cli->json)
+		print_json(reply);
+	else if (r == 0 && id && strcmp(id, vm))
+		printf("%s: removed (id %s)\n", vm, id);
+	else if (r == 0)
+		printf("%s: removed\n", vm);
+	json_object_put(reply);
+	free(path);
+	return r;
+}
+
+static int write_stdout(const char *buf, size_t len, void *data)
+{
+	(void)data;
+	/* Flushed per chunk so that "logs -f" shows each line as it comes. */
+	return fwrite(buf, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : -1;
+}
+
+/* The console is text/plain, so --json changes nothing here. */
+static int cmd_logs(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {{"follow", no_argument, NULL, 'f'},
+	                                     {"tail", required_argument, NULL, 'n'},
+	                                     HELP_OPTION,
+	                                     {0}};
+	struct http_response resp = {0};
+	char *id = NULL, *path = NULL, *suffix = NULL, query[64] = "";
+	const char *vm;
+	long long tail = -1;
+	int c, follow = 0, r = 0;
+
+	optind = 0;
+	while (r == 0 && (c = getopt_long(argc, argv, ":fn:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			follow = 1;
+			break;
+		case 'n':
+			r = parse_number(cmd, "-n", optarg, 0, INT32_MAX, &tail);
+			break;
+		case 'h':
+			print_command_usage(stdout, cmd);
+			return 0;
+		default:
+			r = option_error(cmd, c, argv);
+		}
+	}
+	if (r)
+		return r;
+	if (!(vm = one_vm(cmd, argc, argv)))
+		return EXIT_USAGE;
+	if ((r = resolve(cli, vm, &id)))
+		return r;
+	if (tail >= 0)
+		snprintf(query, sizeof(query), "?tail=%lld", tail);
+	if (follow)
+		strcat(query, tail >= 0 ? "&follow=1" : "?follow=1");
+	if (asprintf(&suffix, "/logs%s", query) < 0) {
+		suffix = NULL;
+		r = out_of_memory();
+		goto cleanup;
+	}
+	if (!(path = vm_path(cli, id, suffix))) {
+		r = out_of_memory();
+		goto cleanup;
+	}
+	/* Runs until the daemon ends the body; Ctrl-C simply ends the process. */
+	r = http_request(cli->http, "GET", path, NULL, write_stdout, NULL, &resp);
+	if (r < 0)
+		r = transport_exit(cli, r);
+	else if (resp.status < 200 || resp.status > 299)
+		r = report_refusal(cli, &resp);
+
+cleanup:
+	http_response_free(&resp);
+	free(path);
+	free(suffix);
+	free(id);
+	return r;
+}
+
+/* host, plugins, images: GET /v1/<name>, shown generically. */
+static int cmd_show(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	json_object *reply = NULL;
+	char path[64];
+	int r = simple_args(cmd, argc, argv, 0, NULL);
+
+	if (r)
+		return r < 0 ? 0 : r;
+	snprintf(path, sizeof(path), "/v1/%s", cmd->name);
+	r = call(cli, "GET", path, NULL, &reply);
+	if (r == 0 && cli->json)
+		print_json(reply);
+	else if (r == 0 && !strcmp(cmd->name, "host"))
+		print_object(reply);
+	else if (r == 0)
+		print_listing(reply);
+	json_object_put(reply);
+	return r;
+}
+
+static const struct command commands[] = {
+    {"create", cmd_create,
+     "NAME --image IMAGE [--vcpu N] [--memory MB] [--disk GB]\n"
+     "              [--net MODE[,key=value...]]... [--port [PROTO:][ADDR:]HOSTPORT:VMPORT]...\n"
+     "              [--backend NAME] [--no-start]",
+     "create a VM (and start it unless --no-start)"},
+    {"list", cmd_list, "", "list the VMs"},
+    {"info", cmd_info, "VM", "show one VM"},
+    {"start", cmd_action, "VM", "start a VM"},
+    {"stop", cmd_stop, "VM [--force] [--timeout S]", "stop a VM (ACPI, then forced)"},
+    {"restart", cmd_action, "VM", "restart a VM"},
+    {"kill", cmd_action, "VM", "kill a VM's process at once"},
+    {"remove", cmd_remove, "VM", "stop (forced) and remove a VM; alias: rm"},
+    {"logs", cmd_logs, "VM [-f] [-n N]", "print the serial console (-f: keep following)"},
+    {"host", cmd_show, "", "show the host: version, limits, usage, backends"},
+    {"plugins", cmd_show, "", "list the loaded plugins"},
+    {"images", cmd_show, "", "list the images"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const struct command *find_command(const char *name)
+{
+	if (!strcmp(name, "rm"))
+		name = "remove";
+	for (const struct command *c = commands; c->name; c++)
+		if (!strcmp(c->name, name))
+			return c;
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+	                                     {"url", required_argument, NULL, 'u'},
+	                                     {"token", required_argument, NULL, 't'},
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {"version", no_argument, NULL, 'V'},
+	                                     {0}};
+	const char *socket_path = NULL, *url = NULL, *token = NULL;
+	const struct command *cmd;
+	struct cli cli = {0};
+	char *base_url = NULL;
+	int c, r;
+
+	/* "+": options end at the command; the command parses its own. */
+	while ((c = getopt_long(argc, argv, "+:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			socket_path = optarg;
+			break;
+		case 'u':
+			url = optarg;
+			break;
+		case 't':
+			token = optarg;
+			break;
+		case 'j':
+			cli.json = 1;
+			break;
+		case 'h':
+			print_help();
+			return 0;
+		case 'V':
+			printf("cvmm %s\n", CVMM_VERSION);
+			return 0;
+		default:
+			return option_error(NULL, c, argv);
+		}
+	}
+	if (optind >= argc)
+		return usage_error(NULL, "no command given");
+	if (!(cmd = find_command(argv[optind])))
+		return usage_error(NULL, "unknown command '%s'", argv[optind]);
+	if (socket_path && url)
+		return usage_error(NULL, "--socket and --url exclude each other");
+	if (socket_path && !*socket_path)
+		return usage_error(NULL, "--socket needs a path");
+	if (url && strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
+		return usage_error(NULL, "--url '%s': expected http://HOST:PORT", url);
+	if (!url && !socket_path)
+		socket_path = getenv("CVMM_SOCKET");
+	if (!url && (!socket_path || !*socket_path))
+		socket_path = DEFAULT_SOCKET;
+	if (!token)
+		token = getenv("CVMM_TOKEN");
+	if (token && !*token)
+		token = NULL;
+	cli.have_token = token != NULL;
+	cli.tcp = url != NULL;
+
+	/* Paths start with "/", so a trailing one on the URL would double. */
+	if (url && !(base_url = strndup(url, strlen(url) - (url[strlen(url) - 1] == '/'))))
+		return out_of_memory();
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		free(base_url);
+		fputs("cvmm: cannot initialise libcurl\n", stderr);
+		return EXIT_REFUSED;
+	}
+	cli.http = http_client_new(socket_path, base_url, token);
+	if (cli.http)
+		r = cmd->run(&cli, cmd, argc - optind, argv + optind);
+	else
+		r = out_of_memory();
+	http_client_free(cli.http);
+	curl_global_cleanup();
+	free(base_url);
+
+	if (fflush(stdout) != 0 && r == 0) {
+		fprintf(stderr, "cvmm: cannot write output: %s\n", strerror(errno));
+		r = EXIT_REFUSED;
+	}
+	return r;
+}

@@ -1,0 +1,44 @@
+/*
+ * http: the CLI's one way to talk to cvmmd, a libcurl easy handle aimed at
+ * the daemon's unix socket (or a TCP base URL), with the bearer token attached.
+ */
+#ifndef CVMM_CLI_HTTP_H
+#define CVMM_CLI_HTTP_H
+
+#include <stddef.h>
+
+struct http_client;
+
+/* Called with each piece of a 2xx body as it arrives; return 0 to go on. */
+typedef int (*http_sink_fn)(const char *buf, size_t len, void *data);
+
+struct http_response {
+	long status;
+	char *body; /* NUL-terminated; NULL when the body went to the sink */
+	size_t len;
+};
+
+/* socket_path is used when base_url is NULL. token may be NULL. The strings
+ * are borrowed and must outlive the client. NULL on allocation failure. */
+struct http_client *http_client_new(const char *socket_path, const char *base_url,
+                                    const char *token);
+void http_client_free(struct http_client *c);
+
+/* One request. path starts with "/v1/"; body is a JSON text or NULL. A 2xx
+ * body goes to sink if one is given, anything else is kept in resp->body.
+ * Returns 0 once an HTTP status came back (whatever it is), -ECONNREFUSED if
+ * the daemon could not be reached, -EPIPE if the sink refused data, -EIO for
+ * any other transport failure; http_error() then says what happened. */
+int http_request(struct http_client *c, const char *method, const char *path, const char *body,
+                 http_sink_fn sink, void *sink_data, struct http_response *resp);
+const char *http_error(const struct http_client *c);
+
+/* Where requests go, for messages: the socket path or the base URL. */
+const char *http_endpoint(const struct http_client *c);
+
+/* Percent-encodes s for use as one path segment; free() the result. */
+char *http_escape(struct http_client *c, const char *s);
+
+void http_response_free(struct http_response *r);
+
+#endif

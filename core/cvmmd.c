@@ -1,0 +1,97 @@
+/*
+ * cvmmd: the daemon's main(). Parses arguments, loads the config (exit 2 on
+ * any config error, with file, line and key), runs the core until a signal.
+ */
+#include "config.h"
+#include "daemon.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: cvmmd [-c FILE] [--check-config] [--version]\n"
+		   "  -c, --config FILE   configuration (default /etc/cvmm/cvmm.conf)\n"
+		   "  --check-config      validate the configuration and exit (0 valid, 2 not)\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = "/etc/cvmm/cvmm.conf";
+	bool check = false;
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'}, {"check-config", optional_argument, NULL, 'k'},
+		{"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
+	int o;
+	while ((o = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'k':
+			check = true;
+			if (optarg)
+				path = optarg;
+			break;
+		case 'V':
+			printf("cvmmd %s (plugin ABI %d.%d)\n", CVMM_VERSION, CVMM_ABI_MAJOR,
+			       CVMM_ABI_MINOR);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	/* `--check-config FILE` as two words. */
+	if (check && optind < argc)
+		path = argv[optind++];
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	struct cvmm_config cfg;
+	char err[1024];
+	memset(&cfg, 0, sizeof(cfg));
+	if (config_load(&cfg, path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "cvmmd: %s\n", err);
+		return 2;
+	}
+	if (check) {
+		printf("%s: OK (vcpu limit %d%s, memory limit %llu MiB%s, workers %d%s)\n", path,
+		       cfg.max_allocable_vcpu, cfg.vcpu_computed ? " computed" : "",
+		       (unsigned long long)cfg.max_allocable_memory_mb,
+		       cfg.memory_computed ? " computed" : "", cfg.workers,
+		       cfg.workers_computed ? " computed" : "");
+		config_free(&cfg);
+		return 0;
+	}
+	log_set_level(log_level_from_name(cfg.log_level) < 0 ? 2 : log_level_from_name(cfg.log_level));
+	signal(SIGPIPE, SIG_IGN);
+	struct cvmm_daemon *d = daemon_new(&cfg, err, sizeof(err));
+	if (!d) {
+		fprintf(stderr, "cvmmd: %s\n", err);
+		config_free(&cfg);
+		return 1;
+	}
+	int rc = daemon_start(d, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "cvmmd: %s\n", err);
+		daemon_free(d);
+		config_free(&cfg);
+		return rc == -EPROTO || rc == -EINVAL ? 2 : 1;
+	}
+	log_info("cvmmd %s running (config %s, %d workers)", CVMM_VERSION, path, cfg.workers);
+	daemon_run(d);
+	daemon_free(d);
+	config_free(&cfg);
+	log_info("cvmmd stopped; VMs keep running");
+	return 0;
+}

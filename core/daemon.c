@@ -1,0 +1,537 @@
+/*
+ * daemon: see daemon.h. The loop thread owns watchers and the API; worker
+ * threads own lifecycle jobs; d->lock guards what both read.
+ */
+#include "daemon.h"
+#include "api.h"
+#include "job.h"
+#include "registry.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- loop calls from other threads ---- */
+
+static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct cvmm_daemon *d = w->data;
+	pthread_mutex_lock(&d->call_lock);
+	struct loop_call *c = d->calls;
+	d->calls = d->calls_tail = NULL;
+	pthread_mutex_unlock(&d->call_lock);
+	while (c) {
+		struct loop_call *n = c->next;
+		c->fn(d, c->arg);
+		free(c);
+		c = n;
+	}
+}
+
+void daemon_call_on_loop(struct cvmm_daemon *d, void (*fn)(struct cvmm_daemon *, void *), void *arg)
+{
+	struct loop_call *c = xzalloc(sizeof(*c));
+	c->fn = fn;
+	c->arg = arg;
+	pthread_mutex_lock(&d->call_lock);
+	if (d->calls_tail)
+		d->calls_tail->next = c;
+	else
+		d->calls = c;
+	d->calls_tail = c;
+	pthread_mutex_unlock(&d->call_lock);
+	ev_async_send(d->loop, &d->wake);
+}
+
+/* ---- VM table ---- */
+
+struct cvmm_vm *daemon_find_vm(struct cvmm_daemon *d, const char *key)
+{
+	for (int i = 0; i < d->n_vms; i++)
+		if (!strcmp(d->vms[i]->id, key) || !strcmp(d->vms[i]->name, key))
+			return d->vms[i];
+	/* A unique id prefix of at least 8 characters, as `cvmm list` shows. */
+	struct cvmm_vm *found = NULL;
+	size_t l = strlen(key);
+	if (l < 8)
+		return NULL;
+	for (int i = 0; i < d->n_vms; i++)
+		if (!strncmp(d->vms[i]->id, key, l)) {
+			if (found)
+				return NULL;
+			found = d->vms[i];
+		}
+	return found;
+}
+
+void daemon_add_vm(struct cvmm_daemon *d, struct cvmm_vm *vm)
+{
+	if (d->n_vms == d->cap_vms) {
+		d->cap_vms = d->cap_vms ? d->cap_vms * 2 : 64;
+		d->vms = realloc(d->vms, sizeof(*d->vms) * (size_t)d->cap_vms);
+		if (!d->vms)
+			abort();
+	}
+	d->vms[d->n_vms++] = vm;
+}
+
+void daemon_remove_vm(struct cvmm_daemon *d, struct cvmm_vm *vm)
+{
+	for (int i = 0; i < d->n_vms; i++)
+		if (d->vms[i] == vm) {
+			memmove(&d->vms[i], &d->vms[i + 1], sizeof(*d->vms) * (size_t)(d->n_vms - i - 1));
+			d->n_vms--;
+			return;
+		}
+}
+
+/* ---- accounting ---- */
+
+int daemon_reserve(struct cvmm_daemon *d, struct cvmm_vm *vm, bool fixed_cid, char *err,
+		   size_t errlen)
+{
+	struct cvmm_config *c = d->cfg;
+	if (d->used_vcpu + vm->vcpu > (uint32_t)c->max_allocable_vcpu) {
+		snprintf(err, errlen,
+			 "vcpu: %u requested, %u of %d allocated (cvm.max_allocable_vcpu): %u available",
+			 vm->vcpu, d->used_vcpu, c->max_allocable_vcpu,
+			 (uint32_t)c->max_allocable_vcpu - d->used_vcpu);
+		return -EBUSY;
+	}
+	if (d->used_memory_mb + vm->memory_mb > c->max_allocable_memory_mb) {
+		snprintf(err, errlen,
+			 "memory_mb: %llu requested, %llu of %llu allocated (cvm.max_allocable_memory_in_mb): %llu available",
+			 (unsigned long long)vm->memory_mb, (unsigned long long)d->used_memory_mb,
+			 (unsigned long long)c->max_allocable_memory_mb,
+			 (unsigned long long)(c->max_allocable_memory_mb - d->used_memory_mb));
+		return -EBUSY;
+	}
+	uint32_t slot = 0;
+	if (fixed_cid) {
+		if (vm->cid < c->cid_start || vm->cid >= c->cid_start + c->cid_pool_size ||
+		    d->cid_used[vm->cid - c->cid_start]) {
+			snprintf(err, errlen, "cid: %u is outside the pool or taken", vm->cid);
+			return -EBUSY;
+		}
+		slot = vm->cid - c->cid_start;
+	} else {
+		if (d->cids_in_use >= c->cid_pool_size) {
+			snprintf(err, errlen,
+				 "cid: the pool of %u CIDs from %u (cvm.cid_pool_size) is exhausted: %u in use",
+				 c->cid_pool_size, c->cid_start, d->cids_in_use);
+			return -EBUSY;
+		}
+		while (d->cid_used[slot])
+			slot++;
+		vm->cid = c->cid_start + slot;
+	}
+	d->cid_used[slot] = 1;
+	d->cids_in_use++;
+	d->used_vcpu += vm->vcpu;
+	d->used_memory_mb += vm->memory_mb;
+	return 0;
+}
+
+void daemon_release(struct cvmm_daemon *d, struct cvmm_vm *vm)
+{
+	struct cvmm_config *c = d->cfg;
+	if (vm->cid >= c->cid_start && vm->cid < c->cid_start + c->cid_pool_size &&
+	    d->cid_used[vm->cid - c->cid_start]) {
+		d->cid_used[vm->cid - c->cid_start] = 0;
+		d->cids_in_use--;
+		d->used_vcpu -= vm->vcpu;
+		d->used_memory_mb -= vm->memory_mb;
+	}
+}
+
+int daemon_check_ports(struct cvmm_daemon *d, struct cvmm_vm *vm, char *err, size_t errlen)
+{
+	struct cvmm_config *c = d->cfg;
+	if (vm->n_ports && !c->pm_enabled) {
+		snprintf(err, errlen, "ports: port mapping is disabled (cvm.port_mapping.enabled = false)");
+		return -EINVAL;
+	}
+	for (int i = 0; i < vm->n_ports; i++) {
+		struct cvmm_port_map *p = &vm->ports[i];
+		const char *proto = p->protocol == CVMM_PROTO_UDP ? "udp" : "tcp";
+		if (strcmp(p->host_address, c->pm_address)) {
+			snprintf(err, errlen,
+				 "ports[%d].host_address: must be %s (cvm.port_mapping.address), got %s", i,
+				 c->pm_address, p->host_address);
+			return -EINVAL;
+		}
+		bool in_range = false;
+		for (int r = 0; r < c->n_pm_ranges; r++)
+			if (c->pm_ranges[r].protocol == (int)p->protocol &&
+			    p->host_port >= c->pm_ranges[r].from && p->host_port <= c->pm_ranges[r].to)
+				in_range = true;
+		if (!in_range) {
+			snprintf(err, errlen,
+				 "ports[%d].host_port: %s port %u is outside every cvm.port_mapping.range for %s",
+				 i, proto, p->host_port, proto);
+			return -EINVAL;
+		}
+		for (int k = 0; k < i; k++)
+			if (vm->ports[k].protocol == p->protocol && vm->ports[k].host_port == p->host_port) {
+				snprintf(err, errlen, "ports[%d].host_port: %s port %u is listed twice", i,
+					 proto, p->host_port);
+				return -EINVAL;
+			}
+		for (int v = 0; v < d->n_vms; v++) {
+			struct cvmm_vm *o = d->vms[v];
+			if (o == vm)
+				continue;
+			for (int k = 0; k < o->n_ports; k++)
+				if (o->ports[k].protocol == p->protocol &&
+				    o->ports[k].host_port == p->host_port) {
+					snprintf(err, errlen,
+						 "ports[%d].host_port: %s port %u is already mapped by VM '%s'",
+						 i, proto, p->host_port, o->name);
+					return -EADDRINUSE;
+				}
+		}
+	}
+	return 0;
+}
+
+int daemon_save_vm(struct cvmm_daemon *d, struct cvmm_vm *vm)
+{
+	pthread_mutex_lock(&d->lock);
+	json_object *o = vm_to_manifest(vm);
+	pthread_mutex_unlock(&d->lock);
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/manifest.json", vm->data_dir);
+	int r = path_exists(vm->data_dir) ? write_file_atomic(path, s, strlen(s), 0640) : -ENOENT;
+	json_object_put(o);
+	if (r < 0 && r != -ENOENT)
+		log_error("VM '%s': cannot write %s: %s", vm->name, path, strerror(-r));
+	return r == -ENOENT ? 0 : r;
+}
+
+/* ---- process watching ---- */
+
+static void pidfd_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct cvmm_vm *vm = w->data;
+	struct cvmm_daemon *d = vm->d;
+	int pid = vm->watched_pid;
+	log_debug("VM '%s': pidfd %d of pid %d: revents %#x", vm->name, w->fd, pid, revents);
+	daemon_unwatch(d, vm);
+	pthread_mutex_lock(&d->lock);
+	/* A late event for an earlier boot's process changes nothing. */
+	bool current = vm->pid == pid;
+	pthread_mutex_unlock(&d->lock);
+	if (current)
+		jobs_process_gone(d, vm);
+}
+
+struct watch_req {
+	struct cvmm_vm *vm;
+	int fd, pid;
+};
+
+static void watch_on_loop(struct cvmm_daemon *d, void *arg)
+{
+	struct watch_req *w = arg;
+	daemon_unwatch(d, w->vm);
+	w->vm->pidfd = w->fd;
+	w->vm->watched_pid = w->pid;
+	ev_io_init(&w->vm->pidfd_watch, pidfd_cb, w->fd, EV_READ);
+	w->vm->pidfd_watch.data = w->vm;
+	ev_io_start(d->loop, &w->vm->pidfd_watch);
+	free(w);
+}
+
+int daemon_watch_pid(struct cvmm_daemon *d, struct cvmm_vm *vm, int pid)
+{
+	int fd = pidfd_open_pid(pid);
+	if (fd < 0)
+		return fd;
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	pthread_mutex_lock(&d->lock);
+	vm->pid = pid;
+	pthread_mutex_unlock(&d->lock);
+	struct watch_req *w = xzalloc(sizeof(*w));
+	*w = (struct watch_req){vm, fd, pid};
+	daemon_call_on_loop(d, watch_on_loop, w);
+	return 0;
+}
+
+void daemon_unwatch(struct cvmm_daemon *d, struct cvmm_vm *vm)
+{
+	if (vm->pidfd < 0)
+		return;
+	ev_io_stop(d->loop, &vm->pidfd_watch);
+	close(vm->pidfd);
+	vm->pidfd = -1;
+	vm->watched_pid = 0;
+}
+
+/* ---- periodic work ---- */
+
+/* A console log over its bound keeps its newest half in console.log.0 and
+ * starts over: QEMU writes with O_APPEND, so truncation is safe for it. */
+static void rotate_log(struct cvmm_daemon *d, struct cvmm_vm *vm)
+{
+	char path[600], old[620];
+	snprintf(path, sizeof(path), "%s/console.log", vm->data_dir);
+	struct stat st;
+	uint64_t max = d->cfg->serial_log_max;
+	if (stat(path, &st) < 0 || (uint64_t)st.st_size <= max)
+		return;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	size_t keep = (size_t)(max / 2);
+	char *buf = malloc(keep ? keep : 1);
+	ssize_t n = buf ? pread(fd, buf, keep, st.st_size - (off_t)keep) : -1;
+	snprintf(old, sizeof(old), "%s.0", path);
+	if (n > 0 && write_file_atomic(old, buf, (size_t)n, 0640) == 0)
+		if (ftruncate(fd, 0) < 0)
+			log_warn("VM '%s': cannot truncate %s: %s", vm->name, path, strerror(errno));
+	free(buf);
+	close(fd);
+}
+
+static void log_rotate_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cvmm_daemon *d = w->data;
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < d->n_vms; i++)
+		if (d->vms[i]->state == VM_RUNNING)
+			rotate_log(d, d->vms[i]);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Belt and braces: a process that vanished without its pidfd firing. */
+static void supervise_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cvmm_daemon *d = w->data;
+	struct cvmm_vm *gone[64];
+	int n = 0;
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < d->n_vms && n < 64; i++) {
+		struct cvmm_vm *vm = d->vms[i];
+		if (vm->state == VM_RUNNING && !vm->busy && vm->pid > 0 && vm->pidfd >= 0 &&
+		    proc_start_time(vm->pid) == 0)
+			gone[n++] = vm;
+	}
+	pthread_mutex_unlock(&d->lock);
+	for (int i = 0; i < n; i++) {
+		daemon_unwatch(d, gone[i]);
+		jobs_process_gone(d, gone[i]);
+	}
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct cvmm_daemon *d = w->data;
+	if (w->signum == SIGHUP) {
+		log_info("SIGHUP: nothing to reload yet; restart the daemon to apply config changes");
+		return;
+	}
+	log_info("signal %d: shutting down (VMs keep running)", w->signum);
+	daemon_request_stop(d);
+}
+
+/* ---- life cycle of the daemon ---- */
+
+struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen)
+{
+	struct cvmm_daemon *d = xzalloc(sizeof(*d));
+	d->cfg = cfg;
+	/* Not the default loop: libev would then reap every child itself, and
+	 * plugins wait for their own helpers (qemu-img, qemu -daemonize). */
+	d->loop = ev_loop_new(EVFLAG_AUTO);
+	if (!d->loop) {
+		snprintf(err, errlen, "cannot create the event loop");
+		free(d);
+		return NULL;
+	}
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->call_lock, NULL);
+	d->cid_used = xzalloc(cfg->cid_pool_size);
+	d->reg = registry_new(d);
+	ev_async_init(&d->wake, wake_cb);
+	d->wake.data = d;
+	ev_async_start(d->loop, &d->wake);
+	d->started_at = now_real();
+	return d;
+}
+
+static void load_events(struct cvmm_vm *vm)
+{
+	char path[600], *text = NULL;
+	snprintf(path, sizeof(path), "%s/events.log", vm->data_dir);
+	size_t len;
+	if (read_file(path, &text, &len, 64 << 20) < 0)
+		return;
+	/* Keep the ring's worth of newest lines. */
+	char *start = text + len;
+	int lines = 0;
+	while (start > text && lines <= VM_EVENT_RING)
+		if (*--start == '\n')
+			lines++;
+	for (char *line = strtok(start, "\n"); line; line = strtok(NULL, "\n")) {
+		json_object *o = json_tokener_parse(line), *v;
+		if (!o)
+			continue;
+		struct vm_event *e = &vm->events[(vm->ev_head + vm->ev_count) % VM_EVENT_RING];
+		if (vm->ev_count == VM_EVENT_RING)
+			vm->ev_head = (vm->ev_head + 1) % VM_EVENT_RING;
+		else
+			vm->ev_count++;
+		memset(e, 0, sizeof(*e));
+		if (json_object_object_get_ex(o, "time", &v))
+			e->time = json_object_get_double(v);
+		if (json_object_object_get_ex(o, "type", &v))
+			str_copy(e->type, sizeof(e->type), json_object_get_string(v));
+		if (json_object_object_get_ex(o, "message", &v))
+			str_copy(e->message, sizeof(e->message), json_object_get_string(v));
+		json_object_put(o);
+	}
+	free(text);
+}
+
+static int load_vms(struct cvmm_daemon *d)
+{
+	char dir[600];
+	snprintf(dir, sizeof(dir), "%s/vms", d->cfg->data_dir);
+	DIR *dh = opendir(dir);
+	if (!dh)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *de;
+	int n = 0;
+	while ((de = readdir(dh))) {
+		if (!uuid_valid(de->d_name))
+			continue;
+		char path[700], *text = NULL, err[256];
+		snprintf(path, sizeof(path), "%s/%s/manifest.json", dir, de->d_name);
+		if (read_file(path, &text, NULL, 1 << 20) < 0) {
+			log_warn("%s: unreadable, skipped", path);
+			continue;
+		}
+		json_object *o = json_tokener_parse(text);
+		free(text);
+		struct cvmm_vm *vm = NULL;
+		if (!o || vm_from_manifest(d, o, &vm, err, sizeof(err)) < 0) {
+			log_error("%s: not a valid manifest (%s); skipped, left in place", path,
+				  o ? err : "not JSON");
+			json_object_put(o);
+			continue;
+		}
+		json_object_put(o);
+		if (strcmp(vm->id, de->d_name) || daemon_find_vm(d, vm->name)) {
+			log_error("%s: id or name clashes with another VM; skipped", path);
+			vm_free(vm);
+			continue;
+		}
+		char err2[512];
+		if (daemon_reserve(d, vm, true, err2, sizeof(err2)) < 0)
+			log_warn("VM '%s': %s (limits changed?); kept, but not counted", vm->name, err2);
+		load_events(vm);
+		daemon_add_vm(d, vm);
+		n++;
+	}
+	closedir(dh);
+	return n;
+}
+
+int daemon_start(struct cvmm_daemon *d, char *err, size_t errlen)
+{
+	struct cvmm_config *c = d->cfg;
+	int r;
+	if ((r = mkdir_p(c->run_path, 0755)) < 0 || (r = mkdir_p(c->data_dir, 0750)) < 0) {
+		snprintf(err, errlen, "cannot create %s or %s: %s", c->run_path, c->data_dir,
+			 strerror(-r));
+		return r;
+	}
+	char vmdir[600];
+	snprintf(vmdir, sizeof(vmdir), "%s/vms", c->data_dir);
+	mkdir_p(vmdir, 0750);
+	if ((r = registry_load_all(d->reg, err, errlen)) < 0)
+		return r;
+	if (!registry_backend(d->reg, c->default_backend)) {
+		snprintf(err, errlen,
+			 "%s: cvm.backend: no loaded plugin provides backend '%s' (add it to plugins)",
+			 c->path, c->default_backend);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&d->lock);
+	r = load_vms(d);
+	pthread_mutex_unlock(&d->lock);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", vmdir, strerror(-r));
+		return r;
+	}
+	log_info("%d VMs in %s", r, vmdir);
+	d->jobs = jobs_new(d, c->workers);
+	if ((r = api_open(d, err, errlen)) < 0)
+		return r;
+	/* Re-adopt what was running; resume what was interrupted. */
+	for (int i = 0; i < d->n_vms; i++) {
+		struct cvmm_vm *vm = d->vms[i];
+		if (vm->state == VM_STARTING || vm->state == VM_RUNNING || vm->state == VM_STOPPING)
+			jobs_submit(d, job_new(JOB_ADOPT, vm));
+		else if (vm->state == VM_REMOVING)
+			jobs_submit(d, job_new(JOB_REMOVE, vm));
+		else if (vm->want_running && (vm->state == VM_EXITED || vm->state == VM_FAILED))
+			jobs_submit(d, job_new(JOB_ADOPT, vm)); /* resumes auto-restart */
+	}
+	ev_signal_init(&d->sig_int, signal_cb, SIGINT);
+	ev_signal_init(&d->sig_term, signal_cb, SIGTERM);
+	ev_signal_init(&d->sig_hup, signal_cb, SIGHUP);
+	d->sig_int.data = d->sig_term.data = d->sig_hup.data = d;
+	ev_signal_start(d->loop, &d->sig_int);
+	ev_signal_start(d->loop, &d->sig_term);
+	ev_signal_start(d->loop, &d->sig_hup);
+	ev_timer_init(&d->supervise, supervise_cb, c->ar_interval, c->ar_interval);
+	d->supervise.data = d;
+	ev_timer_start(d->loop, &d->supervise);
+	ev_timer_init(&d->log_rotate, log_rotate_cb, 2., 2.);
+	d->log_rotate.data = d;
+	ev_timer_start(d->loop, &d->log_rotate);
+	return 0;
+}
+
+void daemon_run(struct cvmm_daemon *d)
+{
+	ev_run(d->loop, 0);
+}
+
+void daemon_request_stop(struct cvmm_daemon *d)
+{
+	d->stopping = true;
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+void daemon_free(struct cvmm_daemon *d)
+{
+	if (!d)
+		return;
+	/* Jobs in flight finish (their undo must not be cut short); their
+	 * completions then run on the loop one last time, answering any API
+	 * client still waiting, before the API goes. */
+	jobs_free(d->jobs);
+	d->jobs = NULL;
+	wake_cb(d->loop, &d->wake, 0);
+	api_close(d);
+	for (int i = 0; i < d->n_vms; i++) {
+		daemon_unwatch(d, d->vms[i]);
+		ev_timer_stop(d->loop, &d->vms[i]->restart_timer);
+		vm_free(d->vms[i]);
+	}
+	free(d->vms);
+	free(d->cid_used);
+	registry_free(d->reg);
+	ev_loop_destroy(d->loop);
+	pthread_mutex_destroy(&d->lock);
+	pthread_mutex_destroy(&d->call_lock);
+	free(d);
+}

@@ -1,0 +1,84 @@
+/*
+ * daemon: the core context (struct cvmm_daemon): config, loop, VM table and
+ * resource accounting, plugin registry, job pool and API. This is also the
+ * embedding interface of libcvmm-core: new, run, stop, free.
+ */
+#ifndef CVMM_DAEMON_H
+#define CVMM_DAEMON_H
+
+#include "config.h"
+#include "vm.h"
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct registry;
+struct jobs;
+struct api;
+
+struct loop_call {
+	void (*fn)(struct cvmm_daemon *d, void *arg);
+	void *arg;
+	struct loop_call *next;
+};
+
+struct cvmm_daemon {
+	struct cvmm_config *cfg;
+	struct ev_loop *loop;
+
+	pthread_mutex_t lock; /* the VM table, every VM's run state, accounting */
+	struct cvmm_vm **vms;
+	int n_vms, cap_vms;
+	uint32_t used_vcpu;
+	uint64_t used_memory_mb;
+	uint8_t *cid_used; /* cid_pool_size bytes */
+	uint32_t cids_in_use;
+
+	struct registry *reg;
+	struct jobs *jobs;
+	struct api *api;
+
+	/* Work handed to the loop from other threads. */
+	pthread_mutex_t call_lock;
+	struct loop_call *calls, *calls_tail;
+	ev_async wake;
+
+	ev_signal sig_int, sig_term, sig_hup;
+	ev_timer supervise;  /* cvm.auto_restart.interval: catch missed exits */
+	ev_timer log_rotate; /* bound console logs */
+	bool stopping;
+	double started_at;
+};
+
+struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen);
+/* Loads plugins, re-adopts VMs, opens the API. */
+int daemon_start(struct cvmm_daemon *d, char *err, size_t errlen);
+void daemon_run(struct cvmm_daemon *d);
+void daemon_request_stop(struct cvmm_daemon *d);
+void daemon_free(struct cvmm_daemon *d);
+
+/* Runs fn(d, arg) on the loop thread soon; any thread. */
+void daemon_call_on_loop(struct cvmm_daemon *d, void (*fn)(struct cvmm_daemon *, void *), void *arg);
+
+/* VM table; caller holds d->lock. */
+struct cvmm_vm *daemon_find_vm(struct cvmm_daemon *d, const char *id_or_name);
+void daemon_add_vm(struct cvmm_daemon *d, struct cvmm_vm *vm);
+void daemon_remove_vm(struct cvmm_daemon *d, struct cvmm_vm *vm);
+
+/* Accounting; caller holds d->lock. reserve checks limits and the pool,
+ * writing the numbers into err; -EBUSY when over a limit. */
+int daemon_reserve(struct cvmm_daemon *d, struct cvmm_vm *vm, bool fixed_cid, char *err,
+		   size_t errlen);
+void daemon_release(struct cvmm_daemon *d, struct cvmm_vm *vm);
+/* Port conflicts and port_mapping rules against every other VM. */
+int daemon_check_ports(struct cvmm_daemon *d, struct cvmm_vm *vm, char *err, size_t errlen);
+
+/* Persists the VM's manifest (takes d->lock itself to snapshot). */
+int daemon_save_vm(struct cvmm_daemon *d, struct cvmm_vm *vm);
+
+/* Watches pid for vm on the loop; any thread. */
+int daemon_watch_pid(struct cvmm_daemon *d, struct cvmm_vm *vm, int pid);
+void daemon_unwatch(struct cvmm_daemon *d, struct cvmm_vm *vm); /* loop thread */
+
+#endif

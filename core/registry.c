@@ -1,0 +1,527 @@
+/*
+ * registry: see registry.h. Plugins are never unloaded (RTLD_NODELETE):
+ * their ops may be referenced by in-flight jobs until the process ends.
+ */
+#include "registry.h"
+#include "daemon.h"
+#include "spec.h"
+#include "util.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+struct registry *registry_new(struct cvmm_daemon *d)
+{
+	struct registry *r = xzalloc(sizeof(*r));
+	r->d = d;
+	return r;
+}
+
+static void plugin_free(struct cvmm_plugin *p)
+{
+	if (!p)
+		return;
+	free(p->file);
+	free(p->name);
+	free(p->desc_name);
+	free(p->version);
+	free(p->description);
+	free(p);
+}
+
+void registry_free(struct registry *r)
+{
+	if (!r)
+		return;
+	for (int i = 0; i < r->n_plugins; i++)
+		plugin_free(r->plugins[i]);
+	free(r->plugins);
+	free(r->backends);
+	free(r->netmodes);
+	free(r->hooks);
+	free(r);
+}
+
+/* Registrations made by a plugin that is then refused are dropped. */
+static void drop_registrations(struct registry *r, struct cvmm_plugin *p)
+{
+	int j = 0;
+	for (int i = 0; i < r->n_backends; i++)
+		if (r->backends[i].plugin != p)
+			r->backends[j++] = r->backends[i];
+	r->n_backends = j;
+	j = 0;
+	for (int i = 0; i < r->n_netmodes; i++)
+		if (r->netmodes[i].plugin != p)
+			r->netmodes[j++] = r->netmodes[i];
+	r->n_netmodes = j;
+	j = 0;
+	for (int i = 0; i < r->n_hooks; i++)
+		if (r->hooks[i].plugin != p)
+			r->hooks[j++] = r->hooks[i];
+	r->n_hooks = j;
+}
+
+int registry_load(struct registry *r, const char *path, const char *name, char *err, size_t errlen)
+{
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+	if (!h) {
+		snprintf(err, errlen, "plugin %s: cannot load: %s", path, dlerror());
+		return -ENOENT;
+	}
+	cvmm_plugin_init_fn init = (cvmm_plugin_init_fn)dlsym(h, CVMM_PLUGIN_ENTRY_NAME);
+	if (!init) {
+		snprintf(err, errlen, "plugin %s: no %s symbol: not a cvmm plugin", path,
+			 CVMM_PLUGIN_ENTRY_NAME);
+		dlclose(h);
+		return -ENOEXEC;
+	}
+	struct cvmm_plugin *p = xzalloc(sizeof(*p));
+	p->reg = r;
+	p->file = xstrdup(path);
+	p->name = xstrdup(name);
+	p->handle = h;
+	/* A zeroed descriptor sized for the biggest layout we know: fields the
+	 * plugin's (older) header lacks stay zero, i.e. absent. */
+	struct cvmm_plugin_desc desc;
+	memset(&desc, 0, sizeof(desc));
+	int rc = init(CVMM_ABI_MAJOR, CVMM_ABI_MINOR, registry_host_api(), p, &desc);
+	if (desc.struct_size < offsetof(struct cvmm_plugin_desc, name) ||
+	    desc.abi_major != CVMM_ABI_MAJOR) {
+		snprintf(err, errlen,
+			 "plugin %s: refused: built for cvmm plugin ABI %u.%u, this daemon has ABI %d.%d",
+			 path, desc.abi_major, desc.abi_minor, CVMM_ABI_MAJOR, CVMM_ABI_MINOR);
+		drop_registrations(r, p);
+		plugin_free(p);
+		return -EPROTO;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "plugin %s: initialisation failed: %s", path, strerror(-rc));
+		drop_registrations(r, p);
+		plugin_free(p);
+		return rc;
+	}
+	p->abi_major = desc.abi_major;
+	p->abi_minor = desc.abi_minor;
+	p->desc_name = xstrdup(desc.name ? desc.name : name);
+	p->version = xstrdup(desc.version ? desc.version : "");
+	p->description = xstrdup(desc.description ? desc.description : "");
+	r->plugins = realloc(r->plugins, sizeof(*r->plugins) * (r->n_plugins + 1));
+	r->plugins[r->n_plugins++] = p;
+	log_info("plugin %s %s loaded from %s (ABI %u.%u)", p->desc_name, p->version, path,
+		 p->abi_major, p->abi_minor);
+	return 0;
+}
+
+int registry_load_all(struct registry *r, char *err, size_t errlen)
+{
+	struct cvmm_config *c = r->d->cfg;
+	for (int i = 0; i < c->n_plugins; i++) {
+		char path[1024];
+		if (str_printf(path, sizeof(path), "%s/%s.so", c->plugin_dir, c->plugins[i]) < 0) {
+			snprintf(err, errlen, "plugin %s: path too long", c->plugins[i]);
+			return -ENAMETOOLONG;
+		}
+		int rc = registry_load(r, path, c->plugins[i], err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+struct reg_backend *registry_backend(struct registry *r, const char *name)
+{
+	for (int i = 0; i < r->n_backends; i++)
+		if (!strcmp(r->backends[i].name, name))
+			return &r->backends[i];
+	return NULL;
+}
+
+struct reg_netmode *registry_netmode(struct registry *r, const char *name)
+{
+	for (int i = 0; i < r->n_netmodes; i++)
+		if (!strcmp(r->netmodes[i].name, name))
+			return &r->netmodes[i];
+	return NULL;
+}
+
+int registry_hooks(struct registry *r, uint32_t event, struct reg_hook **out, int max)
+{
+	int n = 0;
+	for (int i = 0; i < r->n_hooks && n < max; i++)
+		if (r->hooks[i].event == event)
+			out[n++] = &r->hooks[i];
+	/* Stable insertion sort by priority, then registration order. */
+	for (int i = 1; i < n; i++) {
+		struct reg_hook *h = out[i];
+		int j = i - 1;
+		while (j >= 0 && (out[j]->priority > h->priority ||
+				  (out[j]->priority == h->priority && out[j]->order > h->order))) {
+			out[j + 1] = out[j];
+			j--;
+		}
+		out[j + 1] = h;
+	}
+	return n;
+}
+
+json_object *registry_plugins_json(struct registry *r)
+{
+	json_object *a = json_object_new_array();
+	for (int i = 0; i < r->n_plugins; i++) {
+		struct cvmm_plugin *p = r->plugins[i];
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(p->desc_name));
+		json_object_object_add(o, "version", json_object_new_string(p->version));
+		json_object_object_add(o, "description", json_object_new_string(p->description));
+		json_object_object_add(o, "file", json_object_new_string(p->file));
+		char abi[32];
+		snprintf(abi, sizeof(abi), "%u.%u", p->abi_major, p->abi_minor);
+		json_object_object_add(o, "abi", json_object_new_string(abi));
+		json_object *provides = json_object_new_array();
+		char what[64];
+		for (int k = 0; k < r->n_backends; k++)
+			if (r->backends[k].plugin == p) {
+				snprintf(what, sizeof(what), "backend:%s", r->backends[k].name);
+				json_object_array_add(provides, json_object_new_string(what));
+			}
+		for (int k = 0; k < r->n_netmodes; k++)
+			if (r->netmodes[k].plugin == p) {
+				snprintf(what, sizeof(what), "network:%s", r->netmodes[k].name);
+				json_object_array_add(provides, json_object_new_string(what));
+			}
+		json_object_object_add(o, "provides", provides);
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+/* ---- The host API table ---- */
+
+static void h_log(cvmm_plugin *p, int level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(level, p ? p->name : "plugin", fmt, ap);
+	va_end(ap);
+}
+
+static int h_error(cvmm_plugin *p, cvmm_vm *vm, int err, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (vm) {
+		/* The first error of a job is the cause; later ones are fallout. */
+		if (!vm->errbuf[0])
+			str_copy(vm->errbuf, sizeof(vm->errbuf), msg);
+		log_error("%s: VM '%s': %s", p ? p->name : "plugin", vm->name, msg);
+	} else {
+		log_error("%s: %s", p ? p->name : "plugin", msg);
+	}
+	return err < 0 ? err : -EIO;
+}
+
+static int h_register_backend(cvmm_plugin *p, const char *name, const struct cvmm_backend_ops *ops,
+			      void *data)
+{
+	struct registry *r = p->reg;
+	if (!name || !ops || strlen(name) >= 32)
+		return -EINVAL;
+	if (registry_backend(r, name))
+		return -EEXIST;
+	r->backends = realloc(r->backends, sizeof(*r->backends) * (r->n_backends + 1));
+	struct reg_backend *b = &r->backends[r->n_backends++];
+	memset(b, 0, sizeof(*b));
+	str_copy(b->name, sizeof(b->name), name);
+	memcpy(&b->ops, ops, ops->struct_size < sizeof(b->ops) ? ops->struct_size : sizeof(b->ops));
+	b->data = data;
+	b->plugin = p;
+	return 0;
+}
+
+static int h_register_netmode(cvmm_plugin *p, const char *mode, const struct cvmm_netmode_ops *ops,
+			      void *data)
+{
+	struct registry *r = p->reg;
+	if (!mode || !ops || strlen(mode) >= 32)
+		return -EINVAL;
+	if (registry_netmode(r, mode))
+		return -EEXIST;
+	r->netmodes = realloc(r->netmodes, sizeof(*r->netmodes) * (r->n_netmodes + 1));
+	struct reg_netmode *m = &r->netmodes[r->n_netmodes++];
+	memset(m, 0, sizeof(*m));
+	str_copy(m->name, sizeof(m->name), mode);
+	memcpy(&m->ops, ops, ops->struct_size < sizeof(m->ops) ? ops->struct_size : sizeof(m->ops));
+	m->data = data;
+	m->plugin = p;
+	return 0;
+}
+
+static int h_register_hook(cvmm_plugin *p, uint32_t event, int32_t priority, cvmm_hook_fn fn,
+			   void *data)
+{
+	struct registry *r = p->reg;
+	if (!fn || event < CVMM_EV_DEFINE || event > CVMM_EV_DAEMON_STOP)
+		return -EINVAL;
+	r->hooks = realloc(r->hooks, sizeof(*r->hooks) * (r->n_hooks + 1));
+	r->hooks[r->n_hooks] = (struct reg_hook){event, priority, fn, data, p, r->n_hooks};
+	r->n_hooks++;
+	return 0;
+}
+
+/* Config lookups: relative paths live under plugin.<name>. */
+static config_setting_t *cfg_find(cvmm_plugin *p, const char *path)
+{
+	config_t *cfg = &p->reg->d->cfg->cfg;
+	if (path[0] == '.')
+		return config_lookup(cfg, path + 1);
+	char full[512];
+	if (str_printf(full, sizeof(full), "plugin.%s.%s", p->name, path) < 0)
+		return NULL;
+	return config_lookup(cfg, full);
+}
+
+static int cfg_type_error(cvmm_plugin *p, config_setting_t *s, const char *path, const char *want)
+{
+	const char *file = config_setting_source_file(s);
+	log_error("%s:%d: %s%s: must be %s", file ? file : p->reg->d->cfg->path,
+		  config_setting_source_line(s), path[0] == '.' ? "" : "plugin.",
+		  path[0] == '.' ? path + 1 : path, want);
+	return -EINVAL;
+}
+
+static int h_cfg_string(cvmm_plugin *p, const char *path, const char **out)
+{
+	config_setting_t *s = cfg_find(p, path);
+	if (!s)
+		return -ENOENT;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return cfg_type_error(p, s, path, "a string");
+	*out = config_setting_get_string(s);
+	return 0;
+}
+
+static int h_cfg_int(cvmm_plugin *p, const char *path, int64_t *out)
+{
+	config_setting_t *s = cfg_find(p, path);
+	if (!s)
+		return -ENOENT;
+	int t = config_setting_type(s);
+	if (t == CONFIG_TYPE_INT)
+		*out = config_setting_get_int(s);
+	else if (t == CONFIG_TYPE_INT64)
+		*out = config_setting_get_int64(s);
+	else
+		return cfg_type_error(p, s, path, "an integer");
+	return 0;
+}
+
+static int h_cfg_bool(cvmm_plugin *p, const char *path, int32_t *out)
+{
+	config_setting_t *s = cfg_find(p, path);
+	if (!s)
+		return -ENOENT;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return cfg_type_error(p, s, path, "true or false");
+	*out = config_setting_get_bool(s);
+	return 0;
+}
+
+static int h_cfg_count(cvmm_plugin *p, const char *path)
+{
+	config_setting_t *s = cfg_find(p, path);
+	if (!s)
+		return -ENOENT;
+	if (!config_setting_is_aggregate(s))
+		return cfg_type_error(p, s, path, "a list or an array");
+	return config_setting_length(s);
+}
+
+static int h_cfg_string_at(cvmm_plugin *p, const char *path, uint32_t i, const char **out)
+{
+	config_setting_t *s = cfg_find(p, path);
+	if (!s)
+		return -ENOENT;
+	config_setting_t *e = config_setting_get_elem(s, i);
+	if (!e)
+		return -ENOENT;
+	if (config_setting_type(e) != CONFIG_TYPE_STRING)
+		return cfg_type_error(p, e, path, "a list of strings");
+	*out = config_setting_get_string(e);
+	return 0;
+}
+
+static const char *h_vm_id(cvmm_vm *vm)
+{
+	return vm->id;
+}
+static const char *h_vm_name(cvmm_vm *vm)
+{
+	return vm->name;
+}
+static uint32_t h_vm_vcpus(cvmm_vm *vm)
+{
+	return vm->vcpu;
+}
+static uint64_t h_vm_memory_mb(cvmm_vm *vm)
+{
+	return vm->memory_mb;
+}
+static uint32_t h_vm_cid(cvmm_vm *vm)
+{
+	return vm->cid;
+}
+static const char *h_vm_run_dir(cvmm_vm *vm)
+{
+	return vm->run_dir;
+}
+static const char *h_vm_data_dir(cvmm_vm *vm)
+{
+	return vm->data_dir;
+}
+static uint32_t h_vm_nic_count(cvmm_vm *vm)
+{
+	return (uint32_t)vm->n_nics;
+}
+static const char *h_vm_nic_param(cvmm_vm *vm, uint32_t i, const char *key)
+{
+	return vm_nic_param(vm, (int)i, key);
+}
+
+static const char *h_vm_nic_param_at(cvmm_vm *vm, uint32_t i, uint32_t k, const char **value)
+{
+	if (i >= (uint32_t)vm->n_nics || k >= (uint32_t)vm->nics[i].n)
+		return NULL;
+	if (value)
+		*value = vm->nics[i].vals[k];
+	return vm->nics[i].keys[k];
+}
+
+static int h_state_set(cvmm_plugin *p, cvmm_vm *vm, const char *key, const char *value)
+{
+	if (!key || !*key || strlen(key) > 128 || (value && strlen(value) > 4096))
+		return -EINVAL;
+	pthread_mutex_lock(&vm->d->lock);
+	vm_kv_set(vm, p->name, key, value);
+	pthread_mutex_unlock(&vm->d->lock);
+	return daemon_save_vm(vm->d, vm);
+}
+
+static int h_state_get(cvmm_plugin *p, cvmm_vm *vm, const char *key, char *buf, size_t len)
+{
+	int r;
+	pthread_mutex_lock(&vm->d->lock);
+	const char *v = vm_kv_get(vm, p->name, key);
+	if (!v)
+		r = -ENOENT;
+	else if (str_copy(buf, len, v) < 0)
+		r = -ENOSPC;
+	else
+		r = (int)strlen(v);
+	pthread_mutex_unlock(&vm->d->lock);
+	return r;
+}
+
+static int h_spec_add_nic(cvmm_spec *s, const struct cvmm_spec_nic *nic)
+{
+	return spec_add_nic(s, nic);
+}
+static int h_spec_add_disk(cvmm_spec *s, const struct cvmm_spec_disk *disk)
+{
+	return spec_add_disk(s, disk);
+}
+static int h_spec_add_arg(cvmm_spec *s, const char *backend, const char *value)
+{
+	return spec_add_arg(s, backend, value);
+}
+static int h_spec_append_cmdline(cvmm_spec *s, const char *text)
+{
+	return spec_append_cmdline(s, text);
+}
+
+static int h_vm_watch_pid(cvmm_vm *vm, int32_t pid)
+{
+	return daemon_watch_pid(vm->d, vm, pid);
+}
+
+static void exited_on_loop(struct cvmm_daemon *d, void *arg);
+static void h_vm_exited(cvmm_vm *vm, const char *reason)
+{
+	pthread_mutex_lock(&vm->d->lock);
+	vm_event(vm, "exit", "backend reports the VM ended: %s", reason ? reason : "unknown");
+	pthread_mutex_unlock(&vm->d->lock);
+	daemon_call_on_loop(vm->d, exited_on_loop, vm);
+}
+
+/* Defined in job.c: the same path a pidfd exit takes. */
+void jobs_process_gone(struct cvmm_daemon *d, struct cvmm_vm *vm);
+static void exited_on_loop(struct cvmm_daemon *d, void *arg)
+{
+	jobs_process_gone(d, arg);
+}
+
+static void *h_alloc(size_t n)
+{
+	return xzalloc(n);
+}
+static void h_free(void *p)
+{
+	free(p);
+}
+
+static const char *h_run_dir(cvmm_plugin *p)
+{
+	return p->reg->d->cfg->run_path;
+}
+static const char *h_data_dir(cvmm_plugin *p)
+{
+	return p->reg->d->cfg->data_dir;
+}
+
+static const struct cvmm_host_api host_api = {
+	.struct_size = sizeof(struct cvmm_host_api),
+	.abi_major = CVMM_ABI_MAJOR,
+	.abi_minor = CVMM_ABI_MINOR,
+	.log = h_log,
+	.error = h_error,
+	.register_backend = h_register_backend,
+	.register_netmode = h_register_netmode,
+	.register_hook = h_register_hook,
+	.cfg_string = h_cfg_string,
+	.cfg_int = h_cfg_int,
+	.cfg_bool = h_cfg_bool,
+	.cfg_count = h_cfg_count,
+	.cfg_string_at = h_cfg_string_at,
+	.vm_id = h_vm_id,
+	.vm_name = h_vm_name,
+	.vm_vcpus = h_vm_vcpus,
+	.vm_memory_mb = h_vm_memory_mb,
+	.vm_cid = h_vm_cid,
+	.vm_run_dir = h_vm_run_dir,
+	.vm_data_dir = h_vm_data_dir,
+	.vm_nic_count = h_vm_nic_count,
+	.vm_nic_param = h_vm_nic_param,
+	.vm_nic_param_at = h_vm_nic_param_at,
+	.state_set = h_state_set,
+	.state_get = h_state_get,
+	.spec_add_nic = h_spec_add_nic,
+	.spec_add_disk = h_spec_add_disk,
+	.spec_add_arg = h_spec_add_arg,
+	.spec_append_cmdline = h_spec_append_cmdline,
+	.vm_watch_pid = h_vm_watch_pid,
+	.vm_exited = h_vm_exited,
+	.alloc = h_alloc,
+	.free = h_free,
+	.run_dir = h_run_dir,
+	.data_dir = h_data_dir,
+};
+
+const struct cvmm_host_api *registry_host_api(void)
+{
+	return &host_api;
+}

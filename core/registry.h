@@ -1,0 +1,74 @@
+/*
+ * registry: loads plugins (dlopen, handshake, ABI check), holds what they
+ * registered (backends, network modes, hooks), and implements the host-API
+ * table plugins call back into.
+ */
+#ifndef CVMM_REGISTRY_H
+#define CVMM_REGISTRY_H
+
+#include <cvmm/plugin.h>
+#include <json-c/json.h>
+
+struct cvmm_daemon;
+
+struct cvmm_plugin {
+	struct registry *reg;
+	char *file; /* path of the .so */
+	char *name; /* section name: the file's base name */
+	char *desc_name, *version, *description;
+	uint32_t abi_major, abi_minor;
+	void *handle;
+};
+
+struct reg_backend {
+	char name[32];
+	struct cvmm_backend_ops ops; /* copied, zero-extended to our size */
+	void *data;
+	struct cvmm_plugin *plugin;
+};
+
+struct reg_netmode {
+	char name[32];
+	struct cvmm_netmode_ops ops;
+	void *data;
+	struct cvmm_plugin *plugin;
+};
+
+struct reg_hook {
+	uint32_t event;
+	int32_t priority;
+	cvmm_hook_fn fn;
+	void *data;
+	struct cvmm_plugin *plugin;
+	int order;
+};
+
+struct registry {
+	struct cvmm_daemon *d;
+	struct cvmm_plugin **plugins;
+	int n_plugins;
+	struct reg_backend *backends;
+	int n_backends;
+	struct reg_netmode *netmodes;
+	int n_netmodes;
+	struct reg_hook *hooks;
+	int n_hooks;
+};
+
+struct registry *registry_new(struct cvmm_daemon *d);
+void registry_free(struct registry *r);
+/* Loads one plugin file. On refusal returns a negative errno and one line
+ * in err naming the file and both ABI versions. */
+int registry_load(struct registry *r, const char *path, const char *name, char *err, size_t errlen);
+/* Loads every plugin named in the config from plugin_dir. */
+int registry_load_all(struct registry *r, char *err, size_t errlen);
+
+struct reg_backend *registry_backend(struct registry *r, const char *name);
+struct reg_netmode *registry_netmode(struct registry *r, const char *name);
+/* Hooks for event, in priority order; returns the count, fills out[]. */
+int registry_hooks(struct registry *r, uint32_t event, struct reg_hook **out, int max);
+
+const struct cvmm_host_api *registry_host_api(void);
+json_object *registry_plugins_json(struct registry *r);
+
+#endif

@@ -1,0 +1,387 @@
+/*
+ * spec: see spec.h. Builders copy what plugins hand them: a plugin's structs
+ * are borrowed for the call only, and may be of an older (shorter) layout,
+ * so copies honour the caller's struct_size.
+ */
+#include "spec.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SPEC_MAX_ITEMS 64
+
+struct cvmm_spec *spec_new(void)
+{
+	struct cvmm_spec *s = xzalloc(sizeof(*s));
+	s->pub.struct_size = sizeof(s->pub);
+	return s;
+}
+
+void spec_free(struct cvmm_spec *s)
+{
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < s->pub.n_disks; i++)
+		free(s->disks[i]);
+	for (uint32_t i = 0; i < s->pub.n_nics; i++) {
+		for (uint32_t j = 0; j < s->nics[i]->n_ports; j++)
+			free(s->nic_ports[i][j]);
+		free(s->nic_ports[i]);
+		free(s->nics[i]);
+	}
+	for (uint32_t i = 0; i < s->pub.n_args; i++)
+		free(s->args[i]);
+	free(s->disks);
+	free(s->nics);
+	free(s->nic_ports);
+	free(s->args);
+	free(s);
+}
+
+/* Copy a versioned struct: the caller's size decides what it provided. */
+static void *copy_versioned(const void *src, size_t ours)
+{
+	uint32_t theirs = *(const uint32_t *)src;
+	void *dst = xzalloc(ours);
+	memcpy(dst, src, theirs < ours ? theirs : ours);
+	*(uint32_t *)dst = (uint32_t)ours;
+	return dst;
+}
+
+#define GROW(arr, n) ((arr) = realloc((arr), sizeof(*(arr)) * ((n) + 1)), (arr) ? 0 : (abort(), 0))
+
+int spec_add_nic(struct cvmm_spec *s, const struct cvmm_spec_nic *nic)
+{
+	if (!nic || nic->struct_size < offsetof(struct cvmm_spec_nic, n_ports))
+		return -EINVAL;
+	if (s->pub.n_nics >= SPEC_MAX_ITEMS)
+		return -E2BIG;
+	struct cvmm_spec_nic *n = copy_versioned(nic, sizeof(*n));
+	uint32_t np = nic->struct_size >= offsetof(struct cvmm_spec_nic, ports) + sizeof(void *)
+			      ? nic->n_ports
+			      : 0;
+	struct cvmm_port_map **ports = xzalloc(sizeof(*ports) * (np + 1));
+	for (uint32_t i = 0; i < np; i++)
+		ports[i] = copy_versioned(nic->ports[i], sizeof(struct cvmm_port_map));
+	n->n_ports = np;
+	n->ports = (const struct cvmm_port_map *const *)ports;
+	uint32_t i = s->pub.n_nics;
+	GROW(s->nics, i);
+	GROW(s->nic_ports, i);
+	s->nics[i] = n;
+	s->nic_ports[i] = ports;
+	s->pub.n_nics = i + 1;
+	s->pub.nics = (const struct cvmm_spec_nic *const *)s->nics;
+	return 0;
+}
+
+int spec_add_disk(struct cvmm_spec *s, const struct cvmm_spec_disk *disk)
+{
+	if (!disk || disk->struct_size < offsetof(struct cvmm_spec_disk, readonly))
+		return -EINVAL;
+	if (s->pub.n_disks >= SPEC_MAX_ITEMS)
+		return -E2BIG;
+	uint32_t i = s->pub.n_disks;
+	GROW(s->disks, i);
+	s->disks[i] = copy_versioned(disk, sizeof(struct cvmm_spec_disk));
+	s->pub.n_disks = i + 1;
+	s->pub.disks = (const struct cvmm_spec_disk *const *)s->disks;
+	return 0;
+}
+
+int spec_add_arg(struct cvmm_spec *s, const char *backend, const char *value)
+{
+	if (!backend || !value)
+		return -EINVAL;
+	if (s->pub.n_args >= SPEC_MAX_ITEMS * 4)
+		return -E2BIG;
+	struct cvmm_spec_arg *a = xzalloc(sizeof(*a));
+	a->struct_size = sizeof(*a);
+	if (str_copy(a->backend, sizeof(a->backend), backend) < 0 ||
+	    str_copy(a->value, sizeof(a->value), value) < 0) {
+		free(a);
+		return -ENAMETOOLONG;
+	}
+	uint32_t i = s->pub.n_args;
+	GROW(s->args, i);
+	s->args[i] = a;
+	s->pub.n_args = i + 1;
+	s->pub.args = (const struct cvmm_spec_arg *const *)s->args;
+	return 0;
+}
+
+int spec_append_cmdline(struct cvmm_spec *s, const char *text)
+{
+	size_t l = strlen(s->pub.cmdline);
+	if (l + 1 + strlen(text) + 1 > sizeof(s->pub.cmdline))
+		return -ENAMETOOLONG;
+	if (l)
+		s->pub.cmdline[l++] = ' ';
+	strcpy(s->pub.cmdline + l, text);
+	return 0;
+}
+
+/* ---- JSON ---- */
+
+static const char *nic_kinds[] = {NULL, "user", "stream", "tap", "macvtap"};
+static const char *disk_formats[] = {NULL, "qcow2", "raw"};
+
+static const char *proto_name(uint32_t p)
+{
+	return p == CVMM_PROTO_UDP ? "udp" : "tcp";
+}
+
+static void add_str(json_object *o, const char *k, const char *v)
+{
+	if (v && *v)
+		json_object_object_add(o, k, json_object_new_string(v));
+}
+
+struct json_object *spec_to_json(const struct cvmm_launch_spec *s)
+{
+	json_object *o = json_object_new_object();
+	add_str(o, "name", s->name);
+	add_str(o, "uuid", s->uuid);
+	json_object_object_add(o, "vcpus", json_object_new_int64(s->vcpus));
+	json_object_object_add(o, "memory_mb", json_object_new_int64((int64_t)s->memory_mb));
+	add_str(o, "machine", s->machine);
+	add_str(o, "kernel", s->kernel);
+	add_str(o, "initrd", s->initrd);
+	add_str(o, "cmdline", s->cmdline);
+	add_str(o, "bios", s->bios);
+	if (s->cid)
+		json_object_object_add(o, "cid", json_object_new_int64(s->cid));
+	add_str(o, "serial_log", s->serial_log);
+	add_str(o, "run_dir", s->run_dir);
+	if (s->serial_log_max)
+		json_object_object_add(o, "serial_log_max",
+				       json_object_new_int64((int64_t)s->serial_log_max));
+	json_object *disks = json_object_new_array();
+	for (uint32_t i = 0; i < s->n_disks; i++) {
+		const struct cvmm_spec_disk *d = s->disks[i];
+		json_object *j = json_object_new_object();
+		add_str(j, "id", d->id);
+		add_str(j, "path", d->path);
+		add_str(j, "format", d->format < ARRAY_SIZE(disk_formats) ? disk_formats[d->format] : NULL);
+		if (d->readonly)
+			json_object_object_add(j, "readonly", json_object_new_boolean(1));
+		json_object_array_add(disks, j);
+	}
+	json_object_object_add(o, "disks", disks);
+	json_object *nics = json_object_new_array();
+	for (uint32_t i = 0; i < s->n_nics; i++) {
+		const struct cvmm_spec_nic *n = s->nics[i];
+		json_object *j = json_object_new_object();
+		add_str(j, "kind", n->kind < ARRAY_SIZE(nic_kinds) ? nic_kinds[n->kind] : NULL);
+		add_str(j, "id", n->id);
+		add_str(j, "mac", n->mac);
+		add_str(j, "model", n->model);
+		add_str(j, "ifname", n->ifname);
+		add_str(j, "socket", n->socket);
+		add_str(j, "user_net", n->user_net);
+		add_str(j, "user_dhcp_start", n->user_dhcp_start);
+		if (n->user_restrict)
+			json_object_object_add(j, "user_restrict", json_object_new_boolean(1));
+		if (n->n_ports) {
+			json_object *ports = json_object_new_array();
+			for (uint32_t k = 0; k < n->n_ports; k++) {
+				const struct cvmm_port_map *p = n->ports[k];
+				json_object *pj = json_object_new_object();
+				add_str(pj, "protocol", proto_name(p->protocol));
+				add_str(pj, "host_address", p->host_address);
+				json_object_object_add(pj, "host_port", json_object_new_int64(p->host_port));
+				json_object_object_add(pj, "vm_port", json_object_new_int64(p->vm_port));
+				json_object_array_add(ports, pj);
+			}
+			json_object_object_add(j, "ports", ports);
+		}
+		json_object_array_add(nics, j);
+	}
+	json_object_object_add(o, "nics", nics);
+	json_object *args = json_object_new_array();
+	for (uint32_t i = 0; i < s->n_args; i++) {
+		json_object *j = json_object_new_object();
+		add_str(j, "backend", s->args[i]->backend);
+		add_str(j, "value", s->args[i]->value);
+		json_object_array_add(args, j);
+	}
+	json_object_object_add(o, "args", args);
+	return o;
+}
+
+/* Field readers for spec_from_json: each names the field on error. */
+struct jctx {
+	char *err;
+	size_t errlen;
+	const char *where;
+};
+
+static int j_str(struct jctx *c, json_object *o, const char *k, char *dst, size_t n)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, k, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_string)) {
+		snprintf(c->err, c->errlen, "%s%s: must be a string", c->where, k);
+		return -EINVAL;
+	}
+	if (str_copy(dst, n, json_object_get_string(v)) < 0) {
+		snprintf(c->err, c->errlen, "%s%s: longer than %zu bytes", c->where, k, n - 1);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int j_u64(struct jctx *c, json_object *o, const char *k, uint64_t *dst)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, k, &v))
+		return 0;
+	if (json_object_is_type(v, json_type_boolean)) {
+		*dst = json_object_get_boolean(v);
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0) {
+		snprintf(c->err, c->errlen, "%s%s: must be a non-negative integer", c->where, k);
+		return -EINVAL;
+	}
+	*dst = (uint64_t)json_object_get_int64(v);
+	return 0;
+}
+
+static int j_u32(struct jctx *c, json_object *o, const char *k, uint32_t *dst)
+{
+	uint64_t v = *dst;
+	int r = j_u64(c, o, k, &v);
+	if (r)
+		return r;
+	if (v > UINT32_MAX) {
+		snprintf(c->err, c->errlen, "%s%s: too large", c->where, k);
+		return -EINVAL;
+	}
+	*dst = (uint32_t)v;
+	return 0;
+}
+
+static int j_enum(struct jctx *c, json_object *o, const char *k, const char **names, size_t n,
+		  uint32_t *dst)
+{
+	char buf[32] = "";
+	int r = j_str(c, o, k, buf, sizeof(buf));
+	if (r || !*buf)
+		return r;
+	for (size_t i = 1; i < n; i++)
+		if (!strcmp(buf, names[i])) {
+			*dst = (uint32_t)i;
+			return 0;
+		}
+	snprintf(c->err, c->errlen, "%s%s: unknown value '%s'", c->where, k, buf);
+	return -EINVAL;
+}
+
+static json_object *j_array(json_object *o, const char *k)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_array))
+		return NULL;
+	return v;
+}
+
+int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, size_t errlen)
+{
+	struct cvmm_spec *s = spec_new();
+	struct cvmm_launch_spec *p = &s->pub;
+	struct jctx c = {err, errlen, ""};
+	int r = 0;
+	if (!json_object_is_type(o, json_type_object)) {
+		snprintf(err, errlen, "spec: must be an object");
+		r = -EINVAL;
+		goto out;
+	}
+	if ((r = j_str(&c, o, "name", p->name, sizeof(p->name))) ||
+	    (r = j_str(&c, o, "uuid", p->uuid, sizeof(p->uuid))) ||
+	    (r = j_u32(&c, o, "vcpus", &p->vcpus)) || (r = j_u64(&c, o, "memory_mb", &p->memory_mb)) ||
+	    (r = j_str(&c, o, "machine", p->machine, sizeof(p->machine))) ||
+	    (r = j_str(&c, o, "kernel", p->kernel, sizeof(p->kernel))) ||
+	    (r = j_str(&c, o, "initrd", p->initrd, sizeof(p->initrd))) ||
+	    (r = j_str(&c, o, "cmdline", p->cmdline, sizeof(p->cmdline))) ||
+	    (r = j_str(&c, o, "bios", p->bios, sizeof(p->bios))) || (r = j_u32(&c, o, "cid", &p->cid)) ||
+	    (r = j_str(&c, o, "serial_log", p->serial_log, sizeof(p->serial_log))) ||
+	    (r = j_str(&c, o, "run_dir", p->run_dir, sizeof(p->run_dir))) ||
+	    (r = j_u64(&c, o, "serial_log_max", &p->serial_log_max)))
+		goto out;
+	json_object *a;
+	if ((a = j_array(o, "disks")))
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			json_object *j = json_object_array_get_idx(a, i);
+			struct cvmm_spec_disk d = {.struct_size = sizeof(d), .format = CVMM_DISK_QCOW2};
+			uint64_t ro = 0;
+			c.where = "disks[].";
+			if ((r = j_str(&c, j, "id", d.id, sizeof(d.id))) ||
+			    (r = j_str(&c, j, "path", d.path, sizeof(d.path))) ||
+			    (r = j_enum(&c, j, "format", disk_formats, ARRAY_SIZE(disk_formats), &d.format)) ||
+			    (r = j_u64(&c, j, "readonly", &ro)))
+				goto out;
+			d.readonly = (uint32_t)ro;
+			spec_add_disk(s, &d);
+		}
+	if ((a = j_array(o, "nics")))
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			json_object *j = json_object_array_get_idx(a, i);
+			struct cvmm_spec_nic n = {.struct_size = sizeof(n)};
+			c.where = "nics[].";
+			if ((r = j_enum(&c, j, "kind", nic_kinds, ARRAY_SIZE(nic_kinds), &n.kind)) ||
+			    (r = j_str(&c, j, "id", n.id, sizeof(n.id))) ||
+			    (r = j_str(&c, j, "mac", n.mac, sizeof(n.mac))) ||
+			    (r = j_str(&c, j, "model", n.model, sizeof(n.model))) ||
+			    (r = j_str(&c, j, "ifname", n.ifname, sizeof(n.ifname))) ||
+			    (r = j_str(&c, j, "socket", n.socket, sizeof(n.socket))) ||
+			    (r = j_str(&c, j, "user_net", n.user_net, sizeof(n.user_net))) ||
+			    (r = j_str(&c, j, "user_dhcp_start", n.user_dhcp_start,
+				       sizeof(n.user_dhcp_start))) ||
+			    (r = j_u32(&c, j, "user_restrict", &n.user_restrict)))
+				goto out;
+			json_object *pa = j_array(j, "ports");
+			size_t np = pa ? json_object_array_length(pa) : 0;
+			struct cvmm_port_map pm[16], *pp[16];
+			if (np > 16)
+				np = 16;
+			c.where = "nics[].ports[].";
+			for (size_t k = 0; k < np; k++) {
+				json_object *pj = json_object_array_get_idx(pa, k);
+				char proto[8] = "tcp";
+				memset(&pm[k], 0, sizeof(pm[k]));
+				pm[k].struct_size = sizeof(pm[k]);
+				if ((r = j_str(&c, pj, "protocol", proto, sizeof(proto))) ||
+				    (r = j_str(&c, pj, "host_address", pm[k].host_address,
+					       sizeof(pm[k].host_address))) ||
+				    (r = j_u32(&c, pj, "host_port", &pm[k].host_port)) ||
+				    (r = j_u32(&c, pj, "vm_port", &pm[k].vm_port)))
+					goto out;
+				pm[k].protocol = strcmp(proto, "udp") ? CVMM_PROTO_TCP : CVMM_PROTO_UDP;
+				pp[k] = &pm[k];
+			}
+			n.n_ports = (uint32_t)np;
+			n.ports = (const struct cvmm_port_map *const *)pp;
+			spec_add_nic(s, &n);
+		}
+	if ((a = j_array(o, "args")))
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			json_object *j = json_object_array_get_idx(a, i);
+			char be[32] = "", val[480] = "";
+			c.where = "args[].";
+			if ((r = j_str(&c, j, "backend", be, sizeof(be))) ||
+			    (r = j_str(&c, j, "value", val, sizeof(val))))
+				goto out;
+			spec_add_arg(s, be, val);
+		}
+out:
+	if (r) {
+		spec_free(s);
+		return r;
+	}
+	*out = s;
+	return 0;
+}

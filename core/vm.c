@@ -1,0 +1,563 @@
+/*
+ * vm: see vm.h. Validation is strict: unknown fields, wrong types and values
+ * outside their rule are refused with the field named, before anything is
+ * reserved or written.
+ */
+#include "vm.h"
+#include "daemon.h"
+#include "image.h"
+#include "registry.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *state_names[] = {"defined", "starting", "running", "stopping",
+				    "stopped", "exited",   "removing", "failed"};
+
+const char *vm_state_name(enum vm_state s)
+{
+	return (unsigned)s < ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
+}
+
+int vm_state_from_name(const char *n)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(state_names); i++)
+		if (n && !strcmp(n, state_names[i]))
+			return (int)i;
+	return -1;
+}
+
+bool vm_name_valid(const char *name)
+{
+	size_t l = name ? strlen(name) : 0;
+	if (l < 1 || l > 63 || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < l; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+void vm_free(struct cvmm_vm *vm)
+{
+	if (!vm)
+		return;
+	for (int i = 0; i < vm->n_nics; i++)
+		for (int k = 0; k < vm->nics[i].n; k++) {
+			free(vm->nics[i].keys[k]);
+			free(vm->nics[i].vals[k]);
+		}
+	for (int i = 0; i < vm->n_kv; i++) {
+		free(vm->kv[i].plugin);
+		free(vm->kv[i].key);
+		free(vm->kv[i].value);
+	}
+	free(vm->kv);
+	free(vm);
+}
+
+const char *vm_nic_param(struct cvmm_vm *vm, int i, const char *key)
+{
+	if (i < 0 || i >= vm->n_nics)
+		return NULL;
+	for (int k = 0; k < vm->nics[i].n; k++)
+		if (!strcmp(vm->nics[i].keys[k], key))
+			return vm->nics[i].vals[k];
+	return NULL;
+}
+
+/* ---- request validation ---- */
+
+#define FAIL(...)                                                                                  \
+	do {                                                                                       \
+		snprintf(err, errlen, __VA_ARGS__);                                                \
+		return -EINVAL;                                                                    \
+	} while (0)
+
+static int get_uint(json_object *o, const char *field, const char *key, int64_t min, int64_t max,
+		    int64_t *out, char *err, size_t errlen)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int))
+		FAIL("%s: must be an integer", field);
+	int64_t x = json_object_get_int64(v);
+	if (x < min || x > max)
+		FAIL("%s: must be between %lld and %lld, got %lld", field, (long long)min,
+		     (long long)max, (long long)x);
+	*out = x;
+	return 0;
+}
+
+static int check_keys(json_object *o, const char *where, const char *const *allowed, char *err,
+		      size_t errlen)
+{
+	json_object_object_foreach(o, k, v)
+	{
+		(void)v;
+		bool ok = false;
+		for (int i = 0; allowed[i]; i++)
+			if (!strcmp(k, allowed[i]))
+				ok = true;
+		if (!ok)
+			FAIL("%s%s: unknown field", where, k);
+	}
+	return 0;
+}
+
+static int parse_ports(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object *a, char *err,
+		       size_t errlen)
+{
+	static const char *const keys[] = {"protocol", "host_address", "host_port", "vm_port", NULL};
+	if (!json_object_is_type(a, json_type_array))
+		FAIL("ports: must be a list");
+	size_t n = json_object_array_length(a);
+	if (n > VM_MAX_PORTS)
+		FAIL("ports: at most %d entries", VM_MAX_PORTS);
+	for (size_t i = 0; i < n; i++) {
+		json_object *p = json_object_array_get_idx(a, i), *v;
+		char f[64];
+		snprintf(f, sizeof(f), "ports[%zu].", i);
+		if (!json_object_is_type(p, json_type_object))
+			FAIL("ports[%zu]: must be an object", i);
+		int r = check_keys(p, f, keys, err, errlen);
+		if (r)
+			return r;
+		struct cvmm_port_map *pm = &vm->ports[i];
+		pm->struct_size = sizeof(*pm);
+		pm->protocol = CVMM_PROTO_TCP;
+		if (json_object_object_get_ex(p, "protocol", &v)) {
+			const char *s = json_object_get_string(v);
+			if (!json_object_is_type(v, json_type_string) ||
+			    (strcmp(s, "tcp") && strcmp(s, "udp")))
+				FAIL("ports[%zu].protocol: must be \"tcp\" or \"udp\"", i);
+			pm->protocol = strcmp(s, "udp") ? CVMM_PROTO_TCP : CVMM_PROTO_UDP;
+		}
+		const char *addr = d->cfg->pm_address;
+		if (json_object_object_get_ex(p, "host_address", &v)) {
+			if (!json_object_is_type(v, json_type_string))
+				FAIL("ports[%zu].host_address: must be a string", i);
+			addr = json_object_get_string(v);
+		}
+		unsigned char buf[16];
+		if (inet_pton(AF_INET, addr, buf) != 1 && inet_pton(AF_INET6, addr, buf) != 1)
+			FAIL("ports[%zu].host_address: must be a numeric IPv4 or IPv6 address, got '%s'",
+			     i, addr);
+		str_copy(pm->host_address, sizeof(pm->host_address), addr);
+		int64_t hp = -1, vp = -1;
+		snprintf(f, sizeof(f), "ports[%zu].host_port", i);
+		if ((r = get_uint(p, f, "host_port", 1, 65535, &hp, err, errlen)))
+			return r;
+		snprintf(f, sizeof(f), "ports[%zu].vm_port", i);
+		if ((r = get_uint(p, f, "vm_port", 1, 65535, &vp, err, errlen)))
+			return r;
+		if (hp < 0)
+			FAIL("ports[%zu].host_port: required", i);
+		if (vp < 0)
+			FAIL("ports[%zu].vm_port: required", i);
+		pm->host_port = (uint32_t)hp;
+		pm->vm_port = (uint32_t)vp;
+		vm->n_ports = (int)i + 1;
+	}
+	return 0;
+}
+
+static int nic_add(struct vm_nic *nic, const char *k, const char *v)
+{
+	if (nic->n >= VM_MAX_NIC_PARAMS)
+		return -E2BIG;
+	nic->keys[nic->n] = xstrdup(k);
+	nic->vals[nic->n] = xstrdup(v);
+	nic->n++;
+	return 0;
+}
+
+static int parse_networks(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object *a, char *err,
+			  size_t errlen)
+{
+	if (!json_object_is_type(a, json_type_array))
+		FAIL("networks: must be a list");
+	size_t n = json_object_array_length(a);
+	if (n > VM_MAX_NICS)
+		FAIL("networks: at most %d entries", VM_MAX_NICS);
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = json_object_array_get_idx(a, i), *mode;
+		if (!json_object_is_type(o, json_type_object))
+			FAIL("networks[%zu]: must be an object", i);
+		if (!json_object_object_get_ex(o, "mode", &mode) ||
+		    !json_object_is_type(mode, json_type_string))
+			FAIL("networks[%zu].mode: required, a string", i);
+		const char *m = json_object_get_string(mode);
+		if (d->reg && !registry_netmode(d->reg, m))
+			FAIL("networks[%zu].mode: unknown network mode '%s'", i, m);
+		struct vm_nic *nic = &vm->nics[vm->n_nics++];
+		nic_add(nic, "mode", m);
+		json_object_object_foreach(o, k, v)
+		{
+			if (!strcmp(k, "mode"))
+				continue;
+			if (strlen(k) > 63 || !vm_name_valid(k))
+				FAIL("networks[%zu]: '%.64s' is not a valid parameter name", i, k);
+			if (json_object_is_type(v, json_type_object) ||
+			    json_object_is_type(v, json_type_array) ||
+			    json_object_is_type(v, json_type_null))
+				FAIL("networks[%zu].%s: must be a string, number or boolean", i, k);
+			const char *s = json_object_get_string(v);
+			if (strlen(s) > 255)
+				FAIL("networks[%zu].%s: longer than 255 characters", i, k);
+			if (nic_add(nic, k, s) < 0)
+				FAIL("networks[%zu]: at most %d parameters", i, VM_MAX_NIC_PARAMS);
+		}
+	}
+	return 0;
+}
+
+int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **out, bool *start,
+		    char *err, size_t errlen)
+{
+	static const char *const keys[] = {"name",     "image", "vcpu",    "memory_mb", "disk_gb",
+					   "networks", "ports", "backend", "start",     NULL};
+	int r;
+	if (!json_object_is_type(req, json_type_object)) {
+		snprintf(err, errlen, "body: must be a JSON object");
+		return -EINVAL;
+	}
+	if ((r = check_keys(req, "", keys, err, errlen)))
+		return r;
+	struct cvmm_vm *vm = xzalloc(sizeof(*vm));
+	vm->d = d;
+	vm->pidfd = -1;
+	json_object *v;
+	r = -EINVAL;
+	if (!json_object_object_get_ex(req, "name", &v) || !json_object_is_type(v, json_type_string)) {
+		snprintf(err, errlen, "name: required, a string");
+		goto fail;
+	}
+	if (!vm_name_valid(json_object_get_string(v))) {
+		snprintf(err, errlen,
+			 "name: must be 1-63 characters of [A-Za-z0-9._-] not starting with '.', got '%.80s'",
+			 json_object_get_string(v));
+		goto fail;
+	}
+	str_copy(vm->name, sizeof(vm->name), json_object_get_string(v));
+	if (!json_object_object_get_ex(req, "image", &v) || !json_object_is_type(v, json_type_string)) {
+		snprintf(err, errlen, "image: required, a string");
+		goto fail;
+	}
+	struct image img;
+	char ierr[512];
+	if (image_load(d->cfg->image_path, json_object_get_string(v), &img, ierr, sizeof(ierr)) < 0) {
+		snprintf(err, errlen, "%s", ierr);
+		goto fail;
+	}
+	str_copy(vm->image, sizeof(vm->image), img.name);
+	int64_t x = 1;
+	if ((r = get_uint(req, "vcpu", "vcpu", 1, 1024, &x, err, errlen)))
+		goto fail;
+	vm->vcpu = (uint32_t)x;
+	x = 256;
+	if ((r = get_uint(req, "memory_mb", "memory_mb", 16, 16 * 1024 * 1024, &x, err, errlen)))
+		goto fail;
+	vm->memory_mb = (uint64_t)x;
+	x = 0;
+	if ((r = get_uint(req, "disk_gb", "disk_gb", 0, 65536, &x, err, errlen)))
+		goto fail;
+	vm->disk_gb = (uint32_t)x;
+	r = -EINVAL;
+	const char *backend = d->cfg->default_backend;
+	if (json_object_object_get_ex(req, "backend", &v)) {
+		if (!json_object_is_type(v, json_type_string)) {
+			snprintf(err, errlen, "backend: must be a string");
+			goto fail;
+		}
+		backend = json_object_get_string(v);
+	}
+	if (d->reg && !registry_backend(d->reg, backend)) {
+		snprintf(err, errlen, "backend: unknown backend '%.32s'", backend);
+		goto fail;
+	}
+	str_copy(vm->backend, sizeof(vm->backend), backend);
+	*start = true;
+	if (json_object_object_get_ex(req, "start", &v)) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			snprintf(err, errlen, "start: must be true or false");
+			goto fail;
+		}
+		*start = json_object_get_boolean(v);
+	}
+	if (json_object_object_get_ex(req, "networks", &v)) {
+		if ((r = parse_networks(d, vm, v, err, errlen)))
+			goto fail;
+	} else {
+		if (d->reg && !registry_netmode(d->reg, d->cfg->net_mode)) {
+			snprintf(err, errlen,
+				 "networks: the default mode '%s' (cvm.networking.mode) is not provided by any loaded plugin",
+				 d->cfg->net_mode);
+			goto fail;
+		}
+		vm->n_nics = 1;
+		nic_add(&vm->nics[0], "mode", d->cfg->net_mode);
+	}
+	if (json_object_object_get_ex(req, "ports", &v) && (r = parse_ports(d, vm, v, err, errlen)))
+		goto fail;
+	uuid_generate_str(vm->id);
+	vm->created = now_real();
+	vm->state = VM_DEFINED;
+	snprintf(vm->data_dir, sizeof(vm->data_dir), "%s/vms/%s", d->cfg->data_dir, vm->id);
+	snprintf(vm->run_dir, sizeof(vm->run_dir), "%s/vms/%s", d->cfg->run_path, vm->id);
+	*out = vm;
+	return 0;
+fail:
+	vm_free(vm);
+	return r ? r : -EINVAL;
+}
+
+/* ---- JSON forms ---- */
+
+static json_object *nics_json(struct cvmm_vm *vm)
+{
+	json_object *a = json_object_new_array();
+	for (int i = 0; i < vm->n_nics; i++) {
+		json_object *o = json_object_new_object();
+		for (int k = 0; k < vm->nics[i].n; k++)
+			json_object_object_add(o, vm->nics[i].keys[k],
+					       json_object_new_string(vm->nics[i].vals[k]));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static json_object *ports_json(struct cvmm_vm *vm)
+{
+	json_object *a = json_object_new_array();
+	for (int i = 0; i < vm->n_ports; i++) {
+		struct cvmm_port_map *p = &vm->ports[i];
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "protocol",
+				       json_object_new_string(p->protocol == CVMM_PROTO_UDP ? "udp" : "tcp"));
+		json_object_object_add(o, "host_address", json_object_new_string(p->host_address));
+		json_object_object_add(o, "host_port", json_object_new_int(p->host_port));
+		json_object_object_add(o, "vm_port", json_object_new_int(p->vm_port));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static json_object *definition_json(struct cvmm_vm *vm)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_string(vm->id));
+	json_object_object_add(o, "name", json_object_new_string(vm->name));
+	json_object_object_add(o, "image", json_object_new_string(vm->image));
+	json_object_object_add(o, "backend", json_object_new_string(vm->backend));
+	json_object_object_add(o, "vcpu", json_object_new_int64(vm->vcpu));
+	json_object_object_add(o, "memory_mb", json_object_new_int64((int64_t)vm->memory_mb));
+	json_object_object_add(o, "disk_gb", json_object_new_int64(vm->disk_gb));
+	json_object_object_add(o, "cid", json_object_new_int64(vm->cid));
+	json_object_object_add(o, "networks", nics_json(vm));
+	json_object_object_add(o, "ports", ports_json(vm));
+	json_object_object_add(o, "created", json_object_new_double(vm->created));
+	return o;
+}
+
+json_object *vm_to_api(struct cvmm_vm *vm)
+{
+	json_object *o = definition_json(vm);
+	json_object_object_add(o, "state", json_object_new_string(vm_state_name(vm->state)));
+	json_object_object_add(o, "reason", json_object_new_string(vm->reason));
+	json_object_object_add(o, "desired",
+			       json_object_new_string(vm->want_running ? "running" : "stopped"));
+	json_object_object_add(o, "pid", json_object_new_int(vm->pid));
+	json_object_object_add(o, "restarts", json_object_new_int(vm->restarts));
+	json_object_object_add(o, "started", json_object_new_double(vm->started));
+	if (vm->next_restart > 0)
+		json_object_object_add(o, "next_restart", json_object_new_double(vm->next_restart));
+	return o;
+}
+
+json_object *vm_to_manifest(struct cvmm_vm *vm)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "version", json_object_new_int(1));
+	json_object_object_add(o, "definition", definition_json(vm));
+	json_object_object_add(o, "state", json_object_new_string(vm_state_name(vm->state)));
+	json_object_object_add(o, "reason", json_object_new_string(vm->reason));
+	json_object_object_add(o, "want_running", json_object_new_boolean(vm->want_running));
+	json_object_object_add(o, "pid", json_object_new_int(vm->pid));
+	json_object_object_add(o, "started", json_object_new_double(vm->started));
+	json_object_object_add(o, "restarts", json_object_new_int(vm->restarts));
+	json_object_object_add(o, "defined_ok", json_object_new_boolean(vm->defined_ok));
+	json_object *kv = json_object_new_object();
+	for (int i = 0; i < vm->n_kv; i++) {
+		json_object *p;
+		if (!json_object_object_get_ex(kv, vm->kv[i].plugin, &p)) {
+			p = json_object_new_object();
+			json_object_object_add(kv, vm->kv[i].plugin, p);
+		}
+		json_object_object_add(p, vm->kv[i].key, json_object_new_string(vm->kv[i].value));
+	}
+	json_object_object_add(o, "plugins", kv);
+	return o;
+}
+
+static const char *jstr(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
+}
+static int64_t jint(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
+}
+static double jdbl(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : 0;
+}
+
+int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out, char *err,
+		     size_t errlen)
+{
+	json_object *def, *v;
+	if (!json_object_object_get_ex(o, "definition", &def) ||
+	    !json_object_is_type(def, json_type_object)) {
+		snprintf(err, errlen, "manifest: definition: missing");
+		return -EINVAL;
+	}
+	const char *id = jstr(def, "id"), *name = jstr(def, "name");
+	if (!uuid_valid(id) || !vm_name_valid(name)) {
+		snprintf(err, errlen, "manifest: definition: bad id or name");
+		return -EINVAL;
+	}
+	struct cvmm_vm *vm = xzalloc(sizeof(*vm));
+	vm->d = d;
+	vm->pidfd = -1;
+	str_copy(vm->id, sizeof(vm->id), id);
+	str_copy(vm->name, sizeof(vm->name), name);
+	str_copy(vm->image, sizeof(vm->image), jstr(def, "image"));
+	str_copy(vm->backend, sizeof(vm->backend), jstr(def, "backend"));
+	vm->vcpu = (uint32_t)jint(def, "vcpu");
+	vm->memory_mb = (uint64_t)jint(def, "memory_mb");
+	vm->disk_gb = (uint32_t)jint(def, "disk_gb");
+	vm->cid = (uint32_t)jint(def, "cid");
+	vm->created = jdbl(def, "created");
+	if (json_object_object_get_ex(def, "networks", &v) && json_object_is_type(v, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(v) && i < VM_MAX_NICS; i++) {
+			json_object *n = json_object_array_get_idx(v, i);
+			struct vm_nic *nic = &vm->nics[vm->n_nics++];
+			const char *mode = jstr(n, "mode");
+			nic_add(nic, "mode", mode ? mode : "");
+			json_object_object_foreach(n, k, val)
+			{
+				if (strcmp(k, "mode"))
+					nic_add(nic, k, json_object_get_string(val));
+			}
+		}
+	if (json_object_object_get_ex(def, "ports", &v) && json_object_is_type(v, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(v) && i < VM_MAX_PORTS; i++) {
+			json_object *p = json_object_array_get_idx(v, i);
+			struct cvmm_port_map *pm = &vm->ports[vm->n_ports++];
+			pm->struct_size = sizeof(*pm);
+			const char *proto = jstr(p, "protocol");
+			pm->protocol = proto && !strcmp(proto, "udp") ? CVMM_PROTO_UDP : CVMM_PROTO_TCP;
+			str_copy(pm->host_address, sizeof(pm->host_address), jstr(p, "host_address"));
+			pm->host_port = (uint32_t)jint(p, "host_port");
+			pm->vm_port = (uint32_t)jint(p, "vm_port");
+		}
+	int st = vm_state_from_name(jstr(o, "state"));
+	vm->state = st < 0 ? VM_DEFINED : (enum vm_state)st;
+	str_copy(vm->reason, sizeof(vm->reason), jstr(o, "reason"));
+	vm->want_running = json_object_object_get_ex(o, "want_running", &v) && json_object_get_boolean(v);
+	vm->defined_ok = json_object_object_get_ex(o, "defined_ok", &v) && json_object_get_boolean(v);
+	vm->pid = (int)jint(o, "pid");
+	vm->started = jdbl(o, "started");
+	vm->restarts = (int)jint(o, "restarts");
+	if (json_object_object_get_ex(o, "plugins", &v) && json_object_is_type(v, json_type_object)) {
+		json_object_object_foreach(v, plugin, kvs)
+		{
+			if (!json_object_is_type(kvs, json_type_object))
+				continue;
+			json_object_object_foreach(kvs, key, val)
+			{
+				vm_kv_set(vm, plugin, key, json_object_get_string(val));
+			}
+		}
+	}
+	snprintf(vm->data_dir, sizeof(vm->data_dir), "%s/vms/%s", d->cfg->data_dir, vm->id);
+	snprintf(vm->run_dir, sizeof(vm->run_dir), "%s/vms/%s", d->cfg->run_path, vm->id);
+	*out = vm;
+	return 0;
+}
+
+/* ---- events and plugin state ---- */
+
+void vm_event(struct cvmm_vm *vm, const char *type, const char *fmt, ...)
+{
+	struct vm_event *e = &vm->events[(vm->ev_head + vm->ev_count) % VM_EVENT_RING];
+	if (vm->ev_count == VM_EVENT_RING)
+		vm->ev_head = (vm->ev_head + 1) % VM_EVENT_RING;
+	else
+		vm->ev_count++;
+	e->time = now_real();
+	str_copy(e->type, sizeof(e->type), type);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof(e->message), fmt, ap);
+	va_end(ap);
+	log_info("VM '%s': %s: %s", vm->name, e->type, e->message);
+	/* Appended for the record; the manifest is the state, this is history. */
+	char path[600];
+	snprintf(path, sizeof(path), "%s/events.log", vm->data_dir);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd >= 0) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "time", json_object_new_double(e->time));
+		json_object_object_add(o, "type", json_object_new_string(e->type));
+		json_object_object_add(o, "message", json_object_new_string(e->message));
+		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		dprintf(fd, "%s\n", s);
+		json_object_put(o);
+		close(fd);
+	}
+}
+
+const char *vm_kv_get(struct cvmm_vm *vm, const char *plugin, const char *key)
+{
+	for (int i = 0; i < vm->n_kv; i++)
+		if (!strcmp(vm->kv[i].plugin, plugin) && !strcmp(vm->kv[i].key, key))
+			return vm->kv[i].value;
+	return NULL;
+}
+
+void vm_kv_set(struct cvmm_vm *vm, const char *plugin, const char *key, const char *value)
+{
+	for (int i = 0; i < vm->n_kv; i++) {
+		if (strcmp(vm->kv[i].plugin, plugin) || strcmp(vm->kv[i].key, key))
+			continue;
+		free(vm->kv[i].value);
+		if (value) {
+			vm->kv[i].value = xstrdup(value);
+		} else {
+			free(vm->kv[i].plugin);
+			free(vm->kv[i].key);
+			vm->kv[i] = vm->kv[--vm->n_kv];
+		}
+		return;
+	}
+	if (!value)
+		return;
+	vm->kv = realloc(vm->kv, sizeof(*vm->kv) * (vm->n_kv + 1));
+	if (!vm->kv)
+		abort();
+	vm->kv[vm->n_kv++] = (struct vm_kv){xstrdup(plugin), xstrdup(key), xstrdup(value)};
+}

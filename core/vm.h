@@ -1,0 +1,121 @@
+/*
+ * vm: one VM as the daemon knows it (struct cvmm_vm, opaque to plugins):
+ * its definition, run state, plugin state and recent events; validation of a
+ * create request, and the JSON forms (manifest on disk, object in the API).
+ */
+#ifndef CVMM_VM_H
+#define CVMM_VM_H
+
+#include <cvmm/plugin.h>
+#include <ev.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+
+struct cvmm_daemon;
+
+enum vm_state {
+	VM_DEFINED,
+	VM_STARTING,
+	VM_RUNNING,
+	VM_STOPPING,
+	VM_STOPPED,
+	VM_EXITED,
+	VM_REMOVING,
+	VM_FAILED,
+};
+const char *vm_state_name(enum vm_state s);
+int vm_state_from_name(const char *n);
+
+#define VM_MAX_NICS 8
+#define VM_MAX_NIC_PARAMS 16
+#define VM_MAX_PORTS 32
+#define VM_EVENT_RING 64
+
+struct vm_nic {
+	int n;
+	char *keys[VM_MAX_NIC_PARAMS]; /* keys[0] is "mode" */
+	char *vals[VM_MAX_NIC_PARAMS];
+};
+
+struct vm_kv {
+	char *plugin, *key, *value;
+};
+
+struct vm_event {
+	double time;
+	char type[24];
+	char message[232];
+};
+
+struct cvmm_vm {
+	struct cvmm_daemon *d;
+	/* Definition: fixed after create. */
+	char id[37];
+	char name[64];
+	char image[64];
+	char backend[32];
+	uint32_t vcpu;
+	uint64_t memory_mb;
+	uint32_t disk_gb;
+	uint32_t cid;
+	int n_nics;
+	struct vm_nic nics[VM_MAX_NICS];
+	int n_ports;
+	struct cvmm_port_map ports[VM_MAX_PORTS];
+	double created;
+	char data_dir[512];
+	char run_dir[512];
+
+	/* Run state: guarded by d->lock. */
+	enum vm_state state;
+	bool want_running; /* desired state */
+	char reason[512];
+	int pid;
+	double started;
+	int restarts;       /* automatic restarts since the last reset */
+	double next_restart; /* wall time of a scheduled automatic restart, 0 none */
+	int n_kv;
+	struct vm_kv *kv;
+	struct vm_event events[VM_EVENT_RING];
+	int ev_head, ev_count;
+
+	/* Job bookkeeping (guarded by d->lock). */
+	bool busy;         /* a lifecycle job runs for this VM */
+	bool proc_gone;    /* the watched process ended */
+	bool stop_requested; /* the current exit was asked for */
+	bool defined_ok;   /* DEFINE completed (so UNDEFINE must run on remove) */
+	char errbuf[1024]; /* message of the current job's failure */
+
+	/* Loop-owned watchers. */
+	ev_io pidfd_watch;
+	int pidfd;
+	int watched_pid;
+	ev_timer restart_timer;
+};
+
+/* Validates a create request into a fresh VM (not yet in the table). On
+ * error returns -EINVAL with "field: rule" in err. */
+int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **out, bool *start,
+		    char *err, size_t errlen);
+bool vm_name_valid(const char *name);
+void vm_free(struct cvmm_vm *vm);
+
+/* Persisted form. vm_load fills a VM from <dir>/manifest.json. */
+json_object *vm_to_manifest(struct cvmm_vm *vm);
+int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out, char *err,
+		     size_t errlen);
+/* API form (caller holds d->lock). */
+json_object *vm_to_api(struct cvmm_vm *vm);
+
+/* Events: recorded in the ring and appended to <data_dir>/events.log.
+ * Caller holds d->lock. */
+void vm_event(struct cvmm_vm *vm, const char *type, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Plugin key/value state (caller holds d->lock). */
+const char *vm_kv_get(struct cvmm_vm *vm, const char *plugin, const char *key);
+void vm_kv_set(struct cvmm_vm *vm, const char *plugin, const char *key, const char *value);
+
+const char *vm_nic_param(struct cvmm_vm *vm, int i, const char *key);
+
+#endif

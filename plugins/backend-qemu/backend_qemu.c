@@ -1,0 +1,600 @@
+/*
+ * backend-qemu: runs VMs as QEMU processes, detached from the daemon (own
+ * session, reparented away) so that the daemon can die, restart or be
+ * upgraded while VMs run. Readiness is a QMP handshake; identity across a
+ * daemon restart is the pid plus the process start time plus the VM's UUID
+ * on the command line; exit is watched by the host through a pidfd.
+ *
+ * The accelerator: "kvm", "tcg", or "auto", which uses KVM only after a
+ * probe shows that a guest really runs under it (the device can exist while
+ * guests hang, as under nested virtualisation).
+ */
+#include "qmp.h"
+#include "render.h"
+
+#include <cvmm/plugin.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <glob.h>
+#include <json-c/json.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QMP_TIMEOUT_MS 5000
+#define START_TIMEOUT_S 30
+#define QUIT_WAIT_S 5
+#define PROBE_TIMEOUT_S 10
+
+static const struct cvmm_host_api *host;
+static cvmm_plugin *self;
+
+static struct {
+	char binary[256];
+	char accel[8];       /* what VMs get: "kvm" or "tcg" */
+	char accel_why[256]; /* why, for GET /v1/host */
+	int vsock;
+	int sandbox;
+} conf;
+
+/* ---- small process helpers ---- */
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int pidfd_open_(int pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Waits up to timeout_s for the process behind pidfd to end: 1 ended, 0 not. */
+static int pidfd_wait(int pidfd, double timeout_s)
+{
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+	double end = mono() + timeout_s;
+	for (;;) {
+		double left = end - mono();
+		int ms = left > 0 ? (int)(left * 1000) : 0;
+		int r = poll(&p, 1, ms);
+		if (r > 0)
+			return 1;
+		if (r == 0)
+			return 0;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+static int pidfd_kill(int pidfd, int sig)
+{
+	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+static uint64_t start_time_of(int pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p || p[2] == 'Z' || p[2] == 'X')
+		return 0;
+	int field = 2;
+	for (p++; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	return strtoull(p, NULL, 10);
+}
+
+static int cmdline_has(int pid, const char *needle)
+{
+	char path[64];
+	static __thread char buf[65536];
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	for (ssize_t off = 0; off < n; off += (ssize_t)strlen(buf + off) + 1)
+		if (strstr(buf + off, needle))
+			return 1;
+	return 0;
+}
+
+/* The last line QEMU wrote to its stderr log: its reason for failing. */
+static void last_error(const char *path, char *out, size_t len)
+{
+	out[0] = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char buf[4096];
+	off_t size = lseek(fd, 0, SEEK_END);
+	off_t from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = 0;
+	char *line = strrchr(buf, '\n');
+	snprintf(out, len, "%s", line ? line + 1 : buf);
+}
+
+/*
+ * Starts argv as a grandchild in its own session, stdin/stdout on
+ * /dev/null, stderr appended to errlog. Returns its pid.
+ */
+static int spawn_detached(char *const argv[], const char *errlog)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t mid = fork();
+	if (mid < 0) {
+		int e = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return e;
+	}
+	if (mid == 0) {
+		setsid();
+		pid_t pid = fork();
+		if (pid == 0) {
+			sigset_t all;
+			sigemptyset(&all);
+			sigprocmask(SIG_SETMASK, &all, NULL);
+			for (int s = 1; s < NSIG; s++)
+				signal(s, SIG_DFL);
+			int null = open("/dev/null", O_RDWR);
+			int log = open(errlog, O_WRONLY | O_CREAT | O_APPEND, 0640);
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(log >= 0 ? log : null, 2);
+			/* Nothing of the daemon's stays open in the VM's process. */
+			for (int fd = 3; fd < 1024; fd++)
+				if (fd != pfd[1])
+					close(fd);
+			execvp(argv[0], argv);
+			dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+			_exit(127);
+		}
+		int v = pid < 0 ? -errno : pid;
+		if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
+			_exit(1);
+		_exit(0);
+	}
+	close(pfd[1]);
+	int pid = -EIO;
+	if (read(pfd[0], &pid, sizeof(pid)) != sizeof(pid))
+		pid = -EIO;
+	close(pfd[0]);
+	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
+		;
+	return pid;
+}
+
+/* ---- the accelerator probe ---- */
+
+/* A kernel to probe with: plugin.backend-qemu.probe_kernel, else the kernel
+ * of the first image under image.path, else the host's /boot/vmlinuz*. */
+static int find_probe_kernel(char *out, size_t len)
+{
+	const char *k;
+	if (host->cfg_string(self, "probe_kernel", &k) == 0) {
+		snprintf(out, len, "%s", k);
+		return access(out, R_OK) == 0 ? 0 : -errno;
+	}
+	const char *images = NULL;
+	if (host->cfg_string(self, ".image.path", &images) == 0) {
+		DIR *d = opendir(images);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			if (de->d_name[0] == '.')
+				continue;
+			char meta[768];
+			snprintf(meta, sizeof(meta), "%s/%s/metadata.json", images, de->d_name);
+			json_object *o = json_object_from_file(meta), *v;
+			if (o && json_object_object_get_ex(o, "kernel", &v) &&
+			    json_object_is_type(v, json_type_string) &&
+			    !strchr(json_object_get_string(v), '/')) {
+				snprintf(out, len, "%s/%s/%s", images, de->d_name,
+					 json_object_get_string(v));
+				json_object_put(o);
+				if (access(out, R_OK) == 0) {
+					closedir(d);
+					return 0;
+				}
+				continue;
+			}
+			json_object_put(o);
+		}
+		if (d)
+			closedir(d);
+	}
+	glob_t g;
+	if (glob("/boot/vmlinuz*", 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			if (access(g.gl_pathv[i], R_OK) == 0) {
+				snprintf(out, len, "%s", g.gl_pathv[i]);
+				globfree(&g);
+				return 0;
+			}
+		globfree(&g);
+	}
+	return -ENOENT;
+}
+
+/*
+ * Boots a Linux kernel under KVM with no root device: a working guest runs
+ * the whole kernel init and panics on the missing root ("VFS: Cannot open
+ * root device", then QEMU exits thanks to -no-reboot). Firmware alone is not
+ * proof: under nested virtualisation SeaBIOS completes POST under KVM while
+ * the kernel then hangs without printing a byte.
+ */
+static int probe_kvm(char *why, size_t len)
+{
+	char kernel[768];
+	if (access("/dev/kvm", R_OK | W_OK) < 0) {
+		snprintf(why, len, "/dev/kvm: %s", strerror(errno));
+		return 0;
+	}
+	if (find_probe_kernel(kernel, sizeof(kernel)) < 0) {
+		snprintf(why, len,
+			 "no kernel to probe KVM with (set plugin.backend-qemu.probe_kernel); not trusting /dev/kvm untested");
+		return 0;
+	}
+	char dir[] = "/tmp/cvmm-kvm-probe.XXXXXX";
+	if (!mkdtemp(dir)) {
+		snprintf(why, len, "probe: mkdtemp: %s", strerror(errno));
+		return 0;
+	}
+	char con[64], errlog[64], serial[80];
+	snprintf(con, sizeof(con), "%s/console", dir);
+	snprintf(errlog, sizeof(errlog), "%s/stderr", dir);
+	snprintf(serial, sizeof(serial), "file:%s", con);
+	char *argv[] = {conf.binary, "-accel", "kvm", "-machine", "q35", "-cpu", "host", "-m", "128",
+			"-nodefaults", "-display", "none", "-no-user-config", "-no-reboot", "-kernel",
+			kernel, "-append", "console=ttyS0 panic=-1 root=/dev/cvmm-probe", "-serial",
+			serial, NULL};
+	int pid = spawn_detached(argv, errlog);
+	int ok = 0, exited = 0;
+	if (pid < 0) {
+		snprintf(why, len, "probe: cannot run %s: %s", conf.binary, strerror(-pid));
+		goto out;
+	}
+	int pfd = pidfd_open_(pid);
+	double t0 = mono(), end = t0 + PROBE_TIMEOUT_S;
+	while (mono() < end && !ok) {
+		exited = pfd >= 0 && pidfd_wait(pfd, 0.05) == 1;
+		char buf[65536] = "";
+		int fd = open(con, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			buf[n > 0 ? n : 0] = 0;
+		}
+		if (strstr(buf, "Cannot open root device") || strstr(buf, "Kernel panic"))
+			ok = 1;
+		else if (exited)
+			break;
+	}
+	if (ok) {
+		snprintf(why, len, "KVM probe: %s booted to its root-mount panic under KVM in %.1f s",
+			 kernel, mono() - t0);
+	} else if (exited) {
+		char e[200];
+		last_error(errlog, e, sizeof(e));
+		snprintf(why, len, "KVM probe: QEMU exited before the probe kernel finished: %s",
+			 e[0] ? e : "no message");
+	} else {
+		snprintf(why, len,
+			 "KVM probe: /dev/kvm exists but a probe kernel did not finish booting under KVM within %d s (nested virtualisation?)",
+			 PROBE_TIMEOUT_S);
+	}
+	if (pfd >= 0) {
+		pidfd_kill(pfd, SIGKILL);
+		pidfd_wait(pfd, 2);
+		close(pfd);
+	}
+out:
+	unlink(con);
+	unlink(errlog);
+	rmdir(dir);
+	return ok;
+}
+
+/* ---- backend ops ---- */
+
+static void paths(cvmm_vm *vm, char *qmp, char *pidf, char *errlog, size_t len)
+{
+	const char *rd = host->vm_run_dir(vm);
+	snprintf(qmp, len, "%s/qmp.sock", rd);
+	snprintf(pidf, len, "%s/qemu.pid", rd);
+	snprintf(errlog, len, "%s/qemu.log", host->vm_data_dir(vm));
+}
+
+static int save_identity(cvmm_vm *vm, int pid)
+{
+	char v[32];
+	snprintf(v, sizeof(v), "%d", pid);
+	int r = host->state_set(self, vm, "pid", v);
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)start_time_of(pid));
+	return r < 0 ? r : host->state_set(self, vm, "starttime", v);
+}
+
+/* The VM's QEMU if it still runs: identity checked, pidfd returned. */
+static int find_process(cvmm_vm *vm, int *pid_out)
+{
+	char buf[32];
+	if (host->state_get(self, vm, "pid", buf, sizeof(buf)) < 0)
+		return -ESRCH;
+	int pid = atoi(buf);
+	uint64_t st = 0;
+	if (host->state_get(self, vm, "starttime", buf, sizeof(buf)) >= 0)
+		st = strtoull(buf, NULL, 10);
+	if (pid <= 0 || start_time_of(pid) == 0 || start_time_of(pid) != st ||
+	    !cmdline_has(pid, host->vm_id(vm)))
+		return -ESRCH;
+	int fd = pidfd_open_(pid);
+	if (fd < 0)
+		return fd;
+	/* Re-check after taking the pidfd: the pid cannot be reused under it now. */
+	if (start_time_of(pid) != st) {
+		close(fd);
+		return -ESRCH;
+	}
+	*pid_out = pid;
+	return fd;
+}
+
+static int qemu_start(void *data, cvmm_vm *vm, const struct cvmm_launch_spec *spec)
+{
+	struct qemu_opts o = {conf.binary, conf.accel, conf.vsock, conf.sandbox};
+	struct argv a = {0};
+	char err[1024], qmp[600], pidf[600], errlog[600];
+	int r = qemu_render(spec, &o, &a, err, sizeof(err));
+	if (r < 0) {
+		argv_free(&a);
+		return host->error(self, vm, r, "%s", err);
+	}
+	paths(vm, qmp, pidf, errlog, sizeof(qmp));
+	unlink(qmp);
+	int pid = spawn_detached(a.v, errlog);
+	argv_free(&a);
+	if (pid < 0)
+		return host->error(self, vm, pid, "cannot start %s: %s", conf.binary, strerror(-pid));
+	int pfd = pidfd_open_(pid);
+	if (pfd < 0)
+		return host->error(self, vm, pfd, "pidfd_open(%d): %s", pid, strerror(-pfd));
+	/* Saved before anything can fail, so a later failure can find it. */
+	save_identity(vm, pid);
+	struct qmp *q = NULL;
+	double end = mono() + START_TIMEOUT_S;
+	r = -ETIMEDOUT;
+	while (mono() < end) {
+		if (pidfd_wait(pfd, 0.02) == 1) {
+			char e[512];
+			last_error(errlog, e, sizeof(e));
+			r = host->error(self, vm, -EIO, "QEMU exited during start: %s",
+					e[0] ? e : "no message");
+			goto fail;
+		}
+		if (access(qmp, F_OK) == 0 && qmp_connect(qmp, QMP_TIMEOUT_MS, &q, err, sizeof(err)) == 0)
+			break;
+	}
+	if (!q) {
+		r = host->error(self, vm, r, "QEMU did not answer on %s within %d s", qmp,
+				START_TIMEOUT_S);
+		goto fail;
+	}
+	char *ret = NULL;
+	r = qmp_command(q, "query-status", NULL, QMP_TIMEOUT_MS, &ret, err, sizeof(err));
+	qmp_close(q);
+	if (r < 0 || !ret || !strstr(ret, "\"running\"")) {
+		r = host->error(self, vm, r < 0 ? r : -EIO, "QEMU is not running the guest: %s",
+				r < 0 ? err : (ret ? ret : "no status"));
+		free(ret);
+		goto fail;
+	}
+	free(ret);
+	close(pfd);
+	r = host->vm_watch_pid(vm, pid);
+	if (r < 0)
+		return host->error(self, vm, r, "cannot watch QEMU (pid %d): %s", pid, strerror(-r));
+	host->log(self, CVMM_LOG_INFO, "VM '%s': QEMU pid %d running (%s)", host->vm_name(vm), pid,
+		  conf.accel);
+	return 0;
+fail:
+	pidfd_kill(pfd, SIGKILL);
+	pidfd_wait(pfd, 5);
+	close(pfd);
+	return r;
+}
+
+static int kill_and_wait(int pfd)
+{
+	pidfd_kill(pfd, SIGKILL);
+	return pidfd_wait(pfd, 10) == 1 ? 0 : -ETIMEDOUT;
+}
+
+static int qemu_stop(void *data, cvmm_vm *vm, uint32_t timeout_s)
+{
+	int pid, pfd = find_process(vm, &pid);
+	if (pfd < 0)
+		return 0; /* already gone */
+	char qmp[600], pidf[600], errlog[600], err[512];
+	paths(vm, qmp, pidf, errlog, sizeof(qmp));
+	struct qmp *q = NULL;
+	int r = qmp_connect(qmp, QMP_TIMEOUT_MS, &q, err, sizeof(err));
+	if (r == 0) {
+		r = qmp_command(q, "system_powerdown", NULL, QMP_TIMEOUT_MS, NULL, err, sizeof(err));
+		if (r == 0 && pidfd_wait(pfd, timeout_s) == 1) {
+			host->log(self, CVMM_LOG_INFO, "VM '%s': powered off", host->vm_name(vm));
+			goto done;
+		}
+		host->log(self, CVMM_LOG_WARN,
+			  "VM '%s': guest did not power off within %u s; asking QEMU to quit",
+			  host->vm_name(vm), timeout_s);
+		qmp_command(q, "quit", NULL, QMP_TIMEOUT_MS, NULL, err, sizeof(err));
+		if (pidfd_wait(pfd, QUIT_WAIT_S) == 1)
+			goto done;
+	} else {
+		host->log(self, CVMM_LOG_WARN, "VM '%s': QMP unavailable (%s); killing",
+			  host->vm_name(vm), err);
+	}
+	r = kill_and_wait(pfd);
+	if (r < 0) {
+		close(pfd);
+		qmp_close(q);
+		return host->error(self, vm, r, "QEMU (pid %d) did not exit after SIGKILL", pid);
+	}
+done:
+	qmp_close(q);
+	close(pfd);
+	return 0;
+}
+
+static int qemu_kill(void *data, cvmm_vm *vm)
+{
+	int pid, pfd = find_process(vm, &pid);
+	if (pfd < 0)
+		return 0;
+	int r = kill_and_wait(pfd);
+	close(pfd);
+	return r < 0 ? host->error(self, vm, r, "QEMU (pid %d) did not exit after SIGKILL", pid) : 0;
+}
+
+static int qemu_adopt(void *data, cvmm_vm *vm)
+{
+	int pid, pfd = find_process(vm, &pid);
+	if (pfd < 0)
+		return 0;
+	close(pfd);
+	int r = host->vm_watch_pid(vm, pid);
+	return r < 0 ? 0 : 1;
+}
+
+static int qemu_cleanup(void *data, cvmm_vm *vm)
+{
+	char qmp[600], pidf[600], errlog[600];
+	paths(vm, qmp, pidf, errlog, sizeof(qmp));
+	unlink(qmp);
+	unlink(pidf);
+	host->state_set(self, vm, "pid", NULL);
+	host->state_set(self, vm, "starttime", NULL);
+	return 0;
+}
+
+static int qemu_describe(void *data, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s: accel %s (%s)", conf.binary, conf.accel, conf.accel_why);
+	return 0;
+}
+
+static int qemu_render_op(void *data, const struct cvmm_launch_spec *spec, char *buf, size_t len)
+{
+	struct qemu_opts o = {conf.binary, conf.accel, conf.vsock, conf.sandbox};
+	struct argv a = {0};
+	char err[512];
+	int r = qemu_render(spec, &o, &a, err, sizeof(err));
+	size_t off = 0;
+	for (int i = 0; r == 0 && i < a.n; i++) {
+		size_t l = strlen(a.v[i]) + 1;
+		if (off + l > len) {
+			r = -ENOSPC;
+			break;
+		}
+		memcpy(buf + off, a.v[i], l);
+		off += l;
+	}
+	argv_free(&a);
+	return r < 0 ? r : (int)off;
+}
+
+static const struct cvmm_backend_ops ops = {
+	.struct_size = sizeof(struct cvmm_backend_ops),
+	.start = qemu_start,
+	.stop = qemu_stop,
+	.kill = qemu_kill,
+	.adopt = qemu_adopt,
+	.cleanup = qemu_cleanup,
+	.describe = qemu_describe,
+	.render = qemu_render_op,
+};
+
+static int choose_accel(void)
+{
+	const char *accel = "auto";
+	host->cfg_string(self, "accel", &accel);
+	if (!strcmp(accel, "tcg")) {
+		snprintf(conf.accel, sizeof(conf.accel), "tcg");
+		snprintf(conf.accel_why, sizeof(conf.accel_why), "set by plugin.backend-qemu.accel");
+		return 0;
+	}
+	if (!strcmp(accel, "kvm")) {
+		snprintf(conf.accel, sizeof(conf.accel), "kvm");
+		snprintf(conf.accel_why, sizeof(conf.accel_why), "set by plugin.backend-qemu.accel");
+		return 0;
+	}
+	if (strcmp(accel, "auto")) {
+		host->log(self, CVMM_LOG_ERROR,
+			  "plugin.backend-qemu.accel: must be \"auto\", \"kvm\" or \"tcg\", got \"%s\"",
+			  accel);
+		return -EINVAL;
+	}
+	int kvm = probe_kvm(conf.accel_why, sizeof(conf.accel_why));
+	snprintf(conf.accel, sizeof(conf.accel), "%s", kvm ? "kvm" : "tcg");
+	host->log(self, CVMM_LOG_INFO, "accelerator %s: %s", conf.accel, conf.accel_why);
+	return 0;
+}
+
+CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
+					const struct cvmm_host_api *h, cvmm_plugin *p,
+					struct cvmm_plugin_desc *desc)
+{
+	CVMM_PLUGIN_DESCRIBE(desc, "backend-qemu", "0.1.0",
+			     "runs VMs as detached QEMU processes (argv renderer, QMP, KVM probe)");
+	if (abi_major != CVMM_ABI_MAJOR)
+		return -EPROTO;
+	host = h;
+	self = p;
+	const char *bin = "qemu-system-x86_64";
+	host->cfg_string(self, "qemu", &bin);
+	snprintf(conf.binary, sizeof(conf.binary), "%s", bin);
+	int32_t b = access("/dev/vhost-vsock", R_OK | W_OK) == 0;
+	host->cfg_bool(self, "vsock", &b);
+	conf.vsock = b;
+	b = 1;
+	host->cfg_bool(self, "sandbox", &b);
+	conf.sandbox = b;
+	int r = choose_accel();
+	if (r < 0)
+		return r;
+	return host->register_backend(self, "qemu", &ops, NULL);
+}

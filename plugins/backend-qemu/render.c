@@ -1,0 +1,212 @@
+/*
+ * render: see render.h. QEMU's -device/-netdev/-drive values are comma
+ * separated key=value lists in which a literal comma is written ",,"; every
+ * value that comes from outside (paths, names) goes through opt_escape so it
+ * cannot add options of its own.
+ */
+#include "render.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void push(struct argv *a, const char *s)
+{
+	if (a->n + 2 > a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 64;
+		a->v = realloc(a->v, sizeof(char *) * (size_t)a->cap);
+		if (!a->v)
+			abort();
+	}
+	a->v[a->n] = strdup(s);
+	if (!a->v[a->n])
+		abort();
+	a->n++;
+	a->v[a->n] = NULL;
+}
+
+static void pushf(struct argv *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pushf(struct argv *a, const char *fmt, ...)
+{
+	char *s;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	push(a, s);
+	free(s);
+}
+
+void argv_free(struct argv *a)
+{
+	for (int i = 0; i < a->n; i++)
+		free(a->v[i]);
+	free(a->v);
+	a->v = NULL;
+	a->n = a->cap = 0;
+}
+
+/* Doubles commas; the result lives in one of a few rotating buffers. */
+static const char *opt_escape(const char *s)
+{
+	static __thread char bufs[4][1024];
+	static __thread int k;
+	char *out = bufs[k++ & 3];
+	size_t o = 0;
+	for (; *s && o + 2 < sizeof(bufs[0]); s++) {
+		if (*s == ',')
+			out[o++] = ',';
+		out[o++] = *s;
+	}
+	out[o] = 0;
+	return out;
+}
+
+static int check_plain(const char *what, const char *v, char *err, size_t errlen)
+{
+	for (const char *p = v; *p; p++)
+		if (*p == ',' || *p == '=' || (unsigned char)*p < 0x20) {
+			snprintf(err, errlen, "%s '%s' may not contain ',', '=' or control characters",
+				 what, v);
+			return -EINVAL;
+		}
+	return 0;
+}
+
+static int render_nic(const struct cvmm_spec_nic *n, struct argv *a, char *err, size_t errlen)
+{
+	char netdev[2048];
+	int r;
+	if ((r = check_plain("NIC id", n->id, err, errlen)) ||
+	    (r = check_plain("MAC address", n->mac, err, errlen)))
+		return r;
+	switch (n->kind) {
+	case CVMM_NIC_USER: {
+		int o = snprintf(netdev, sizeof(netdev), "user,id=%s", n->id);
+		if (n->user_net[0])
+			o += snprintf(netdev + o, sizeof(netdev) - (size_t)o, ",net=%s",
+				      opt_escape(n->user_net));
+		if (n->user_dhcp_start[0])
+			o += snprintf(netdev + o, sizeof(netdev) - (size_t)o, ",dhcpstart=%s",
+				      opt_escape(n->user_dhcp_start));
+		o += snprintf(netdev + o, sizeof(netdev) - (size_t)o, ",restrict=%s",
+			      n->user_restrict ? "on" : "off");
+		for (uint32_t i = 0; i < n->n_ports; i++) {
+			const struct cvmm_port_map *p = n->ports[i];
+			if ((r = check_plain("port address", p->host_address, err, errlen)))
+				return r;
+			/* hostfwd wants IPv4 here; an IPv6 bind address needs brackets. */
+			int v6 = strchr(p->host_address, ':') != NULL;
+			o += snprintf(netdev + o, sizeof(netdev) - (size_t)o, ",hostfwd=%s:%s%s%s:%u-:%u",
+				      p->protocol == CVMM_PROTO_UDP ? "udp" : "tcp", v6 ? "[" : "",
+				      p->host_address, v6 ? "]" : "", p->host_port, p->vm_port);
+		}
+		break;
+	}
+	case CVMM_NIC_STREAM:
+		snprintf(netdev, sizeof(netdev), "stream,id=%s,server=off,addr.type=unix,addr.path=%s",
+			 n->id, opt_escape(n->socket));
+		break;
+	case CVMM_NIC_TAP:
+		if ((r = check_plain("TAP device", n->ifname, err, errlen)))
+			return r;
+		snprintf(netdev, sizeof(netdev), "tap,id=%s,ifname=%s,script=no,downscript=no", n->id,
+			 n->ifname);
+		break;
+	default:
+		snprintf(err, errlen, "NIC %s: kind %u is not supported by the QEMU backend", n->id,
+			 n->kind);
+		return -EINVAL;
+	}
+	push(a, "-netdev");
+	push(a, netdev);
+	push(a, "-device");
+	pushf(a, "%s,netdev=%s%s%s", n->model[0] ? opt_escape(n->model) : "virtio-net-pci", n->id,
+	      n->mac[0] ? ",mac=" : "", n->mac);
+	return 0;
+}
+
+int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, struct argv *a,
+		char *err, size_t errlen)
+{
+	int r;
+	if ((r = check_plain("VM name", s->name, err, errlen)) ||
+	    (r = check_plain("machine", s->machine, err, errlen)))
+		return r;
+	push(a, o->binary);
+	push(a, "-name");
+	pushf(a, "guest=%s,debug-threads=on", s->name);
+	if (s->uuid[0]) {
+		push(a, "-uuid");
+		push(a, s->uuid);
+	}
+	push(a, "-machine");
+	pushf(a, "%s,accel=%s", s->machine[0] ? s->machine : "q35", o->accel);
+	push(a, "-cpu");
+	push(a, strcmp(o->accel, "kvm") ? "max" : "host");
+	push(a, "-smp");
+	pushf(a, "%u", s->vcpus ? s->vcpus : 1);
+	push(a, "-m");
+	pushf(a, "%lluM", (unsigned long long)(s->memory_mb ? s->memory_mb : 256));
+	push(a, "-nodefaults");
+	push(a, "-no-user-config");
+	push(a, "-display");
+	push(a, "none");
+	if (o->sandbox) {
+		push(a, "-sandbox");
+		push(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+	}
+	if (s->bios[0]) {
+		push(a, "-bios");
+		push(a, s->bios);
+	}
+	if (s->kernel[0]) {
+		push(a, "-kernel");
+		push(a, s->kernel);
+		if (s->initrd[0]) {
+			push(a, "-initrd");
+			push(a, s->initrd);
+		}
+		if (s->cmdline[0]) {
+			push(a, "-append");
+			push(a, s->cmdline);
+		}
+	}
+	if (s->serial_log[0]) {
+		/* append=on: the daemon may truncate the file to bound it. */
+		push(a, "-chardev");
+		pushf(a, "file,id=serial0,path=%s,append=on", opt_escape(s->serial_log));
+		push(a, "-serial");
+		push(a, "chardev:serial0");
+	}
+	if (s->run_dir[0]) {
+		push(a, "-qmp");
+		pushf(a, "unix:%s/qmp.sock,server=on,wait=off", opt_escape(s->run_dir));
+		push(a, "-pidfile");
+		pushf(a, "%s/qemu.pid", s->run_dir);
+	}
+	for (uint32_t i = 0; i < s->n_disks; i++) {
+		const struct cvmm_spec_disk *dk = s->disks[i];
+		if ((r = check_plain("disk id", dk->id, err, errlen)))
+			return r;
+		push(a, "-drive");
+		pushf(a, "file=%s,if=none,id=%s,format=%s%s", opt_escape(dk->path), dk->id,
+		      dk->format == CVMM_DISK_RAW ? "raw" : "qcow2", dk->readonly ? ",readonly=on" : "");
+		push(a, "-device");
+		pushf(a, "virtio-blk-pci,drive=%s", dk->id);
+	}
+	for (uint32_t i = 0; i < s->n_nics; i++)
+		if ((r = render_nic(s->nics[i], a, err, errlen)))
+			return r;
+	if (s->cid && o->vsock) {
+		push(a, "-device");
+		pushf(a, "vhost-vsock-pci,guest-cid=%u", s->cid);
+	}
+	for (uint32_t i = 0; i < s->n_args; i++)
+		if (!strcmp(s->args[i]->backend, "qemu"))
+			push(a, s->args[i]->value);
+	return 0;
+}

@@ -1,0 +1,28 @@
+/*
+ * render: the QEMU argv for a launch spec. A pure function of the spec and
+ * the backend's options, so that golden files pin it down.
+ */
+#ifndef CVMM_QEMU_RENDER_H
+#define CVMM_QEMU_RENDER_H
+
+#include <cvmm/plugin.h>
+
+struct qemu_opts {
+	const char *binary; /* "qemu-system-x86_64" */
+	const char *accel;  /* "kvm" or "tcg" */
+	int vsock;          /* render a vhost-vsock device when the spec has a CID */
+	int sandbox;        /* -sandbox on with the deny options */
+};
+
+struct argv {
+	char **v;
+	int n, cap;
+};
+
+/* Fills a (NULL-terminated). Returns 0, or -EINVAL with the reason in err
+ * (e.g. a value QEMU's option parser would misread). */
+int qemu_render(const struct cvmm_launch_spec *spec, const struct qemu_opts *o, struct argv *a,
+		char *err, size_t errlen);
+void argv_free(struct argv *a);
+
+#endif
