@@ -34,6 +34,7 @@ struct api {
 	ev_timer timer;
 	ev_prepare prepare;
 	ev_timer follow_timer;
+	ev_idle kick; /* runs MHD once more after a resume */
 	struct req *followers; /* suspended log streams waiting for output */
 };
 
@@ -303,6 +304,9 @@ static void resume_with(struct req *q, unsigned status, json_object *answer)
 	q->ready = true;
 	q->suspended = false;
 	MHD_resume_connection(q->conn);
+	/* MHD (0.9.75, external epoll) notices a resume only on its next run;
+	 * nothing else may wake it, so make that run happen. */
+	ev_idle_start(q->api->d->loop, &q->api->kick);
 }
 
 static void create_done(struct cvmm_daemon *d, struct job *j)
@@ -521,6 +525,7 @@ static void follow_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		MHD_resume_connection(q->conn);
 		q = n;
 	}
+	ev_idle_start(loop, &a->kick);
 }
 
 /* Appends up to the last `lines` lines (0: everything) of path to buf. */
@@ -762,6 +767,12 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	mhd_run(w->data);
 }
 
+static void kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	ev_idle_stop(loop, w);
+	mhd_run(w->data);
+}
+
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	struct api *a = w->data;
@@ -894,6 +905,8 @@ int api_open(struct cvmm_daemon *d, char *err, size_t errlen)
 	a->timer.data = a;
 	ev_init(&a->follow_timer, follow_timer_cb);
 	a->follow_timer.data = a;
+	ev_idle_init(&a->kick, kick_cb);
+	a->kick.data = a;
 	ev_prepare_init(&a->prepare, prepare_cb);
 	a->prepare.data = a;
 	ev_prepare_start(d->loop, &a->prepare);
@@ -910,6 +923,7 @@ void api_close(struct cvmm_daemon *d)
 	ev_io_stop(d->loop, &a->io);
 	ev_timer_stop(d->loop, &a->timer);
 	ev_timer_stop(d->loop, &a->follow_timer);
+	ev_idle_stop(d->loop, &a->kick);
 	ev_prepare_stop(d->loop, &a->prepare);
 	/* Parked streams must be resumed before MHD can close them. */
 	for (struct req *q = a->followers; q; q = q->next_follower)
