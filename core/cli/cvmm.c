@@ -824,6 +824,17 @@ int main(int argc, char **argv)
 		return usage_error(NULL, "no command given");
 	if (!(cmd = find_command(argv[optind])))
 		return usage_error(NULL, "unknown command '%s'", argv[optind]);
+	/* `cvmm list --json` reads naturally: accept --json after the command
+	 * too (before a "--"), taking it out of the command's own arguments. */
+	for (int i = optind + 1; i < argc && strcmp(argv[i], "--");) {
+		if (strcmp(argv[i], "--json")) {
+			i++;
+			continue;
+		}
+		cli.json = 1;
+		memmove(&argv[i], &argv[i + 1], sizeof(char *) * (size_t)(argc - i)); /* with NULL */
+		argc--;
+	}
 	if (socket_path && url)
 		return usage_error(NULL, "--socket and --url exclude each other");
 	if (socket_path && !*socket_path)
