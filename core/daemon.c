@@ -5,6 +5,7 @@
 #include "daemon.h"
 #include "api.h"
 #include "job.h"
+#include "loopapi.h"
 #include "registry.h"
 #include "util.h"
 
@@ -356,6 +357,7 @@ struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen
 	}
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->call_lock, NULL);
+	pthread_mutex_init(&d->watch_lock, NULL);
 	d->cid_used = xzalloc(cfg->cid_pool_size);
 	d->reg = registry_new(d);
 	ev_async_init(&d->wake, wake_cb);
@@ -522,6 +524,7 @@ void daemon_free(struct cvmm_daemon *d)
 	d->jobs = NULL;
 	wake_cb(d->loop, &d->wake, 0);
 	api_close(d);
+	loopapi_free_all(d);
 	for (int i = 0; i < d->n_vms; i++) {
 		daemon_unwatch(d, d->vms[i]);
 		ev_timer_stop(d->loop, &d->vms[i]->restart_timer);
@@ -533,5 +536,6 @@ void daemon_free(struct cvmm_daemon *d)
 	ev_loop_destroy(d->loop);
 	pthread_mutex_destroy(&d->lock);
 	pthread_mutex_destroy(&d->call_lock);
+	pthread_mutex_destroy(&d->watch_lock);
 	free(d);
 }

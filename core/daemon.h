@@ -44,6 +44,11 @@ struct cvmm_daemon {
 	struct loop_call *calls, *calls_tail;
 	ev_async wake;
 
+	/* Plugin fd watches and timers (loopapi.c). */
+	pthread_mutex_t watch_lock;
+	struct lwatch *watches;
+	int next_watch_id;
+
 	ev_signal sig_int, sig_term, sig_hup;
 	ev_timer supervise;  /* cvm.auto_restart.interval: catch missed exits */
 	ev_timer log_rotate; /* bound console logs */

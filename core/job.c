@@ -152,16 +152,22 @@ static int netmode_do(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev, in
 			 i, vm_nic_param(vm, i, "mode"));
 		return -ENOENT;
 	}
-	if (ev == CVMM_EV_DEFINE)
-		return m->ops.define ? m->ops.define(m->data, vm, (uint32_t)i) : 0;
-	if (ev == CVMM_EV_PRE_START) {
-		const struct cvmm_port_map *ports[VM_MAX_PORTS];
-		uint32_t n = 0;
-		if (ports_nic(d, vm) == i)
-			for (int k = 0; k < vm->n_ports; k++)
-				ports[n++] = &vm->ports[k];
-		return m->ops.setup ? m->ops.setup(m->data, vm, (uint32_t)i, spec, ports, n) : 0;
+	const struct cvmm_port_map *ports[VM_MAX_PORTS];
+	uint32_t n = 0;
+	if (ports_nic(d, vm) == i)
+		for (int k = 0; k < vm->n_ports; k++)
+			ports[n++] = &vm->ports[k];
+	if (ev == CVMM_EV_DEFINE) {
+		if (i == 0 && vm->n_ports && ports_nic(d, vm) < 0) {
+			snprintf(vm->errbuf, sizeof(vm->errbuf),
+				 "ports: none of this VM's networks can carry port mappings (mode '%s' cannot)",
+				 vm_nic_param(vm, 0, "mode"));
+			return -EINVAL;
+		}
+		return m->ops.define ? m->ops.define(m->data, vm, (uint32_t)i, ports, n) : 0;
 	}
+	if (ev == CVMM_EV_PRE_START)
+		return m->ops.setup ? m->ops.setup(m->data, vm, (uint32_t)i, spec, ports, n) : 0;
 	return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "registry.h"
 #include "daemon.h"
 #include "spec.h"
+#include "loopapi.h"
 #include "util.h"
 
 #include <dlfcn.h>
@@ -87,7 +88,10 @@ int registry_load(struct registry *r, const char *path, const char *name, char *
 	 * plugin's (older) header lacks stay zero, i.e. absent. */
 	struct cvmm_plugin_desc desc;
 	memset(&desc, 0, sizeof(desc));
+	desc.struct_size = sizeof(desc);
+	r->loading = p;
 	int rc = init(CVMM_ABI_MAJOR, CVMM_ABI_MINOR, registry_host_api(), p, &desc);
+	r->loading = NULL;
 	if (desc.struct_size < offsetof(struct cvmm_plugin_desc, name) ||
 	    desc.abi_major != CVMM_ABI_MAJOR) {
 		snprintf(err, errlen,
@@ -98,7 +102,8 @@ int registry_load(struct registry *r, const char *path, const char *name, char *
 		return -EPROTO;
 	}
 	if (rc < 0) {
-		snprintf(err, errlen, "plugin %s: initialisation failed: %s", path, strerror(-rc));
+		snprintf(err, errlen, "plugin %s: initialisation failed: %s", path,
+			 p->init_err[0] ? p->init_err : strerror(-rc));
 		drop_registrations(r, p);
 		plugin_free(p);
 		return rc;
@@ -221,6 +226,8 @@ static int h_error(cvmm_plugin *p, cvmm_vm *vm, int err, const char *fmt, ...)
 			str_copy(vm->errbuf, sizeof(vm->errbuf), msg);
 		log_error("%s: VM '%s': %s", p ? p->name : "plugin", vm->name, msg);
 	} else {
+		if (p && p->reg->loading == p && !p->init_err[0])
+			str_copy(p->init_err, sizeof(p->init_err), msg);
 		log_error("%s: %s", p ? p->name : "plugin", msg);
 	}
 	return err < 0 ? err : -EIO;
@@ -230,6 +237,8 @@ static int h_register_backend(cvmm_plugin *p, const char *name, const struct cvm
 			      void *data)
 {
 	struct registry *r = p->reg;
+	if (r->loading != p)
+		return -EPERM;
 	if (!name || !ops || strlen(name) >= 32)
 		return -EINVAL;
 	if (registry_backend(r, name))
@@ -248,6 +257,8 @@ static int h_register_netmode(cvmm_plugin *p, const char *mode, const struct cvm
 			      void *data)
 {
 	struct registry *r = p->reg;
+	if (r->loading != p)
+		return -EPERM;
 	if (!mode || !ops || strlen(mode) >= 32)
 		return -EINVAL;
 	if (registry_netmode(r, mode))
@@ -266,6 +277,8 @@ static int h_register_hook(cvmm_plugin *p, uint32_t event, int32_t priority, cvm
 			   void *data)
 {
 	struct registry *r = p->reg;
+	if (r->loading != p)
+		return -EPERM;
 	if (!fn || event < CVMM_EV_DEFINE || event > CVMM_EV_DAEMON_STOP)
 		return -EINVAL;
 	r->hooks = realloc(r->hooks, sizeof(*r->hooks) * (r->n_hooks + 1));
@@ -289,9 +302,17 @@ static config_setting_t *cfg_find(cvmm_plugin *p, const char *path)
 static int cfg_type_error(cvmm_plugin *p, config_setting_t *s, const char *path, const char *want)
 {
 	const char *file = config_setting_source_file(s);
-	log_error("%s:%d: %s%s: must be %s", file ? file : p->reg->d->cfg->path,
-		  config_setting_source_line(s), path[0] == '.' ? "" : "plugin.",
-		  path[0] == '.' ? path + 1 : path, want);
+	if (p->reg->loading == p && !p->init_err[0])
+		snprintf(p->init_err, sizeof(p->init_err), "%s:%d: %s%s%s%s: must be %s",
+			 file ? file : p->reg->d->cfg->path, config_setting_source_line(s),
+			 path[0] == '.' ? "" : "plugin.", path[0] == '.' ? "" : p->name,
+			 path[0] == '.' ? "" : ".", path[0] == '.' ? path + 1 : path, want);
+	if (path[0] == '.')
+		log_error("%s:%d: %s: must be %s", file ? file : p->reg->d->cfg->path,
+			  config_setting_source_line(s), path + 1, want);
+	else
+		log_error("%s:%d: plugin.%s.%s: must be %s", file ? file : p->reg->d->cfg->path,
+			  config_setting_source_line(s), p->name, path, want);
 	return -EINVAL;
 }
 
@@ -483,6 +504,31 @@ static const char *h_data_dir(cvmm_plugin *p)
 	return p->reg->d->cfg->data_dir;
 }
 
+static int h_io_add(cvmm_plugin *p, int fd, uint32_t events, cvmm_io_fn fn, void *data)
+{
+	return loopapi_io_add(p->reg->d, fd, events, fn, data);
+}
+static int h_io_update(cvmm_plugin *p, int watch, uint32_t events)
+{
+	return loopapi_io_update(p->reg->d, watch, events);
+}
+static int h_io_remove(cvmm_plugin *p, int watch)
+{
+	return loopapi_io_remove(p->reg->d, watch);
+}
+static int h_timer_add(cvmm_plugin *p, int64_t period_ms, cvmm_timer_fn fn, void *data)
+{
+	return loopapi_timer_add(p->reg->d, period_ms, fn, data);
+}
+static int h_timer_update(cvmm_plugin *p, int timer, int64_t period_ms)
+{
+	return loopapi_timer_update(p->reg->d, timer, period_ms);
+}
+static int h_timer_remove(cvmm_plugin *p, int timer)
+{
+	return loopapi_timer_remove(p->reg->d, timer);
+}
+
 static const struct cvmm_host_api host_api = {
 	.struct_size = sizeof(struct cvmm_host_api),
 	.abi_major = CVMM_ABI_MAJOR,
@@ -519,6 +565,12 @@ static const struct cvmm_host_api host_api = {
 	.free = h_free,
 	.run_dir = h_run_dir,
 	.data_dir = h_data_dir,
+	.io_add = h_io_add,
+	.io_update = h_io_update,
+	.io_remove = h_io_remove,
+	.timer_add = h_timer_add,
+	.timer_update = h_timer_update,
+	.timer_remove = h_timer_remove,
 };
 
 const struct cvmm_host_api *registry_host_api(void)

@@ -18,6 +18,7 @@ struct cvmm_plugin {
 	char *desc_name, *version, *description;
 	uint32_t abi_major, abi_minor;
 	void *handle;
+	char init_err[512]; /* first error it reported while initialising */
 };
 
 struct reg_backend {
@@ -53,6 +54,7 @@ struct registry {
 	int n_netmodes;
 	struct reg_hook *hooks;
 	int n_hooks;
+	struct cvmm_plugin *loading; /* the plugin whose entry point runs */
 };
 
 struct registry *registry_new(struct cvmm_daemon *d);

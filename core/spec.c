@@ -325,7 +325,10 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 			    (r = j_u64(&c, j, "readonly", &ro)))
 				goto out;
 			d.readonly = (uint32_t)ro;
-			spec_add_disk(s, &d);
+			if ((r = spec_add_disk(s, &d))) {
+				snprintf(err, errlen, "disks: at most %d entries", SPEC_MAX_ITEMS);
+				goto out;
+			}
 		}
 	if ((a = j_array(o, "nics")))
 		for (size_t i = 0; i < json_object_array_length(a); i++) {
@@ -345,9 +348,8 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 				goto out;
 			json_object *pa = j_array(j, "ports");
 			size_t np = pa ? json_object_array_length(pa) : 0;
-			struct cvmm_port_map pm[16], *pp[16];
-			if (np > 16)
-				np = 16;
+			_cleanup_free_ struct cvmm_port_map *pm = xzalloc(sizeof(*pm) * (np + 1));
+			_cleanup_free_ struct cvmm_port_map **pp = xzalloc(sizeof(*pp) * (np + 1));
 			c.where = "nics[].ports[].";
 			for (size_t k = 0; k < np; k++) {
 				json_object *pj = json_object_array_get_idx(pa, k);
@@ -360,12 +362,21 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 				    (r = j_u32(&c, pj, "host_port", &pm[k].host_port)) ||
 				    (r = j_u32(&c, pj, "vm_port", &pm[k].vm_port)))
 					goto out;
+				if (strcmp(proto, "tcp") && strcmp(proto, "udp")) {
+					snprintf(err, errlen, "%sprotocol: unknown value '%s'", c.where,
+						 proto);
+					r = -EINVAL;
+					goto out;
+				}
 				pm[k].protocol = strcmp(proto, "udp") ? CVMM_PROTO_TCP : CVMM_PROTO_UDP;
 				pp[k] = &pm[k];
 			}
 			n.n_ports = (uint32_t)np;
 			n.ports = (const struct cvmm_port_map *const *)pp;
-			spec_add_nic(s, &n);
+			if ((r = spec_add_nic(s, &n))) {
+				snprintf(err, errlen, "nics: at most %d entries", SPEC_MAX_ITEMS);
+				goto out;
+			}
 		}
 	if ((a = j_array(o, "args")))
 		for (size_t i = 0; i < json_object_array_length(a); i++) {
@@ -375,7 +386,10 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 			if ((r = j_str(&c, j, "backend", be, sizeof(be))) ||
 			    (r = j_str(&c, j, "value", val, sizeof(val))))
 				goto out;
-			spec_add_arg(s, be, val);
+			if ((r = spec_add_arg(s, be, val))) {
+				snprintf(err, errlen, "args: at most %d entries", SPEC_MAX_ITEMS * 4);
+				goto out;
+			}
 		}
 out:
 	if (r) {

@@ -189,8 +189,10 @@ struct cvmm_backend_ops {
 struct cvmm_netmode_ops {
 	uint32_t struct_size;
 	uint32_t can_map_ports; /* 1 if the mode carries port mappings */
-	/* DEFINE: check the NIC's parameters, reserve what lives with the VM. */
-	int (*define)(void *data, cvmm_vm *vm, uint32_t nic_index);
+	/* DEFINE: check the NIC's parameters (and the port mappings it will
+	 * carry), reserve what lives with the VM. */
+	int (*define)(void *data, cvmm_vm *vm, uint32_t nic_index,
+		      const struct cvmm_port_map *const *ports, uint32_t n_ports);
 	/* UNDEFINE: release what define() reserved. Idempotent. */
 	int (*undefine)(void *data, cvmm_vm *vm, uint32_t nic_index);
 	/* PRE_START: create host resources and add the NIC to the spec. The
@@ -206,6 +208,14 @@ struct cvmm_netmode_ops {
 
 /* An event hook. spec is non-NULL only for PREPARE and PRE_START. */
 typedef int (*cvmm_hook_fn)(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec);
+
+/* Event-loop access (io_* and timer_* in the host table). */
+#define CVMM_IO_READ 1
+#define CVMM_IO_WRITE 2
+#define CVMM_IO_ERROR 4
+#define CVMM_IO_HANGUP 8
+typedef void (*cvmm_io_fn)(void *data, int watch, int fd, uint32_t events);
+typedef void (*cvmm_timer_fn)(void *data, int timer);
 
 /* ---- The host table: what the daemon offers plugins. ------------------ */
 
@@ -283,6 +293,20 @@ struct cvmm_host_api {
 	/* Daemon-wide paths. */
 	const char *(*run_dir)(cvmm_plugin *p);
 	const char *(*data_dir)(cvmm_plugin *p);
+
+	/* The daemon's event loop, for plugins that bring another library's
+	 * events into it (libvirt's domain events, say). Any thread may add,
+	 * update or remove; callbacks run on the loop thread and must not
+	 * block. A callback never runs after remove() returned on the loop
+	 * thread, nor after the next loop iteration when called elsewhere.
+	 * Returns a watch/timer id > 0, or a negative errno. Timers repeat
+	 * every period_ms; -1 disables, 0 fires on every loop iteration. */
+	int (*io_add)(cvmm_plugin *p, int fd, uint32_t events, cvmm_io_fn fn, void *data);
+	int (*io_update)(cvmm_plugin *p, int watch, uint32_t events);
+	int (*io_remove)(cvmm_plugin *p, int watch);
+	int (*timer_add)(cvmm_plugin *p, int64_t period_ms, cvmm_timer_fn fn, void *data);
+	int (*timer_update)(cvmm_plugin *p, int timer, int64_t period_ms);
+	int (*timer_remove)(cvmm_plugin *p, int timer);
 };
 
 /* ---- Handshake. ------------------------------------------------------- */
@@ -298,20 +322,26 @@ struct cvmm_plugin_desc {
 };
 
 /*
- * The entry point. The host fills abi_major/minor and host; the plugin must
- * first fill desc (always, even if it will refuse), then return 0 after
- * registering, or a negative errno. The host refuses the plugin when
- * desc->abi_major differs from its own, before anything is registered: a
- * plugin should therefore only register when host_abi_major matches.
+ * The entry point. The host passes its ABI version, its table and a zeroed
+ * descriptor whose struct_size is the host's. The plugin must first fill desc
+ * (always, even if it will refuse), then register and return 0, or return a
+ * negative errno. A plugin should only register when host_abi_major matches
+ * its own; the host refuses a plugin whose desc->abi_major differs from its
+ * own and drops whatever it registered. Registration is only possible from
+ * within this call.
  */
 typedef int (*cvmm_plugin_init_fn)(uint32_t host_abi_major, uint32_t host_abi_minor,
 				   const struct cvmm_host_api *host, cvmm_plugin *self,
 				   struct cvmm_plugin_desc *desc);
 
-/* Convenience for plugins: fill desc and check the major in one go. */
+/* Convenience for plugins: fill desc. The host sets desc->struct_size to
+ * the size of its descriptor; a plugin writes no field past it. */
 #define CVMM_PLUGIN_DESCRIBE(desc, pname, pversion, pdescription)                                  \
 	do {                                                                                       \
-		(desc)->struct_size = sizeof(struct cvmm_plugin_desc);                             \
+		uint32_t cvmm_host_size_ = (desc)->struct_size;                                    \
+		(desc)->struct_size = cvmm_host_size_ && cvmm_host_size_ < sizeof(*(desc))         \
+					      ? cvmm_host_size_                                    \
+					      : (uint32_t)sizeof(*(desc));                         \
 		(desc)->abi_major = CVMM_ABI_MAJOR;                                                \
 		(desc)->abi_minor = CVMM_ABI_MINOR;                                                \
 		(desc)->name = (pname);                                                            \

@@ -551,7 +551,8 @@ static const struct cvmm_backend_ops ops = {
 static int choose_accel(void)
 {
 	const char *accel = "auto";
-	host->cfg_string(self, "accel", &accel);
+	if (host->cfg_string(self, "accel", &accel) == -EINVAL)
+		return -EINVAL;
 	if (!strcmp(accel, "tcg")) {
 		snprintf(conf.accel, sizeof(conf.accel), "tcg");
 		snprintf(conf.accel_why, sizeof(conf.accel_why), "set by plugin.backend-qemu.accel");
@@ -563,10 +564,9 @@ static int choose_accel(void)
 		return 0;
 	}
 	if (strcmp(accel, "auto")) {
-		host->log(self, CVMM_LOG_ERROR,
-			  "plugin.backend-qemu.accel: must be \"auto\", \"kvm\" or \"tcg\", got \"%s\"",
-			  accel);
-		return -EINVAL;
+		return host->error(self, NULL, -EINVAL,
+				   "plugin.backend-qemu.accel: must be \"auto\", \"kvm\" or \"tcg\", got \"%s\"",
+				   accel);
 	}
 	int kvm = probe_kvm(conf.accel_why, sizeof(conf.accel_why));
 	snprintf(conf.accel, sizeof(conf.accel), "%s", kvm ? "kvm" : "tcg");
@@ -585,13 +585,16 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 	host = h;
 	self = p;
 	const char *bin = "qemu-system-x86_64";
-	host->cfg_string(self, "qemu", &bin);
+	if (host->cfg_string(self, "qemu", &bin) == -EINVAL)
+		return -EINVAL;
 	snprintf(conf.binary, sizeof(conf.binary), "%s", bin);
 	int32_t b = access("/dev/vhost-vsock", R_OK | W_OK) == 0;
-	host->cfg_bool(self, "vsock", &b);
+	if (host->cfg_bool(self, "vsock", &b) == -EINVAL)
+		return -EINVAL;
 	conf.vsock = b;
 	b = 1;
-	host->cfg_bool(self, "sandbox", &b);
+	if (host->cfg_bool(self, "sandbox", &b) == -EINVAL)
+		return -EINVAL;
 	conf.sandbox = b;
 	int r = choose_accel();
 	if (r < 0)

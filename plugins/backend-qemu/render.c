@@ -6,6 +6,7 @@
  */
 #include "render.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,55 +79,71 @@ static int check_plain(const char *what, const char *v, char *err, size_t errlen
 
 static int render_nic(const struct cvmm_spec_nic *n, struct argv *a, char *err, size_t errlen)
 {
-	char netdev[2048];
+	/* A memstream, not a fixed buffer: a user NIC carries any number of
+	 * port forwards. */
+	char *netdev = NULL;
+	size_t len = 0;
+	FILE *f = NULL;
 	int r;
 	if ((r = check_plain("NIC id", n->id, err, errlen)) ||
 	    (r = check_plain("MAC address", n->mac, err, errlen)))
 		return r;
+	if (!(f = open_memstream(&netdev, &len)))
+		abort();
 	switch (n->kind) {
-	case CVMM_NIC_USER: {
-		int o = snprintf(netdev, sizeof(netdev), "user,id=%s", n->id);
+	case CVMM_NIC_USER:
+		fprintf(f, "user,id=%s", n->id);
 		if (n->user_net[0])
-			o += snprintf(netdev + o, sizeof(netdev) - (size_t)o, ",net=%s",
-				      opt_escape(n->user_net));
+			fprintf(f, ",net=%s", opt_escape(n->user_net));
 		if (n->user_dhcp_start[0])
-			o += snprintf(netdev + o, sizeof(netdev) - (size_t)o, ",dhcpstart=%s",
-				      opt_escape(n->user_dhcp_start));
-		o += snprintf(netdev + o, sizeof(netdev) - (size_t)o, ",restrict=%s",
-			      n->user_restrict ? "on" : "off");
+			fprintf(f, ",dhcpstart=%s", opt_escape(n->user_dhcp_start));
+		fprintf(f, ",restrict=%s", n->user_restrict ? "on" : "off");
 		for (uint32_t i = 0; i < n->n_ports; i++) {
 			const struct cvmm_port_map *p = n->ports[i];
-			if ((r = check_plain("port address", p->host_address, err, errlen)))
-				return r;
-			/* hostfwd wants IPv4 here; an IPv6 bind address needs brackets. */
-			int v6 = strchr(p->host_address, ':') != NULL;
-			o += snprintf(netdev + o, sizeof(netdev) - (size_t)o, ",hostfwd=%s:%s%s%s:%u-:%u",
-				      p->protocol == CVMM_PROTO_UDP ? "udp" : "tcp", v6 ? "[" : "",
-				      p->host_address, v6 ? "]" : "", p->host_port, p->vm_port);
+			const char *proto = p->protocol == CVMM_PROTO_UDP ? "udp" : "tcp";
+			struct in_addr in;
+			/* QEMU's hostfwd parses the bind address with inet_aton: IPv4
+			 * only (7.2 refuses "[::1]" as "Bad host address"). */
+			if (p->host_address[0] && inet_pton(AF_INET, p->host_address, &in) != 1) {
+				snprintf(err, errlen,
+					 "NIC %s: port %s/%u: host address '%s' is not an IPv4 address; "
+					 "QEMU's user network forwards IPv4 only",
+					 n->id, proto, p->host_port, p->host_address);
+				r = -EINVAL;
+				goto out;
+			}
+			fprintf(f, ",hostfwd=%s:%s:%u-:%u", proto, p->host_address, p->host_port,
+				p->vm_port);
 		}
 		break;
-	}
 	case CVMM_NIC_STREAM:
-		snprintf(netdev, sizeof(netdev), "stream,id=%s,server=off,addr.type=unix,addr.path=%s",
-			 n->id, opt_escape(n->socket));
+		fprintf(f, "stream,id=%s,server=off,addr.type=unix,addr.path=%s", n->id,
+			opt_escape(n->socket));
 		break;
 	case CVMM_NIC_TAP:
 		if ((r = check_plain("TAP device", n->ifname, err, errlen)))
-			return r;
-		snprintf(netdev, sizeof(netdev), "tap,id=%s,ifname=%s,script=no,downscript=no", n->id,
-			 n->ifname);
+			goto out;
+		fprintf(f, "tap,id=%s,ifname=%s,script=no,downscript=no", n->id, n->ifname);
 		break;
 	default:
 		snprintf(err, errlen, "NIC %s: kind %u is not supported by the QEMU backend", n->id,
 			 n->kind);
-		return -EINVAL;
+		r = -EINVAL;
+		goto out;
 	}
+	if (fclose(f) != 0)
+		abort();
+	f = NULL;
 	push(a, "-netdev");
 	push(a, netdev);
 	push(a, "-device");
 	pushf(a, "%s,netdev=%s%s%s", n->model[0] ? opt_escape(n->model) : "virtio-net-pci", n->id,
 	      n->mac[0] ? ",mac=" : "", n->mac);
-	return 0;
+out:
+	if (f)
+		fclose(f);
+	free(netdev);
+	return r;
 }
 
 int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, struct argv *a,
@@ -183,8 +200,13 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		push(a, "chardev:serial0");
 	}
 	if (s->run_dir[0]) {
-		push(a, "-qmp");
-		pushf(a, "unix:%s/qmp.sock,server=on,wait=off", opt_escape(s->run_dir));
+		/* Not "-qmp unix:PATH": there PATH is an implied value, which
+		 * QEMU cuts at the first '=' even when commas are doubled. */
+		push(a, "-chardev");
+		pushf(a, "socket,id=qmp,path=%s/qmp.sock,server=on,wait=off",
+		      opt_escape(s->run_dir));
+		push(a, "-mon");
+		push(a, "chardev=qmp,mode=control");
 		push(a, "-pidfile");
 		pushf(a, "%s/qemu.pid", s->run_dir);
 	}

@@ -73,8 +73,15 @@ static int check_net(cvmm_vm *vm, uint32_t i, const char *net, const char *dhcp)
 	return 0;
 }
 
-static int nu_define(void *data, cvmm_vm *vm, uint32_t i)
+static int nu_define(void *data, cvmm_vm *vm, uint32_t i, const struct cvmm_port_map *const *ports,
+		     uint32_t n_ports)
 {
+	/* QEMU's user network binds forwarded ports on IPv4 only. */
+	for (uint32_t k = 0; k < n_ports; k++)
+		if (strchr(ports[k]->host_address, ':'))
+			return host->error(self, vm, -EINVAL,
+					   "ports[%u].host_address: %s is IPv6; mode 'user' forwards IPv4 only",
+					   k, ports[k]->host_address);
 	static const char *const known[] = {"mode", "net", "dhcp_start", "restrict", "mac", NULL};
 	const char *key;
 	for (uint32_t k = 0; (key = host->vm_nic_param_at(vm, i, k, NULL)); k++) {
