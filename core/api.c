@@ -272,6 +272,8 @@ static json_object *parse_body(struct req *q, char *err, size_t errlen)
 	if (!q->len)
 		return json_object_new_object();
 	struct json_tokener *tok = json_tokener_new_ex(16);
+	/* Only JSON: no single quotes, comments, trailing commas or 01. */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	json_object *o = json_tokener_parse_ex(tok, q->body, (int)q->len);
 	enum json_tokener_error e = json_tokener_get_error(tok);
 	size_t end = json_tokener_get_parse_end(tok);

@@ -132,6 +132,7 @@ int daemon_reserve(struct cvmm_daemon *d, struct cvmm_vm *vm, bool fixed_cid, ch
 		vm->cid = c->cid_start + slot;
 	}
 	d->cid_used[slot] = 1;
+	vm->reserved = true;
 	d->cids_in_use++;
 	d->used_vcpu += vm->vcpu;
 	d->used_memory_mb += vm->memory_mb;
@@ -141,6 +142,11 @@ int daemon_reserve(struct cvmm_daemon *d, struct cvmm_vm *vm, bool fixed_cid, ch
 void daemon_release(struct cvmm_daemon *d, struct cvmm_vm *vm)
 {
 	struct cvmm_config *c = d->cfg;
+	/* Only what this VM reserved: a VM kept uncounted (limits shrank) must
+	 * not free another VM's CID or subtract what it never held. */
+	if (!vm->reserved)
+		return;
+	vm->reserved = false;
 	if (vm->cid >= c->cid_start && vm->cid < c->cid_start + c->cid_pool_size &&
 	    d->cid_used[vm->cid - c->cid_start]) {
 		d->cid_used[vm->cid - c->cid_start] = 0;

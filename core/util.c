@@ -174,20 +174,22 @@ int read_file(const char *path, char **out, size_t *lenp, size_t max)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	size_t cap = 4096, len = 0;
+	/* The buffer holds max + 1 bytes and the NUL: reading a byte past max is
+	 * what tells a file that is too big. */
+	size_t cap = max + 2 < 4096 ? max + 2 : 4096, len = 0;
 	char *buf = malloc(cap);
 	if (!buf)
 		abort();
 	for (;;) {
 		if (len + 1 >= cap) {
-			if (cap >= max + 1) {
+			if (cap >= max + 2) {
 				free(buf);
 				close(fd);
 				return -EFBIG;
 			}
 			cap *= 2;
-			if (cap > max + 1)
-				cap = max + 1;
+			if (cap > max + 2)
+				cap = max + 2;
 			buf = realloc(buf, cap);
 			if (!buf)
 				abort();
@@ -204,6 +206,11 @@ int read_file(const char *path, char **out, size_t *lenp, size_t max)
 		if (n == 0)
 			break;
 		len += (size_t)n;
+		if (len > max) {
+			free(buf);
+			close(fd);
+			return -EFBIG;
+		}
 	}
 	close(fd);
 	buf[len] = 0;
@@ -226,8 +233,15 @@ int mkdir_p(const char *path, int mode)
 			return -errno;
 		*p = '/';
 	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
+	if (mkdir(buf, mode) < 0) {
+		if (errno != EEXIST)
+			return -errno;
+		struct stat st;
+		if (stat(buf, &st) < 0)
+			return -errno;
+		if (!S_ISDIR(st.st_mode))
+			return -ENOTDIR;
+	}
 	return 0;
 }
 

@@ -242,7 +242,9 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 		snprintf(err, errlen, "name: required, a string");
 		goto fail;
 	}
-	if (!vm_name_valid(json_object_get_string(v))) {
+	/* A NUL inside the string would cut the name short. */
+	if (!vm_name_valid(json_object_get_string(v)) ||
+	    (size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v))) {
 		snprintf(err, errlen,
 			 "name: must be 1-63 characters of [A-Za-z0-9._-] not starting with '.', got '%.80s'",
 			 json_object_get_string(v));

@@ -84,6 +84,7 @@ struct cvmm_vm {
 	bool proc_gone;    /* the watched process ended */
 	bool stop_requested; /* the current exit was asked for */
 	bool defined_ok;   /* DEFINE completed (so UNDEFINE must run on remove) */
+	bool reserved;     /* holds vCPU, memory and a CID in the accounting */
 	char errbuf[1024]; /* message of the current job's failure */
 
 	/* Loop-owned watchers. */

@@ -1,0 +1,634 @@
+/*
+ * Unit tests of core/vm.c: vm_from_request refuses every malformed create
+ * request with the field named and accepts the edge cases that are valid; the
+ * documented defaults; backend and network-mode lookups against a registry
+ * with the real plugins; and the manifest round trip keeping every field and
+ * the plugins' key/value state.
+ */
+#include "config.h"
+#include "daemon.h"
+#include "registry.h"
+#include "util.h"
+#include "vm.h"
+
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#ifndef CVMM_PLUGIN_BUILD_DIR
+#define CVMM_PLUGIN_BUILD_DIR "."
+#endif
+
+static char tmpdir[] = "/tmp/cvmm-test-vm.XXXXXX";
+static struct cvmm_config cfg;
+static struct cvmm_daemon *d;   /* no registry: lookups skipped */
+static struct cvmm_daemon *d_r; /* the real plugins loaded */
+static struct cvmm_config cfg_r;
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void check_at(int ok, int line, const char *what)
+{
+	CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, (unsigned)line, what, __FILE__, "",
+	                        CU_FALSE);
+}
+
+/* Runs vm_from_request on text (JSON); returns its rc, the VM in *out. */
+static int from_text(struct cvmm_daemon *dd, const char *text, struct cvmm_vm **out, bool *start,
+                     char *err, size_t errlen)
+{
+	json_object *req = json_tokener_parse(text);
+	if (!req && strcmp(text, "null")) {
+		snprintf(err, errlen, "(test: not JSON)");
+		return 1;
+	}
+	*out = NULL;
+	int r = vm_from_request(dd, req, out, start, err, errlen);
+	json_object_put(req);
+	return r;
+}
+
+/* The request is refused with -EINVAL, no VM, and err starting with field. */
+static void refused_(struct cvmm_daemon *dd, const char *text, const char *field, const char *frag,
+                     int line)
+{
+	char err[1024] = "";
+	struct cvmm_vm *vm = (struct cvmm_vm *)1;
+	bool start = false;
+	int r = from_text(dd, text, &vm, &start, err, sizeof(err));
+	bool named = !strncmp(err, field, strlen(field)) && (!frag || strstr(err, frag));
+	if (r != -EINVAL || !named)
+		printf("\n    line %d: %s\n      -> %d \"%s\", want -EINVAL \"%s...%s\"\n", line,
+		       text, r, err, field, frag ? frag : "");
+	check_at(r == -EINVAL, line, "refused with -EINVAL");
+	check_at(named, line, "message names the field");
+	check_at(vm == NULL, line, "no VM returned");
+	if (r == 0)
+		vm_free(vm);
+}
+#define REFUSED(text, field) refused_(d, text, field, NULL, __LINE__)
+#define REFUSED_WITH(text, field, frag) refused_(d, text, field, frag, __LINE__)
+
+static struct cvmm_vm *accepted_(struct cvmm_daemon *dd, const char *text, bool *start, int line)
+{
+	char err[1024] = "";
+	struct cvmm_vm *vm = NULL;
+	bool st = false;
+	int r = from_text(dd, text, &vm, start ? start : &st, err, sizeof(err));
+	if (r)
+		printf("\n    line %d: %s\n      -> %d \"%s\"\n", line, text, r, err);
+	check_at(r == 0 && vm, line, "accepted");
+	return r ? NULL : vm;
+}
+#define ACCEPTED(text) accepted_(d, text, NULL, __LINE__)
+
+static int write_text(const char *path, const char *text)
+{
+	return write_file_atomic(path, text, strlen(text), 0644);
+}
+
+static struct cvmm_daemon *new_daemon(struct cvmm_config *c, const char *text, bool plugins)
+{
+	char err[1024] = "";
+	if (config_load_string(c, text, err, sizeof(err)) < 0) {
+		fprintf(stderr, "config: %s\n", err);
+		return NULL;
+	}
+	struct cvmm_daemon *dd = daemon_new(c, err, sizeof(err));
+	if (!dd) {
+		fprintf(stderr, "daemon_new: %s\n", err);
+		return NULL;
+	}
+	if (!plugins) {
+		registry_free(dd->reg);
+		dd->reg = NULL;
+	} else if (registry_load_all(dd->reg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "plugins: %s\n", err);
+		daemon_free(dd);
+		return NULL;
+	}
+	return dd;
+}
+
+static int suite_init(void)
+{
+	if (!mkdtemp(tmpdir))
+		return -1;
+	char *img = xasprintf("%s/images/tiny", tmpdir);
+	char *k = xasprintf("%s/vmlinuz", img), *i = xasprintf("%s/initrd.img", img);
+	char *m = xasprintf("%s/metadata.json", img);
+	int r = mkdir_p(img, 0755) || write_text(k, "kernel") || write_text(i, "initrd") ||
+	        write_text(m, "{\"kernel\": \"vmlinuz\", \"initrd\": \"initrd.img\", "
+	                      "\"cmdline\": \"console=ttyS0\"}");
+	free(img);
+	free(k);
+	free(i);
+	free(m);
+	if (r)
+		return -1;
+	char *text = xasprintf("run_path = \"%s/run\";\n"
+	                       "data_dir = \"%s/data\";\n"
+	                       "image = { path = \"%s/images\"; };\n"
+	                       "plugin_dir = \"%s\";\n"
+	                       "plugins = [ \"backend-qemu\", \"net-user\" ];\n"
+	                       "plugin = { backend-qemu = { accel = \"tcg\"; }; };\n"
+	                       "cvm = { port_mapping = { enabled = true; }; };\n",
+	                       tmpdir, tmpdir, tmpdir, CVMM_PLUGIN_BUILD_DIR);
+	d = new_daemon(&cfg, text, false);
+	d_r = new_daemon(&cfg_r, text, true);
+	free(text);
+	return d && d_r ? 0 : -1;
+}
+
+static int suite_clean(void)
+{
+	daemon_free(d);
+	daemon_free(d_r);
+	config_free(&cfg);
+	config_free(&cfg_r);
+	return rm_rf(tmpdir);
+}
+
+/* ---- refusals -------------------------------------------------------------- */
+
+static void test_not_an_object(void)
+{
+	REFUSED("[]", "body: ");
+	REFUSED("[{\"name\": \"a\", \"image\": \"tiny\"}]", "body: ");
+	REFUSED("\"name\"", "body: ");
+	REFUSED("42", "body: ");
+	REFUSED("null", "body: ");
+}
+
+static void test_unknown_field(void)
+{
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"tiny\", \"colour\": \"red\"}",
+	             "colour: ", "unknown field");
+	/* Refused before anything else is looked at. */
+	REFUSED_WITH("{\"colour\": 1}", "colour: ", "unknown field");
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"tiny\", \"Name\": \"b\"}",
+	             "Name: ", "unknown field");
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"tiny\", "
+	             "\"ports\": [{\"host_port\": 2000, \"vm_port\": 22, \"hostport\": 1}]}",
+	             "ports[0].hostport: ", "unknown field");
+}
+
+static void test_missing_required(void)
+{
+	REFUSED_WITH("{}", "name: ", "required");
+	REFUSED_WITH("{\"image\": \"tiny\"}", "name: ", "required");
+	REFUSED_WITH("{\"name\": \"a\"}", "image: ", "required");
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"tiny\", \"ports\": [{\"vm_port\": 22}]}",
+	             "ports[0].host_port: ", "required");
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"tiny\", \"ports\": [{\"host_port\": 2000}]}",
+	             "ports[0].vm_port: ", "required");
+}
+
+static void test_wrong_types(void)
+{
+#define REQ(extra) "{\"name\": \"a\", \"image\": \"tiny\", " extra "}"
+	REFUSED("{\"name\": 5, \"image\": \"tiny\"}", "name: ");
+	REFUSED("{\"name\": null, \"image\": \"tiny\"}", "name: ");
+	REFUSED("{\"name\": [\"a\"], \"image\": \"tiny\"}", "name: ");
+	REFUSED("{\"name\": \"a\", \"image\": 1}", "image: ");
+	REFUSED(REQ("\"vcpu\": \"2\""), "vcpu: ");
+	REFUSED(REQ("\"vcpu\": 1.5"), "vcpu: ");
+	REFUSED(REQ("\"vcpu\": 2.0"), "vcpu: ");
+	REFUSED(REQ("\"vcpu\": true"), "vcpu: ");
+	REFUSED(REQ("\"vcpu\": null"), "vcpu: ");
+	REFUSED(REQ("\"vcpu\": 0"), "vcpu: ");
+	REFUSED(REQ("\"vcpu\": -1"), "vcpu: ");
+	REFUSED(REQ("\"vcpu\": 1025"), "vcpu: ");
+	REFUSED(REQ("\"vcpu\": 99999999999999999999"), "vcpu: ");
+	REFUSED_WITH(REQ("\"memory_mb\": 15"), "memory_mb: ", "got 15");
+	REFUSED_WITH(REQ("\"memory_mb\": 16777217"), "memory_mb: ", "got 16777217");
+	REFUSED(REQ("\"memory_mb\": \"256\""), "memory_mb: ");
+	REFUSED(REQ("\"disk_gb\": -1"), "disk_gb: ");
+	REFUSED(REQ("\"disk_gb\": 65537"), "disk_gb: ");
+	REFUSED(REQ("\"disk_gb\": 1.0"), "disk_gb: ");
+	REFUSED(REQ("\"networks\": \"user\""), "networks: ");
+	REFUSED(REQ("\"networks\": {\"mode\": \"user\"}"), "networks: ");
+	REFUSED(REQ("\"networks\": null"), "networks: ");
+	REFUSED(REQ("\"networks\": [{}]"), "networks[0].mode: ");
+	REFUSED(REQ("\"networks\": [{\"mode\": \"user\"}, {\"net\": \"10.0.0.0/24\"}]"),
+	        "networks[1].mode: ");
+	REFUSED(REQ("\"networks\": [{\"mode\": 1}]"), "networks[0].mode: ");
+	REFUSED(REQ("\"networks\": [\"user\"]"), "networks[0]: ");
+	REFUSED(REQ("\"networks\": [{\"mode\": \"user\", \"mac\": {\"a\": 1}}]"),
+	        "networks[0].mac: ");
+	REFUSED(REQ("\"networks\": [{\"mode\": \"user\", \"mac\": null}]"), "networks[0].mac: ");
+	REFUSED(REQ("\"networks\": [{\"mode\": \"user\", \"bad key\": 1}]"), "networks[0]: ");
+	REFUSED(
+	    REQ("\"networks\": [{\"mode\": \"user\"}, {\"mode\": \"user\"}, {\"mode\": \"user\"},"
+	        "{\"mode\": \"user\"}, {\"mode\": \"user\"}, {\"mode\": \"user\"},"
+	        "{\"mode\": \"user\"}, {\"mode\": \"user\"}, {\"mode\": \"user\"}]"),
+	    "networks: ");
+	REFUSED(REQ("\"ports\": {}"), "ports: ");
+	REFUSED(REQ("\"ports\": [5]"), "ports[0]: ");
+	REFUSED_WITH(REQ("\"ports\": [{\"host_port\": 0, \"vm_port\": 22}]"),
+	             "ports[0].host_port: ", "got 0");
+	REFUSED_WITH(REQ("\"ports\": [{\"host_port\": 70000, \"vm_port\": 22}]"),
+	             "ports[0].host_port: ", "got 70000");
+	REFUSED(REQ("\"ports\": [{\"host_port\": \"x\", \"vm_port\": 22}]"),
+	        "ports[0].host_port: ");
+	REFUSED(REQ("\"ports\": [{\"host_port\": \"2000\", \"vm_port\": 22}]"),
+	        "ports[0].host_port: ");
+	REFUSED(REQ("\"ports\": [{\"host_port\": 2000, \"vm_port\": 65536}]"),
+	        "ports[0].vm_port: ");
+	REFUSED(REQ("\"ports\": [{\"host_port\": 2000, \"vm_port\": 22},"
+	            "{\"host_port\": 2001, \"vm_port\": 0}]"),
+	        "ports[1].vm_port: ");
+	REFUSED(REQ("\"ports\": [{\"protocol\": \"sctp\", \"host_port\": 2000, \"vm_port\": 22}]"),
+	        "ports[0].protocol: ");
+	REFUSED(REQ("\"ports\": [{\"protocol\": \"TCP\", \"host_port\": 2000, \"vm_port\": 22}]"),
+	        "ports[0].protocol: ");
+	REFUSED(REQ("\"ports\": [{\"protocol\": 6, \"host_port\": 2000, \"vm_port\": 22}]"),
+	        "ports[0].protocol: ");
+	REFUSED(REQ("\"ports\": [{\"protocol\": null, \"host_port\": 2000, \"vm_port\": 22}]"),
+	        "ports[0].protocol: ");
+	REFUSED_WITH(REQ("\"ports\": [{\"host_address\": \"localhost\", \"host_port\": 2000, "
+	                 "\"vm_port\": 22}]"),
+	             "ports[0].host_address: ", "localhost");
+	REFUSED(REQ("\"ports\": [{\"host_address\": \"127.0.0.1:80\", \"host_port\": 2000, "
+	            "\"vm_port\": 22}]"),
+	        "ports[0].host_address: ");
+	REFUSED(REQ("\"ports\": [{\"host_address\": 2130706433, \"host_port\": 2000, "
+	            "\"vm_port\": 22}]"),
+	        "ports[0].host_address: ");
+	REFUSED(REQ("\"start\": \"yes\""), "start: ");
+	REFUSED(REQ("\"start\": 1"), "start: ");
+	REFUSED(REQ("\"start\": null"), "start: ");
+	REFUSED(REQ("\"backend\": 1"), "backend: ");
+#undef REQ
+}
+
+static void test_names(void)
+{
+	char long64[65], long63[64], *text;
+	memset(long64, 'a', 64);
+	long64[64] = 0;
+	memset(long63, 'b', 63);
+	long63[63] = 0;
+	const char *bad[] = {"",
+	                     long64,
+	                     ".hidden",
+	                     "..",
+	                     ".",
+	                     "a/b",
+	                     "/abs",
+	                     "a b",
+	                     " a",
+	                     "a\\tb",
+	                     "a\\nb",
+	                     "caf\\u00e9",
+	                     "\\u00e9",
+	                     "\xc3\xa9t\xc3\xa9",
+	                     "a:b",
+	                     "a*b",
+	                     "a@b",
+	                     "a$b",
+	                     "a;b",
+	                     /* a NUL inside must not cut the name short to "a" */ "a\\u0000b"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		text = xasprintf("{\"name\": \"%s\", \"image\": \"tiny\"}", bad[i]);
+		refused_(d, text, "name: ", NULL, __LINE__);
+		free(text);
+	}
+	const char *good[] = {long63, "a.b_c-1", "A", "0", "web-1.example_X", "a..b", "-"};
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+		text = xasprintf("{\"name\": \"%s\", \"image\": \"tiny\"}", good[i]);
+		struct cvmm_vm *vm = accepted_(d, text, NULL, __LINE__);
+		if (vm)
+			CU_ASSERT_STRING_EQUAL(vm->name, good[i]);
+		vm_free(vm);
+		free(text);
+	}
+	CU_ASSERT_TRUE(vm_name_valid(long63));
+	CU_ASSERT_FALSE(vm_name_valid(long64));
+	CU_ASSERT_FALSE(vm_name_valid(NULL));
+	CU_ASSERT_FALSE(vm_name_valid(".x"));
+	CU_ASSERT_TRUE(vm_name_valid("x."));
+}
+
+static void test_unknown_image(void)
+{
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"nope\"}", "image: ", "'nope'");
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"../tiny\"}", "image: ", "../tiny");
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"\"}", "image: ", NULL);
+	/* An image whose metadata names a missing kernel. */
+	char *dir = xasprintf("%s/images/broken", tmpdir);
+	char *meta = xasprintf("%s/metadata.json", dir);
+	CU_ASSERT_EQUAL_FATAL(mkdir_p(dir, 0755), 0);
+	CU_ASSERT_EQUAL_FATAL(write_text(meta, "{\"kernel\": \"missing-kernel\"}"), 0);
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"broken\"}", "image 'broken': ", "kernel");
+	CU_ASSERT_EQUAL(write_text(meta, "{\"kernel\": \"../tiny/vmlinuz\"}"), 0);
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"broken\"}", "image 'broken': ", "kernel");
+	rm_rf(dir);
+	free(dir);
+	free(meta);
+}
+
+/* ---- accepted requests ------------------------------------------------------ */
+
+static void test_defaults(void)
+{
+	bool start = false;
+	double t0 = now_real();
+	struct cvmm_vm *vm =
+	    accepted_(d, "{\"name\": \"web1\", \"image\": \"tiny\"}", &start, __LINE__);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	CU_ASSERT_TRUE(start);
+	CU_ASSERT_STRING_EQUAL(vm->name, "web1");
+	CU_ASSERT_STRING_EQUAL(vm->image, "tiny");
+	CU_ASSERT_EQUAL(vm->vcpu, 1);
+	CU_ASSERT_EQUAL(vm->memory_mb, 256);
+	CU_ASSERT_EQUAL(vm->disk_gb, 0);
+	CU_ASSERT_STRING_EQUAL(vm->backend, cfg.default_backend);
+	CU_ASSERT_STRING_EQUAL(vm->backend, "qemu");
+	CU_ASSERT_EQUAL(vm->n_nics, 1);
+	CU_ASSERT_EQUAL(vm->nics[0].n, 1);
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(vm, 0, "mode"), cfg.net_mode);
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(vm, 0, "mode"), "user");
+	CU_ASSERT_PTR_NULL(vm_nic_param(vm, 1, "mode"));
+	CU_ASSERT_EQUAL(vm->n_ports, 0);
+	CU_ASSERT_EQUAL(vm->state, VM_DEFINED);
+	CU_ASSERT_FALSE(vm->want_running); /* the API sets it from start */
+	CU_ASSERT_EQUAL(vm->cid, 0);       /* assigned by daemon_reserve */
+	CU_ASSERT_EQUAL(vm->pidfd, -1);
+	CU_ASSERT_PTR_EQUAL(vm->d, d);
+	CU_ASSERT_TRUE(uuid_valid(vm->id));
+	CU_ASSERT_TRUE(vm->created >= t0 - 1 && vm->created <= now_real() + 1);
+	char *dd = xasprintf("%s/data/vms/%s", tmpdir, vm->id);
+	char *rd = xasprintf("%s/run/vms/%s", tmpdir, vm->id);
+	CU_ASSERT_STRING_EQUAL(vm->data_dir, dd);
+	CU_ASSERT_STRING_EQUAL(vm->run_dir, rd);
+	free(dd);
+	free(rd);
+	/* Nothing is written by validation. */
+	char *vms = xasprintf("%s/data", tmpdir);
+	CU_ASSERT_FALSE(path_exists(vms));
+	free(vms);
+
+	/* Two requests get two ids. */
+	struct cvmm_vm *other = ACCEPTED("{\"name\": \"web1\", \"image\": \"tiny\"}");
+	if (other)
+		CU_ASSERT_STRING_NOT_EQUAL(other->id, vm->id);
+	vm_free(other);
+	vm_free(vm);
+}
+
+static void test_all_fields(void)
+{
+	bool start = true;
+	struct cvmm_vm *vm = accepted_(
+	    d,
+	    "{\"name\": \"full\", \"image\": \"tiny\", \"vcpu\": 1024, \"memory_mb\": 16777216,"
+	    " \"disk_gb\": 65536, \"backend\": \"qemu\", \"start\": false,"
+	    " \"networks\": [{\"mode\": \"user\", \"mac\": \"52:54:00:00:00:01\", \"restrict\": "
+	    "true,"
+	    "                 \"mtu\": 1400}, {\"mode\": \"user\"}],"
+	    " \"ports\": [{\"protocol\": \"udp\", \"host_address\": \"::1\", \"host_port\": 65535,"
+	    "              \"vm_port\": 1}, {\"host_port\": 1, \"vm_port\": 65535}]}",
+	    &start, __LINE__);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	CU_ASSERT_FALSE(start);
+	CU_ASSERT_EQUAL(vm->vcpu, 1024);
+	CU_ASSERT_EQUAL(vm->memory_mb, 16777216);
+	CU_ASSERT_EQUAL(vm->disk_gb, 65536);
+	CU_ASSERT_EQUAL(vm->n_nics, 2);
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(vm, 0, "mac"), "52:54:00:00:00:01");
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(vm, 0, "restrict"), "true");
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(vm, 0, "mtu"), "1400");
+	CU_ASSERT_EQUAL(vm->nics[1].n, 1);
+	CU_ASSERT_EQUAL(vm->n_ports, 2);
+	CU_ASSERT_EQUAL(vm->ports[0].protocol, CVMM_PROTO_UDP);
+	CU_ASSERT_STRING_EQUAL(vm->ports[0].host_address, "::1");
+	CU_ASSERT_EQUAL(vm->ports[0].host_port, 65535);
+	CU_ASSERT_EQUAL(vm->ports[0].vm_port, 1);
+	CU_ASSERT_EQUAL(vm->ports[1].protocol, CVMM_PROTO_TCP);
+	CU_ASSERT_STRING_EQUAL(vm->ports[1].host_address, cfg.pm_address);
+	CU_ASSERT_EQUAL(vm->ports[1].host_port, 1);
+	CU_ASSERT_EQUAL(vm->ports[1].vm_port, 65535);
+	CU_ASSERT_EQUAL(vm->ports[1].struct_size, sizeof(struct cvmm_port_map));
+	vm_free(vm);
+	vm = ACCEPTED("{\"name\": \"m\", \"image\": \"tiny\", \"memory_mb\": 16, \"start\": true}");
+	if (vm)
+		CU_ASSERT_EQUAL(vm->memory_mb, 16);
+	vm_free(vm);
+}
+
+static void test_registry_lookups(void)
+{
+	struct cvmm_vm *vm =
+	    accepted_(d_r,
+	              "{\"name\": \"a\", \"image\": \"tiny\", \"backend\": \"qemu\","
+	              " \"networks\": [{\"mode\": \"user\"}]}",
+	              NULL, __LINE__);
+	vm_free(vm);
+	vm = accepted_(d_r, "{\"name\": \"a\", \"image\": \"tiny\"}", NULL, __LINE__);
+	vm_free(vm);
+	refused_(d_r, "{\"name\": \"a\", \"image\": \"tiny\", \"backend\": \"libvirt\"}",
+	         "backend: ", "'libvirt'", __LINE__);
+	refused_(d_r,
+	         "{\"name\": \"a\", \"image\": \"tiny\", \"networks\": [{\"mode\": \"user\"}, "
+	         "{\"mode\": \"bridge\"}]}",
+	         "networks[1].mode: ", "'bridge'", __LINE__);
+	/* A default mode no plugin provides is reported as such. */
+	char *saved = cfg_r.net_mode;
+	cfg_r.net_mode = "vxlan";
+	refused_(d_r, "{\"name\": \"a\", \"image\": \"tiny\"}", "networks: ", "'vxlan'", __LINE__);
+	cfg_r.net_mode = saved;
+}
+
+/* ---- manifest ------------------------------------------------------------ */
+
+static void test_manifest_round_trip(void)
+{
+	struct cvmm_vm *vm = ACCEPTED(
+	    "{\"name\": \"round\", \"image\": \"tiny\", \"vcpu\": 3, \"memory_mb\": 768,"
+	    " \"disk_gb\": 7, \"networks\": [{\"mode\": \"user\", \"mac\": \"52:54:00:ab:cd:ef\","
+	    " \"net\": \"10.9.0.0/24\"}, {\"mode\": \"passt\"}],"
+	    " \"ports\": [{\"protocol\": \"udp\", \"host_port\": 20001, \"vm_port\": 53},"
+	    " {\"host_address\": \"127.0.0.1\", \"host_port\": 18080, \"vm_port\": 8080}]}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	vm->cid = 1234;
+	vm->state = VM_RUNNING;
+	str_copy(vm->reason, sizeof(vm->reason), "a \"quoted\" reason\nwith a newline");
+	vm->want_running = true;
+	vm->pid = 4242;
+	vm->started = vm->created + 1.0625;
+	vm->restarts = 3;
+	vm->defined_ok = true;
+	vm_kv_set(vm, "backend-qemu", "pid", "4242");
+	vm_kv_set(vm, "backend-qemu", "starttime", "123456");
+	vm_kv_set(vm, "net-user", "mac", "52:54:00:ab:cd:ef");
+	vm_kv_set(vm, "net-user", "tmp", "gone soon");
+	vm_kv_set(vm, "backend-qemu", "pid", "4243"); /* overwritten */
+	vm_kv_set(vm, "net-user", "tmp", NULL);       /* deleted */
+	vm_kv_set(vm, "other", "unicode", "\xc3\xa9\xe2\x82\xac");
+	CU_ASSERT_EQUAL(vm->n_kv, 4);
+	CU_ASSERT_STRING_EQUAL(vm_kv_get(vm, "backend-qemu", "pid"), "4243");
+	CU_ASSERT_PTR_NULL(vm_kv_get(vm, "net-user", "tmp"));
+	CU_ASSERT_PTR_NULL(vm_kv_get(vm, "net-user", "pid")); /* keys are per plugin */
+
+	/* Through text, as it is stored. */
+	json_object *m = vm_to_manifest(vm);
+	char *text = xstrdup(json_object_to_json_string_ext(m, JSON_C_TO_STRING_PRETTY));
+	json_object_put(m);
+	json_object *parsed = json_tokener_parse(text);
+	free(text);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(parsed);
+	struct cvmm_vm *back = NULL;
+	char err[512] = "";
+	CU_ASSERT_EQUAL(vm_from_manifest(d, parsed, &back, err, sizeof(err)), 0);
+	json_object_put(parsed);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+
+	CU_ASSERT_STRING_EQUAL(back->id, vm->id);
+	CU_ASSERT_STRING_EQUAL(back->name, "round");
+	CU_ASSERT_STRING_EQUAL(back->image, "tiny");
+	CU_ASSERT_STRING_EQUAL(back->backend, vm->backend);
+	CU_ASSERT_EQUAL(back->vcpu, 3);
+	CU_ASSERT_EQUAL(back->memory_mb, 768);
+	CU_ASSERT_EQUAL(back->disk_gb, 7);
+	CU_ASSERT_EQUAL(back->cid, 1234);
+	CU_ASSERT_TRUE(back->created == vm->created); /* exact, not rounded */
+	CU_ASSERT_TRUE(back->started == vm->started);
+	CU_ASSERT_EQUAL(back->n_nics, 2);
+	CU_ASSERT_EQUAL(back->nics[0].n, 3);
+	CU_ASSERT_STRING_EQUAL(back->nics[0].keys[0], "mode");
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(back, 0, "mode"), "user");
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(back, 0, "mac"), "52:54:00:ab:cd:ef");
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(back, 0, "net"), "10.9.0.0/24");
+	CU_ASSERT_EQUAL(back->nics[1].n, 1);
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(back, 1, "mode"), "passt");
+	CU_ASSERT_EQUAL(back->n_ports, 2);
+	for (int i = 0; i < 2 && back->n_ports == 2; i++) {
+		CU_ASSERT_EQUAL(back->ports[i].struct_size, vm->ports[i].struct_size);
+		CU_ASSERT_EQUAL(back->ports[i].protocol, vm->ports[i].protocol);
+		CU_ASSERT_STRING_EQUAL(back->ports[i].host_address, vm->ports[i].host_address);
+		CU_ASSERT_EQUAL(back->ports[i].host_port, vm->ports[i].host_port);
+		CU_ASSERT_EQUAL(back->ports[i].vm_port, vm->ports[i].vm_port);
+	}
+	CU_ASSERT_EQUAL(back->ports[0].protocol, CVMM_PROTO_UDP);
+	CU_ASSERT_EQUAL(back->state, VM_RUNNING);
+	CU_ASSERT_STRING_EQUAL(back->reason, vm->reason);
+	CU_ASSERT_TRUE(back->want_running);
+	CU_ASSERT_EQUAL(back->pid, 4242);
+	CU_ASSERT_EQUAL(back->restarts, 3);
+	CU_ASSERT_TRUE(back->defined_ok);
+	CU_ASSERT_STRING_EQUAL(back->data_dir, vm->data_dir);
+	CU_ASSERT_STRING_EQUAL(back->run_dir, vm->run_dir);
+	CU_ASSERT_EQUAL(back->pidfd, -1);
+	CU_ASSERT_EQUAL(back->n_kv, 4);
+	CU_ASSERT_STRING_EQUAL(vm_kv_get(back, "backend-qemu", "pid") ?: "", "4243");
+	CU_ASSERT_STRING_EQUAL(vm_kv_get(back, "backend-qemu", "starttime") ?: "", "123456");
+	CU_ASSERT_STRING_EQUAL(vm_kv_get(back, "net-user", "mac") ?: "", "52:54:00:ab:cd:ef");
+	CU_ASSERT_STRING_EQUAL(vm_kv_get(back, "other", "unicode") ?: "", "\xc3\xa9\xe2\x82\xac");
+	CU_ASSERT_PTR_NULL(vm_kv_get(back, "net-user", "tmp"));
+
+	/* Every state survives, and desired=false too. */
+	for (int s = VM_DEFINED; s <= VM_FAILED; s++) {
+		vm->state = (enum vm_state)s;
+		vm->want_running = false;
+		vm->defined_ok = false;
+		json_object *o = vm_to_manifest(vm);
+		struct cvmm_vm *b2 = NULL;
+		CU_ASSERT_EQUAL(vm_from_manifest(d, o, &b2, err, sizeof(err)), 0);
+		if (b2) {
+			CU_ASSERT_EQUAL(b2->state, s);
+			CU_ASSERT_FALSE(b2->want_running);
+			CU_ASSERT_FALSE(b2->defined_ok);
+		}
+		vm_free(b2);
+		json_object_put(o);
+		CU_ASSERT_EQUAL(vm_state_from_name(vm_state_name((enum vm_state)s)), s);
+	}
+	CU_ASSERT_EQUAL(vm_state_from_name("nonsense"), -1);
+	CU_ASSERT_EQUAL(vm_state_from_name(NULL), -1);
+	vm_free(back);
+	vm_free(vm);
+}
+
+static void test_manifest_refused(void)
+{
+	const char *bad[] = {
+	    "{}",
+	    "{\"definition\": 5}",
+	    "{\"definition\": {\"id\": \"not-a-uuid\", \"name\": \"a\"}}",
+	    "{\"definition\": {\"id\": \"5f0c3e2a-1b2c-4d5e-8f90-0123456789ab\", \"name\": "
+	    "\"../a\"}}",
+	    "{\"definition\": {\"id\": \"5f0c3e2a-1b2c-4d5e-8f90-0123456789ab\"}}",
+	    "{\"definition\": {\"name\": \"a\"}}",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		json_object *o = json_tokener_parse(bad[i]);
+		struct cvmm_vm *vm = NULL;
+		char err[512] = "";
+		int r = vm_from_manifest(d, o, &vm, err, sizeof(err));
+		if (r != -EINVAL)
+			printf("\n    %s -> %d\n", bad[i], r);
+		CU_ASSERT_EQUAL(r, -EINVAL);
+		CU_ASSERT_PTR_NULL(vm);
+		CU_ASSERT_EQUAL(strncmp(err, "manifest: ", 10), 0);
+		vm_free(vm);
+		json_object_put(o);
+	}
+}
+
+static void test_api_form(void)
+{
+	struct cvmm_vm *vm = ACCEPTED("{\"name\": \"api\", \"image\": \"tiny\"}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	vm->want_running = true;
+	json_object *o = vm_to_api(vm), *v;
+	static const char *const keys[] = {"id",        "name",     "image", "backend", "vcpu",
+	                                   "memory_mb", "disk_gb",  "cid",   "state",   "reason",
+	                                   "desired",   "networks", "ports", "pid",     "restarts",
+	                                   "created",   "started",  NULL};
+	for (int i = 0; keys[i]; i++) {
+		if (!json_object_object_get_ex(o, keys[i], &v))
+			printf("\n    missing %s\n", keys[i]);
+		CU_ASSERT_TRUE(json_object_object_get_ex(o, keys[i], &v));
+	}
+	CU_ASSERT_TRUE(json_object_object_get_ex(o, "state", &v) &&
+	               !strcmp(json_object_get_string(v), "defined"));
+	CU_ASSERT_TRUE(json_object_object_get_ex(o, "desired", &v) &&
+	               !strcmp(json_object_get_string(v), "running"));
+	CU_ASSERT_FALSE(json_object_object_get_ex(o, "next_restart", &v));
+	CU_ASSERT_FALSE(
+	    json_object_object_get_ex(o, "plugins", &v)); /* plugin state stays inside */
+	json_object_put(o);
+	vm_free(vm);
+}
+
+int main(void)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	log_set_level(0);
+	CU_pSuite s = CU_add_suite("vm", suite_init, suite_clean);
+	if (!s || !CU_add_test(s, "request: not an object", test_not_an_object) ||
+	    !CU_add_test(s, "request: unknown field", test_unknown_field) ||
+	    !CU_add_test(s, "request: missing required fields", test_missing_required) ||
+	    !CU_add_test(s, "request: wrong types and ranges", test_wrong_types) ||
+	    !CU_add_test(s, "request: names", test_names) ||
+	    !CU_add_test(s, "request: unknown or broken image", test_unknown_image) ||
+	    !CU_add_test(s, "request: defaults", test_defaults) ||
+	    !CU_add_test(s, "request: every field", test_all_fields) ||
+	    !CU_add_test(s, "request: backend and network mode lookups", test_registry_lookups) ||
+	    !CU_add_test(s, "manifest round trip", test_manifest_round_trip) ||
+	    !CU_add_test(s, "manifest refused", test_manifest_refused) ||
+	    !CU_add_test(s, "API form", test_api_form)) {
+		CU_cleanup_registry();
+		return 1;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
+	                  CU_get_number_of_suites_failed(); /* a failed suite init counts */
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
