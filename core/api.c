@@ -250,22 +250,6 @@ static json_object *vm_list_json(struct cvmm_daemon *d)
 	return o;
 }
 
-static json_object *events_json(struct cvmm_vm *vm)
-{
-	json_object *a = json_object_new_array();
-	for (int i = 0; i < vm->ev_count; i++) {
-		struct vm_event *e = &vm->events[(vm->ev_head + i) % VM_EVENT_RING];
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "time", json_object_new_double(e->time));
-		json_object_object_add(o, "type", json_object_new_string(e->type));
-		json_object_object_add(o, "message", json_object_new_string(e->message));
-		json_object_array_add(a, o);
-	}
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "events", a);
-	return o;
-}
-
 /* Parses the request body as a JSON object; NULL body counts as {}. */
 static json_object *parse_body(struct req *q, char *err, size_t errlen)
 {
@@ -650,9 +634,11 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 	json_object *snapshot = NULL;
 	if (vm && !*sub && get)
 		snapshot = vm_to_api(vm);
-	else if (vm && !strcmp(sub, "events") && get)
-		snapshot = events_json(vm);
 	pthread_mutex_unlock(&d->lock);
+	/* The VM cannot go away before this handler returns: removal completes
+	 * on this (the loop) thread. Its data_dir never changes. */
+	if (vm && !strcmp(sub, "events") && get)
+		snapshot = vm_events_json(vm, VM_EVENTS_KEPT);
 	if (!vm)
 		return send_error(q->conn, 404, "no VM with id or name '%s'", key);
 	if (snapshot)

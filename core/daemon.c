@@ -373,40 +373,6 @@ struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen
 	return d;
 }
 
-static void load_events(struct cvmm_vm *vm)
-{
-	char path[600], *text = NULL;
-	snprintf(path, sizeof(path), "%s/events.log", vm->data_dir);
-	size_t len;
-	if (read_file(path, &text, &len, 64 << 20) < 0)
-		return;
-	/* Keep the ring's worth of newest lines. */
-	char *start = text + len;
-	int lines = 0;
-	while (start > text && lines <= VM_EVENT_RING)
-		if (*--start == '\n')
-			lines++;
-	for (char *line = strtok(start, "\n"); line; line = strtok(NULL, "\n")) {
-		json_object *o = json_tokener_parse(line), *v;
-		if (!o)
-			continue;
-		struct vm_event *e = &vm->events[(vm->ev_head + vm->ev_count) % VM_EVENT_RING];
-		if (vm->ev_count == VM_EVENT_RING)
-			vm->ev_head = (vm->ev_head + 1) % VM_EVENT_RING;
-		else
-			vm->ev_count++;
-		memset(e, 0, sizeof(*e));
-		if (json_object_object_get_ex(o, "time", &v))
-			e->time = json_object_get_double(v);
-		if (json_object_object_get_ex(o, "type", &v))
-			str_copy(e->type, sizeof(e->type), json_object_get_string(v));
-		if (json_object_object_get_ex(o, "message", &v))
-			str_copy(e->message, sizeof(e->message), json_object_get_string(v));
-		json_object_put(o);
-	}
-	free(text);
-}
-
 static int load_vms(struct cvmm_daemon *d)
 {
 	char dir[600];
@@ -443,7 +409,6 @@ static int load_vms(struct cvmm_daemon *d)
 		char err2[512];
 		if (daemon_reserve(d, vm, true, err2, sizeof(err2)) < 0)
 			log_warn("VM '%s': %s (limits changed?); kept, but not counted", vm->name, err2);
-		load_events(vm);
 		daemon_add_vm(d, vm);
 		n++;
 	}

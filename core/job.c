@@ -47,7 +47,7 @@ static void set_state(struct cvmm_vm *vm, enum vm_state st, const char *reason)
 	enum vm_state old = vm->state;
 	vm->state = st;
 	if (reason)
-		str_copy(vm->reason, sizeof(vm->reason), reason);
+		vm_set_reason(vm, reason);
 	if (old != st)
 		vm_event(vm, "state", "%s -> %s%s%s", vm_state_name(old), vm_state_name(st),
 			 reason && *reason ? ": " : "", reason ? reason : "");
@@ -55,16 +55,11 @@ static void set_state(struct cvmm_vm *vm, enum vm_state st, const char *reason)
 	daemon_save_vm(d, vm);
 }
 
-static void clear_err(struct cvmm_vm *vm)
-{
-	vm->errbuf[0] = 0;
-}
-
 /* The failing step's message, or a generic one naming what failed. */
 static void fail_msg(struct cvmm_vm *vm, int rc, const char *what)
 {
 	if (!vm->errbuf[0])
-		snprintf(vm->errbuf, sizeof(vm->errbuf), "%s failed: %s", what, strerror(-rc));
+		snprintf(vm->errbuf, VM_ERRBUF_LEN, "%s failed: %s", what, strerror(-rc));
 }
 
 /* Runs argv, collecting stderr into out. Returns the exit status or -errno. */
@@ -148,7 +143,7 @@ static int netmode_do(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev, in
 {
 	struct reg_netmode *m = registry_netmode(d->reg, vm_nic_param(vm, i, "mode"));
 	if (!m) {
-		snprintf(vm->errbuf, sizeof(vm->errbuf), "networks[%d]: network mode '%s' is not loaded",
+		snprintf(vm->errbuf, VM_ERRBUF_LEN, "networks[%d]: network mode '%s' is not loaded",
 			 i, vm_nic_param(vm, i, "mode"));
 		return -ENOENT;
 	}
@@ -159,7 +154,7 @@ static int netmode_do(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev, in
 			ports[n++] = &vm->ports[k];
 	if (ev == CVMM_EV_DEFINE) {
 		if (i == 0 && vm->n_ports && ports_nic(d, vm) < 0) {
-			snprintf(vm->errbuf, sizeof(vm->errbuf),
+			snprintf(vm->errbuf, VM_ERRBUF_LEN,
 				 "ports: none of this VM's networks can carry port mappings (mode '%s' cannot)",
 				 vm_nic_param(vm, 0, "mode"));
 			return -EINVAL;
@@ -298,14 +293,14 @@ static int prepare_disk(struct cvmm_daemon *d, struct cvmm_vm *vm, const struct 
 		int rc = run_cmd(argv, out, sizeof(out));
 		if (rc != 0) {
 			unlink(tmp);
-			snprintf(vm->errbuf, sizeof(vm->errbuf), "disk: qemu-img create failed: %s",
+			snprintf(vm->errbuf, VM_ERRBUF_LEN, "disk: qemu-img create failed: %s",
 				 out[0] ? out : strerror(rc < 0 ? -rc : EIO));
 			return rc < 0 ? rc : -EIO;
 		}
 		if (rename(tmp, path) < 0) {
 			int e = -errno;
 			unlink(tmp);
-			snprintf(vm->errbuf, sizeof(vm->errbuf), "disk: %s: %s", path, strerror(-e));
+			snprintf(vm->errbuf, VM_ERRBUF_LEN, "disk: %s: %s", path, strerror(-e));
 			return e;
 		}
 	}
@@ -321,7 +316,7 @@ static int build_spec(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spe
 	char err[512];
 	int rc = image_load(d->cfg->image_path, vm->image, &img, err, sizeof(err));
 	if (rc < 0) {
-		str_copy(vm->errbuf, sizeof(vm->errbuf), err);
+		str_copy(vm->errbuf, VM_ERRBUF_LEN, err);
 		return rc;
 	}
 	struct cvmm_spec *s = spec_new();
@@ -356,7 +351,7 @@ static struct reg_backend *backend_of(struct cvmm_daemon *d, struct cvmm_vm *vm)
 {
 	struct reg_backend *b = registry_backend(d->reg, vm->backend);
 	if (!b)
-		snprintf(vm->errbuf, sizeof(vm->errbuf), "backend '%s' is not loaded", vm->backend);
+		snprintf(vm->errbuf, VM_ERRBUF_LEN, "backend '%s' is not loaded", vm->backend);
 	return b;
 }
 
@@ -390,7 +385,7 @@ static int op_start(struct cvmm_daemon *d, struct job *j)
 	pthread_mutex_unlock(&d->lock);
 	set_state(vm, VM_STARTING, "");
 	if ((rc = mkdir_p(vm->run_dir, 0750)) < 0) {
-		snprintf(vm->errbuf, sizeof(vm->errbuf), "run directory %s: %s", vm->run_dir,
+		snprintf(vm->errbuf, VM_ERRBUF_LEN, "run directory %s: %s", vm->run_dir,
 			 strerror(-rc));
 		return rc;
 	}
@@ -403,7 +398,7 @@ static int op_start(struct cvmm_daemon *d, struct job *j)
 		goto fail_pre_start;
 	if (!b->ops.start) {
 		rc = -ENOTSUP;
-		snprintf(vm->errbuf, sizeof(vm->errbuf), "backend '%s' cannot start VMs", b->name);
+		snprintf(vm->errbuf, VM_ERRBUF_LEN, "backend '%s' cannot start VMs", b->name);
 		goto fail_launch;
 	}
 	if ((rc = b->ops.start(b->data, vm, &spec->pub)) < 0) {
@@ -502,12 +497,12 @@ static int op_define(struct cvmm_daemon *d, struct job *j)
 	struct cvmm_vm *vm = j->vm;
 	int rc = mkdir_p(vm->data_dir, 0750);
 	if (rc < 0) {
-		snprintf(vm->errbuf, sizeof(vm->errbuf), "data directory %s: %s", vm->data_dir,
+		snprintf(vm->errbuf, VM_ERRBUF_LEN, "data directory %s: %s", vm->data_dir,
 			 strerror(-rc));
 		return rc;
 	}
 	if ((rc = daemon_save_vm(d, vm)) < 0) {
-		snprintf(vm->errbuf, sizeof(vm->errbuf), "cannot write the manifest: %s", strerror(-rc));
+		snprintf(vm->errbuf, VM_ERRBUF_LEN, "cannot write the manifest: %s", strerror(-rc));
 		rm_rf(vm->data_dir);
 		return rc;
 	}
@@ -582,7 +577,6 @@ static int op_adopt(struct cvmm_daemon *d, struct job *j)
 
 static int run_job(struct cvmm_daemon *d, struct job *j)
 {
-	clear_err(j->vm);
 	switch (j->op) {
 	case JOB_DEFINE:
 		return op_define(d, j);
@@ -723,15 +717,18 @@ static void *worker_main(void *arg)
 		if (js->tail == j)
 			js->tail = prev;
 		j->vm->busy = true;
+		/* Plugins' error messages for this VM land in the job. */
+		j->err[0] = 0;
+		j->vm->errbuf = j->err;
 		js->running++;
 		pthread_mutex_unlock(&d->lock);
 
 		j->result = run_job(d, j);
-		if (j->result < 0)
-			str_copy(j->err, sizeof(j->err),
-				 j->vm->errbuf[0] ? j->vm->errbuf : strerror(-j->result));
+		if (j->result < 0 && !j->err[0])
+			str_copy(j->err, sizeof(j->err), strerror(-j->result));
 
 		pthread_mutex_lock(&d->lock);
+		j->vm->errbuf = NULL;
 		j->vm->busy = false;
 		js->running--;
 		pthread_cond_broadcast(&js->cond);

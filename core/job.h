@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vm.h"
+
 struct cvmm_daemon;
 struct cvmm_vm;
 
@@ -22,7 +24,7 @@ struct job {
 	bool force;       /* stop: kill at once */
 	bool automatic;   /* start: an auto-restart */
 	int result;       /* 0 or -errno */
-	char err[1024];   /* message when result < 0 */
+	char err[VM_ERRBUF_LEN]; /* message when result < 0 */
 	/* Runs on the loop thread once the job is over; may be NULL. */
 	void (*done)(struct cvmm_daemon *d, struct job *j);
 	void *ctx;

@@ -222,8 +222,8 @@ static int h_error(cvmm_plugin *p, cvmm_vm *vm, int err, const char *fmt, ...)
 	va_end(ap);
 	if (vm) {
 		/* The first error of a job is the cause; later ones are fallout. */
-		if (!vm->errbuf[0])
-			str_copy(vm->errbuf, sizeof(vm->errbuf), msg);
+		if (vm->errbuf && !vm->errbuf[0])
+			str_copy(vm->errbuf, VM_ERRBUF_LEN, msg);
 		log_error("%s: VM '%s': %s", p ? p->name : "plugin", vm->name, msg);
 	} else {
 		if (p && p->reg->loading == p && !p->init_err[0])

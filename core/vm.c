@@ -46,15 +46,41 @@ bool vm_name_valid(const char *name)
 	return true;
 }
 
+struct cvmm_vm *vm_alloc(struct cvmm_daemon *d, const char *id)
+{
+	struct cvmm_vm *vm = xzalloc(sizeof(*vm));
+	vm->d = d;
+	vm->pidfd = -1;
+	str_copy(vm->id, sizeof(vm->id), id);
+	vm->data_dir = xasprintf("%s/vms/%s", d->cfg->data_dir, id);
+	vm->run_dir = xasprintf("%s/vms/%s", d->cfg->run_path, id);
+	vm->reason = xstrdup("");
+	return vm;
+}
+
+void vm_set_reason(struct cvmm_vm *vm, const char *reason)
+{
+	free(vm->reason);
+	vm->reason = xstrdup(reason ? reason : "");
+}
+
 void vm_free(struct cvmm_vm *vm)
 {
 	if (!vm)
 		return;
-	for (int i = 0; i < vm->n_nics; i++)
+	for (int i = 0; i < vm->n_nics; i++) {
 		for (int k = 0; k < vm->nics[i].n; k++) {
 			free(vm->nics[i].keys[k]);
 			free(vm->nics[i].vals[k]);
 		}
+		free(vm->nics[i].keys);
+		free(vm->nics[i].vals);
+	}
+	free(vm->nics);
+	free(vm->ports);
+	free(vm->data_dir);
+	free(vm->run_dir);
+	free(vm->reason);
 	for (int i = 0; i < vm->n_kv; i++) {
 		free(vm->kv[i].plugin);
 		free(vm->kv[i].key);
@@ -123,6 +149,7 @@ static int parse_ports(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object *a
 	size_t n = json_object_array_length(a);
 	if (n > VM_MAX_PORTS)
 		FAIL("ports: at most %d entries", VM_MAX_PORTS);
+	vm->ports = xzalloc(sizeof(*vm->ports) * (n ? n : 1));
 	for (size_t i = 0; i < n; i++) {
 		json_object *p = json_object_array_get_idx(a, i), *v;
 		char f[64];
@@ -175,6 +202,10 @@ static int nic_add(struct vm_nic *nic, const char *k, const char *v)
 {
 	if (nic->n >= VM_MAX_NIC_PARAMS)
 		return -E2BIG;
+	nic->keys = realloc(nic->keys, sizeof(char *) * (size_t)(nic->n + 1));
+	nic->vals = realloc(nic->vals, sizeof(char *) * (size_t)(nic->n + 1));
+	if (!nic->keys || !nic->vals)
+		abort();
 	nic->keys[nic->n] = xstrdup(k);
 	nic->vals[nic->n] = xstrdup(v);
 	nic->n++;
@@ -189,6 +220,7 @@ static int parse_networks(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object
 	size_t n = json_object_array_length(a);
 	if (n > VM_MAX_NICS)
 		FAIL("networks: at most %d entries", VM_MAX_NICS);
+	vm->nics = xzalloc(sizeof(*vm->nics) * (n ? n : 1));
 	for (size_t i = 0; i < n; i++) {
 		json_object *o = json_object_array_get_idx(a, i), *mode;
 		if (!json_object_is_type(o, json_type_object))
@@ -233,9 +265,9 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 	}
 	if ((r = check_keys(req, "", keys, err, errlen)))
 		return r;
-	struct cvmm_vm *vm = xzalloc(sizeof(*vm));
-	vm->d = d;
-	vm->pidfd = -1;
+	char id[37];
+	uuid_generate_str(id);
+	struct cvmm_vm *vm = vm_alloc(d, id);
 	json_object *v;
 	r = -EINVAL;
 	if (!json_object_object_get_ex(req, "name", &v) || !json_object_is_type(v, json_type_string)) {
@@ -306,16 +338,14 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 				 d->cfg->net_mode);
 			goto fail;
 		}
+		vm->nics = xzalloc(sizeof(*vm->nics));
 		vm->n_nics = 1;
 		nic_add(&vm->nics[0], "mode", d->cfg->net_mode);
 	}
 	if (json_object_object_get_ex(req, "ports", &v) && (r = parse_ports(d, vm, v, err, errlen)))
 		goto fail;
-	uuid_generate_str(vm->id);
 	vm->created = now_real();
 	vm->state = VM_DEFINED;
-	snprintf(vm->data_dir, sizeof(vm->data_dir), "%s/vms/%s", d->cfg->data_dir, vm->id);
-	snprintf(vm->run_dir, sizeof(vm->run_dir), "%s/vms/%s", d->cfg->run_path, vm->id);
 	*out = vm;
 	return 0;
 fail:
@@ -441,10 +471,7 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 		snprintf(err, errlen, "manifest: definition: bad id or name");
 		return -EINVAL;
 	}
-	struct cvmm_vm *vm = xzalloc(sizeof(*vm));
-	vm->d = d;
-	vm->pidfd = -1;
-	str_copy(vm->id, sizeof(vm->id), id);
+	struct cvmm_vm *vm = vm_alloc(d, id);
 	str_copy(vm->name, sizeof(vm->name), name);
 	str_copy(vm->image, sizeof(vm->image), jstr(def, "image"));
 	str_copy(vm->backend, sizeof(vm->backend), jstr(def, "backend"));
@@ -453,7 +480,8 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 	vm->disk_gb = (uint32_t)jint(def, "disk_gb");
 	vm->cid = (uint32_t)jint(def, "cid");
 	vm->created = jdbl(def, "created");
-	if (json_object_object_get_ex(def, "networks", &v) && json_object_is_type(v, json_type_array))
+	if (json_object_object_get_ex(def, "networks", &v) && json_object_is_type(v, json_type_array)) {
+		vm->nics = xzalloc(sizeof(*vm->nics) * (json_object_array_length(v) + 1));
 		for (size_t i = 0; i < json_object_array_length(v) && i < VM_MAX_NICS; i++) {
 			json_object *n = json_object_array_get_idx(v, i);
 			struct vm_nic *nic = &vm->nics[vm->n_nics++];
@@ -465,7 +493,9 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 					nic_add(nic, k, json_object_get_string(val));
 			}
 		}
-	if (json_object_object_get_ex(def, "ports", &v) && json_object_is_type(v, json_type_array))
+	}
+	if (json_object_object_get_ex(def, "ports", &v) && json_object_is_type(v, json_type_array)) {
+		vm->ports = xzalloc(sizeof(*vm->ports) * (json_object_array_length(v) + 1));
 		for (size_t i = 0; i < json_object_array_length(v) && i < VM_MAX_PORTS; i++) {
 			json_object *p = json_object_array_get_idx(v, i);
 			struct cvmm_port_map *pm = &vm->ports[vm->n_ports++];
@@ -476,9 +506,10 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 			pm->host_port = (uint32_t)jint(p, "host_port");
 			pm->vm_port = (uint32_t)jint(p, "vm_port");
 		}
+	}
 	int st = vm_state_from_name(jstr(o, "state"));
 	vm->state = st < 0 ? VM_DEFINED : (enum vm_state)st;
-	str_copy(vm->reason, sizeof(vm->reason), jstr(o, "reason"));
+	vm_set_reason(vm, jstr(o, "reason"));
 	vm->want_running = json_object_object_get_ex(o, "want_running", &v) && json_object_get_boolean(v);
 	vm->defined_ok = json_object_object_get_ex(o, "defined_ok", &v) && json_object_get_boolean(v);
 	vm->pid = (int)jint(o, "pid");
@@ -495,42 +526,81 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 			}
 		}
 	}
-	snprintf(vm->data_dir, sizeof(vm->data_dir), "%s/vms/%s", d->cfg->data_dir, vm->id);
-	snprintf(vm->run_dir, sizeof(vm->run_dir), "%s/vms/%s", d->cfg->run_path, vm->id);
 	*out = vm;
 	return 0;
 }
 
 /* ---- events and plugin state ---- */
 
+/* Keeps the newest half of an events.log that grew past its bound. */
+static void events_trim(const char *path)
+{
+	char *text = NULL;
+	size_t len;
+	if (read_file(path, &text, &len, 4 * VM_EVENTS_LOG_MAX) < 0)
+		return;
+	const char *keep = text + len / 2;
+	while (*keep && *keep != '\n')
+		keep++;
+	if (*keep)
+		keep++;
+	write_file_atomic(path, keep, len - (size_t)(keep - text), 0640);
+	free(text);
+}
+
 void vm_event(struct cvmm_vm *vm, const char *type, const char *fmt, ...)
 {
-	struct vm_event *e = &vm->events[(vm->ev_head + vm->ev_count) % VM_EVENT_RING];
-	if (vm->ev_count == VM_EVENT_RING)
-		vm->ev_head = (vm->ev_head + 1) % VM_EVENT_RING;
-	else
-		vm->ev_count++;
-	e->time = now_real();
-	str_copy(e->type, sizeof(e->type), type);
+	char message[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof(e->message), fmt, ap);
+	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	log_info("VM '%s': %s: %s", vm->name, e->type, e->message);
-	/* Appended for the record; the manifest is the state, this is history. */
+	log_info("VM '%s': %s: %s", vm->name, type, message);
 	char path[600];
 	snprintf(path, sizeof(path), "%s/events.log", vm->data_dir);
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (fd >= 0) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "time", json_object_new_double(e->time));
-		json_object_object_add(o, "type", json_object_new_string(e->type));
-		json_object_object_add(o, "message", json_object_new_string(e->message));
-		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-		dprintf(fd, "%s\n", s);
-		json_object_put(o);
-		close(fd);
+	if (fd < 0)
+		return;
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "time", json_object_new_double(now_real()));
+	json_object_object_add(o, "type", json_object_new_string(type));
+	json_object_object_add(o, "message", json_object_new_string(message));
+	dprintf(fd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	off_t size = lseek(fd, 0, SEEK_END);
+	close(fd);
+	if (size > VM_EVENTS_LOG_MAX)
+		events_trim(path);
+}
+
+json_object *vm_events_json(const struct cvmm_vm *vm, int max)
+{
+	json_object *a = json_object_new_array();
+	char path[600], *text = NULL;
+	size_t len = 0;
+	snprintf(path, sizeof(path), "%s/events.log", vm->data_dir);
+	if (read_file(path, &text, &len, 4 * VM_EVENTS_LOG_MAX) == 0) {
+		/* Start max lines from the end. */
+		char *start = text + len;
+		int lines = 0;
+		while (start > text && lines <= max)
+			if (*--start == '\n')
+				lines++;
+		if (*start == '\n')
+			start++;
+		for (char *save = NULL, *line = strtok_r(start, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			json_object *e = json_tokener_parse(line);
+			if (e && json_object_is_type(e, json_type_object))
+				json_object_array_add(a, e);
+			else
+				json_object_put(e);
+		}
+		free(text);
 	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "events", a);
+	return o;
 }
 
 const char *vm_kv_get(struct cvmm_vm *vm, const char *plugin, const char *key)

@@ -29,22 +29,19 @@ int vm_state_from_name(const char *n);
 #define VM_MAX_NICS 8
 #define VM_MAX_NIC_PARAMS 16
 #define VM_MAX_PORTS 32
-#define VM_EVENT_RING 64
+#define VM_EVENTS_KEPT 200        /* events.log keeps at least this many */
+#define VM_EVENTS_LOG_MAX (256 * 1024) /* ... and is cut back past this size */
 
 struct vm_nic {
 	int n;
-	char *keys[VM_MAX_NIC_PARAMS]; /* keys[0] is "mode" */
-	char *vals[VM_MAX_NIC_PARAMS];
+	char **keys; /* keys[0] is "mode" */
+	char **vals;
 };
+
+#define VM_ERRBUF_LEN 1024
 
 struct vm_kv {
 	char *plugin, *key, *value;
-};
-
-struct vm_event {
-	double time;
-	char type[24];
-	char message[232];
 };
 
 struct cvmm_vm {
@@ -59,25 +56,23 @@ struct cvmm_vm {
 	uint32_t disk_gb;
 	uint32_t cid;
 	int n_nics;
-	struct vm_nic nics[VM_MAX_NICS];
+	struct vm_nic *nics; /* n_nics */
 	int n_ports;
-	struct cvmm_port_map ports[VM_MAX_PORTS];
+	struct cvmm_port_map *ports; /* n_ports */
 	double created;
-	char data_dir[512];
-	char run_dir[512];
+	char *data_dir; /* <data_dir>/vms/<id> */
+	char *run_dir;  /* <run_path>/vms/<id> */
 
 	/* Run state: guarded by d->lock. */
 	enum vm_state state;
 	bool want_running; /* desired state */
-	char reason[512];
+	char *reason; /* never NULL; vm_set_reason() */
 	int pid;
 	double started;
 	int restarts;       /* automatic restarts since the last reset */
 	double next_restart; /* wall time of a scheduled automatic restart, 0 none */
 	int n_kv;
 	struct vm_kv *kv;
-	struct vm_event events[VM_EVENT_RING];
-	int ev_head, ev_count;
 
 	/* Job bookkeeping (guarded by d->lock). */
 	bool busy;         /* a lifecycle job runs for this VM */
@@ -85,7 +80,7 @@ struct cvmm_vm {
 	bool stop_requested; /* the current exit was asked for */
 	bool defined_ok;   /* DEFINE completed (so UNDEFINE must run on remove) */
 	bool reserved;     /* holds vCPU, memory and a CID in the accounting */
-	char errbuf[1024]; /* message of the current job's failure */
+	char *errbuf; /* the running job's message buffer (VM_ERRBUF_LEN), else NULL */
 
 	/* Loop-owned watchers. */
 	ev_io pidfd_watch;
@@ -99,6 +94,9 @@ struct cvmm_vm {
 int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **out, bool *start,
 		    char *err, size_t errlen);
 bool vm_name_valid(const char *name);
+/* An empty VM of daemon d with id set: paths and reason filled in. */
+struct cvmm_vm *vm_alloc(struct cvmm_daemon *d, const char *id);
+void vm_set_reason(struct cvmm_vm *vm, const char *reason); /* caller holds d->lock */
 void vm_free(struct cvmm_vm *vm);
 
 /* Persisted form. vm_load fills a VM from <dir>/manifest.json. */
@@ -108,10 +106,13 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 /* API form (caller holds d->lock). */
 json_object *vm_to_api(struct cvmm_vm *vm);
 
-/* Events: recorded in the ring and appended to <data_dir>/events.log.
+/* Events: appended to <data_dir>/events.log (one JSON object a line), which
+ * is where they are read from: a VM's history costs no daemon memory.
  * Caller holds d->lock. */
 void vm_event(struct cvmm_vm *vm, const char *type, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The newest `max` events, oldest first: {"events": [...]}. */
+json_object *vm_events_json(const struct cvmm_vm *vm, int max);
 
 /* Plugin key/value state (caller holds d->lock). */
 const char *vm_kv_get(struct cvmm_vm *vm, const char *plugin, const char *key);

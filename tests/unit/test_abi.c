@@ -424,8 +424,11 @@ static int run_test_fail(struct ctx *c, uint32_t event, const char *name, struct
 {
 	struct reg_hook *hooks[8];
 	int n = registry_hooks(c->reg, event, hooks, 8);
+	static char errbuf[VM_ERRBUF_LEN];
 	memset(vm, 0, sizeof(*vm));
+	errbuf[0] = 0;
 	vm->d = c->d;
+	vm->errbuf = errbuf; /* as a running job provides */
 	snprintf(vm->name, sizeof(vm->name), "%s", name);
 	for (int i = 0; i < n; i++)
 		if (!strcmp(hooks[i]->plugin->name, "test-fail"))

@@ -455,7 +455,7 @@ static void test_manifest_round_trip(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
 	vm->cid = 1234;
 	vm->state = VM_RUNNING;
-	str_copy(vm->reason, sizeof(vm->reason), "a \"quoted\" reason\nwith a newline");
+	vm_set_reason(vm, "a \"quoted\" reason\nwith a newline");
 	vm->want_running = true;
 	vm->pid = 4242;
 	vm->started = vm->created + 1.0625;
