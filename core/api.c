@@ -7,6 +7,7 @@
 #include "api.h"
 #include "daemon.h"
 #include "image.h"
+#include "jsonw.h"
 #include "job.h"
 #include "registry.h"
 #include "util.h"
@@ -238,16 +239,32 @@ static json_object *host_json(struct cvmm_daemon *d)
 	return o;
 }
 
-static json_object *vm_list_json(struct cvmm_daemon *d)
+/* The list is written as text into one buffer that MHD frees after
+ * sending: no object tree, no copy. */
+static enum MHD_Result send_vm_list(struct cvmm_daemon *d, struct MHD_Connection *c)
 {
-	json_object *a = json_object_new_array_ext(d->n_vms);
+	const char *fields = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fields");
+	char err[160];
+	if (fields && vm_check_fields(fields, err, sizeof(err)) < 0)
+		return send_error(c, 400, "%s", err);
+	struct jw w;
+	jw_init(&w);
+	jw_obj(&w);
+	jw_key(&w, "vms");
+	jw_arr(&w);
 	pthread_mutex_lock(&d->lock);
 	for (int i = 0; i < d->n_vms; i++)
-		json_object_array_add(a, vm_to_api(d->vms[i]));
+		vm_write_api(d->vms[i], &w, fields);
 	pthread_mutex_unlock(&d->lock);
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "vms", a);
-	return o;
+	jw_end_arr(&w);
+	jw_end_obj(&w);
+	size_t len;
+	char *text = jw_take(&w, &len);
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	enum MHD_Result ret = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 /* Parses the request body as a JSON object; NULL body counts as {}. */
@@ -614,7 +631,7 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 	}
 	if (!strcmp(p, "vms") || !strcmp(p, "vms/")) {
 		if (get)
-			return send_json(q->conn, 200, vm_list_json(d));
+			return send_vm_list(d, q->conn);
 		if (post)
 			return vm_create(a, q);
 		return send_error(q->conn, 405, "%s %s: use GET or POST", method, url);

@@ -208,14 +208,14 @@ int daemon_check_ports(struct cvmm_daemon *d, struct cvmm_vm *vm, char *err, siz
 
 int daemon_save_vm(struct cvmm_daemon *d, struct cvmm_vm *vm)
 {
+	size_t len;
 	pthread_mutex_lock(&d->lock);
-	json_object *o = vm_to_manifest(vm);
+	char *text = vm_manifest_text(vm, &len);
 	pthread_mutex_unlock(&d->lock);
-	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
 	char path[600];
 	snprintf(path, sizeof(path), "%s/manifest.json", vm->data_dir);
-	int r = path_exists(vm->data_dir) ? write_file_atomic(path, s, strlen(s), 0640) : -ENOENT;
-	json_object_put(o);
+	int r = path_exists(vm->data_dir) ? write_file_atomic(path, text, len, 0640) : -ENOENT;
+	free(text);
 	if (r < 0 && r != -ENOENT)
 		log_error("VM '%s': cannot write %s: %s", vm->name, path, strerror(-r));
 	return r == -ENOENT ? 0 : r;
@@ -373,6 +373,12 @@ struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen
 	return d;
 }
 
+static int by_created(const void *a, const void *b)
+{
+	double x = (*(struct cvmm_vm *const *)a)->created, y = (*(struct cvmm_vm *const *)b)->created;
+	return x < y ? -1 : x > y;
+}
+
 static int load_vms(struct cvmm_daemon *d)
 {
 	char dir[600];
@@ -413,6 +419,8 @@ static int load_vms(struct cvmm_daemon *d)
 		n++;
 	}
 	closedir(dh);
+	/* Listed in creation order, as before the restart. */
+	qsort(d->vms, (size_t)d->n_vms, sizeof(*d->vms), by_created);
 	return n;
 }
 

@@ -6,6 +6,7 @@
 #include "vm.h"
 #include "daemon.h"
 #include "image.h"
+#include "jsonw.h"
 #include "registry.h"
 #include "util.h"
 
@@ -16,8 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *state_names[] = {"defined", "starting", "running", "stopping",
-				    "stopped", "exited",   "removing", "failed"};
+static const char *state_names[] = {"defined", "starting", "running",  "stopping",
+                                    "stopped", "exited",   "removing", "failed"};
 
 const char *vm_state_name(enum vm_state s)
 {
@@ -109,7 +110,7 @@ const char *vm_nic_param(struct cvmm_vm *vm, int i, const char *key)
 	} while (0)
 
 static int get_uint(json_object *o, const char *field, const char *key, int64_t min, int64_t max,
-		    int64_t *out, char *err, size_t errlen)
+                    int64_t *out, char *err, size_t errlen)
 {
 	json_object *v;
 	if (!json_object_object_get_ex(o, key, &v))
@@ -125,7 +126,7 @@ static int get_uint(json_object *o, const char *field, const char *key, int64_t 
 }
 
 static int check_keys(json_object *o, const char *where, const char *const *allowed, char *err,
-		      size_t errlen)
+                      size_t errlen)
 {
 	json_object_object_foreach(o, k, v)
 	{
@@ -141,9 +142,10 @@ static int check_keys(json_object *o, const char *where, const char *const *allo
 }
 
 static int parse_ports(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object *a, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
-	static const char *const keys[] = {"protocol", "host_address", "host_port", "vm_port", NULL};
+	static const char *const keys[] = {"protocol", "host_address", "host_port", "vm_port",
+	                                   NULL};
 	if (!json_object_is_type(a, json_type_array))
 		FAIL("ports: must be a list");
 	size_t n = json_object_array_length(a);
@@ -177,7 +179,8 @@ static int parse_ports(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object *a
 		}
 		unsigned char buf[16];
 		if (inet_pton(AF_INET, addr, buf) != 1 && inet_pton(AF_INET6, addr, buf) != 1)
-			FAIL("ports[%zu].host_address: must be a numeric IPv4 or IPv6 address, got '%s'",
+			FAIL("ports[%zu].host_address: must be a numeric IPv4 or IPv6 address, got "
+			     "'%s'",
 			     i, addr);
 		str_copy(pm->host_address, sizeof(pm->host_address), addr);
 		int64_t hp = -1, vp = -1;
@@ -213,7 +216,7 @@ static int nic_add(struct vm_nic *nic, const char *k, const char *v)
 }
 
 static int parse_networks(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object *a, char *err,
-			  size_t errlen)
+                          size_t errlen)
 {
 	if (!json_object_is_type(a, json_type_array))
 		FAIL("networks: must be a list");
@@ -254,10 +257,10 @@ static int parse_networks(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object
 }
 
 int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **out, bool *start,
-		    char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
 	static const char *const keys[] = {"name",     "image", "vcpu",    "memory_mb", "disk_gb",
-					   "networks", "ports", "backend", "start",     NULL};
+	                                   "networks", "ports", "backend", "start",     NULL};
 	int r;
 	if (!json_object_is_type(req, json_type_object)) {
 		snprintf(err, errlen, "body: must be a JSON object");
@@ -270,7 +273,8 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 	struct cvmm_vm *vm = vm_alloc(d, id);
 	json_object *v;
 	r = -EINVAL;
-	if (!json_object_object_get_ex(req, "name", &v) || !json_object_is_type(v, json_type_string)) {
+	if (!json_object_object_get_ex(req, "name", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
 		snprintf(err, errlen, "name: required, a string");
 		goto fail;
 	}
@@ -278,18 +282,21 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 	if (!vm_name_valid(json_object_get_string(v)) ||
 	    (size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v))) {
 		snprintf(err, errlen,
-			 "name: must be 1-63 characters of [A-Za-z0-9._-] not starting with '.', got '%.80s'",
-			 json_object_get_string(v));
+		         "name: must be 1-63 characters of [A-Za-z0-9._-] not starting with '.', "
+		         "got '%.80s'",
+		         json_object_get_string(v));
 		goto fail;
 	}
 	str_copy(vm->name, sizeof(vm->name), json_object_get_string(v));
-	if (!json_object_object_get_ex(req, "image", &v) || !json_object_is_type(v, json_type_string)) {
+	if (!json_object_object_get_ex(req, "image", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
 		snprintf(err, errlen, "image: required, a string");
 		goto fail;
 	}
 	struct image img;
 	char ierr[512];
-	if (image_load(d->cfg->image_path, json_object_get_string(v), &img, ierr, sizeof(ierr)) < 0) {
+	if (image_load(d->cfg->image_path, json_object_get_string(v), &img, ierr, sizeof(ierr)) <
+	    0) {
 		snprintf(err, errlen, "%s", ierr);
 		goto fail;
 	}
@@ -334,8 +341,9 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 	} else {
 		if (d->reg && !registry_netmode(d->reg, d->cfg->net_mode)) {
 			snprintf(err, errlen,
-				 "networks: the default mode '%s' (cvm.networking.mode) is not provided by any loaded plugin",
-				 d->cfg->net_mode);
+			         "networks: the default mode '%s' (cvm.networking.mode) is not "
+			         "provided by any loaded plugin",
+			         d->cfg->net_mode);
 			goto fail;
 		}
 		vm->nics = xzalloc(sizeof(*vm->nics));
@@ -353,91 +361,201 @@ fail:
 	return r ? r : -EINVAL;
 }
 
-/* ---- JSON forms ---- */
+/* ---- JSON forms ----
+ * Written as text with jsonw: one implementation serves the API (where a
+ * list of 1000 VMs must be cheap) and the manifest. */
 
-static json_object *nics_json(struct cvmm_vm *vm)
+const char *const vm_api_fields[] = {"id",        "name",     "image",   "backend",      "vcpu",
+                                     "memory_mb", "disk_gb",  "cid",     "networks",     "ports",
+                                     "created",   "nics",     "state",   "reason",       "desired",
+                                     "pid",       "restarts", "started", "next_restart", NULL};
+
+/* fields: NULL for all, else a comma-separated list (checked by the caller). */
+static bool want(const char *fields, const char *key)
 {
-	json_object *a = json_object_new_array();
+	if (!fields)
+		return true;
+	size_t kl = strlen(key);
+	for (const char *p = fields; *p;) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l == kl && !memcmp(p, key, kl))
+			return true;
+		p += l + (e ? 1 : 0);
+	}
+	return false;
+}
+
+int vm_check_fields(const char *fields, char *err, size_t errlen)
+{
+	for (const char *p = fields; *p;) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		bool ok = false;
+		for (int i = 0; vm_api_fields[i]; i++)
+			ok |= strlen(vm_api_fields[i]) == l && !memcmp(vm_api_fields[i], p, l);
+		if (!ok) {
+			snprintf(err, errlen, "fields: unknown field '%.*s'",
+			         (int)(l > 64 ? 64 : l), p);
+			return -EINVAL;
+		}
+		p += l + (e ? 1 : 0);
+	}
+	return 0;
+}
+
+static void write_definition(struct cvmm_vm *vm, struct jw *w, const char *f)
+{
+	if (want(f, "id"))
+		jw_kstr(w, "id", vm->id);
+	if (want(f, "name"))
+		jw_kstr(w, "name", vm->name);
+	if (want(f, "image"))
+		jw_kstr(w, "image", vm->image);
+	if (want(f, "backend"))
+		jw_kstr(w, "backend", vm->backend);
+	if (want(f, "vcpu"))
+		jw_kint(w, "vcpu", vm->vcpu);
+	if (want(f, "memory_mb"))
+		jw_kint(w, "memory_mb", (int64_t)vm->memory_mb);
+	if (want(f, "disk_gb"))
+		jw_kint(w, "disk_gb", vm->disk_gb);
+	if (want(f, "cid"))
+		jw_kint(w, "cid", vm->cid);
+	if (want(f, "networks")) {
+		jw_key(w, "networks");
+		jw_arr(w);
+		for (int i = 0; i < vm->n_nics; i++) {
+			jw_obj(w);
+			for (int k = 0; k < vm->nics[i].n; k++)
+				jw_kstr(w, vm->nics[i].keys[k], vm->nics[i].vals[k]);
+			jw_end_obj(w);
+		}
+		jw_end_arr(w);
+	}
+	if (want(f, "ports")) {
+		jw_key(w, "ports");
+		jw_arr(w);
+		for (int i = 0; i < vm->n_ports; i++) {
+			struct cvmm_port_map *p = &vm->ports[i];
+			jw_obj(w);
+			jw_kstr(w, "protocol", p->protocol == CVMM_PROTO_UDP ? "udp" : "tcp");
+			jw_kstr(w, "host_address", p->host_address);
+			jw_kint(w, "host_port", p->host_port);
+			jw_kint(w, "vm_port", p->vm_port);
+			jw_end_obj(w);
+		}
+		jw_end_arr(w);
+	}
+	if (want(f, "created"))
+		jw_kdouble(w, "created", vm->created);
+}
+
+/* Each NIC's mode plus the runtime facts its network plugin published as
+ * state keys "nic<i>.<field>" (MAC, socket or TAP, address): the one part
+ * of plugin state meant for users; the rest stays inside. */
+static void write_nics_runtime(struct cvmm_vm *vm, struct jw *w)
+{
+	jw_key(w, "nics");
+	jw_arr(w);
 	for (int i = 0; i < vm->n_nics; i++) {
-		json_object *o = json_object_new_object();
-		for (int k = 0; k < vm->nics[i].n; k++)
-			json_object_object_add(o, vm->nics[i].keys[k],
-					       json_object_new_string(vm->nics[i].vals[k]));
-		json_object_array_add(a, o);
+		jw_obj(w);
+		const char *mode = vm_nic_param(vm, i, "mode");
+		jw_kstr(w, "mode", mode ? mode : "");
+		char prefix[16];
+		size_t pl = (size_t)snprintf(prefix, sizeof(prefix), "nic%d.", i);
+		for (int k = 0; k < vm->n_kv; k++) {
+			const char *key = vm->kv[k].key;
+			if (!strncmp(key, prefix, pl) && key[pl] && strcmp(key + pl, "mode"))
+				jw_kstr(w, key + pl, vm->kv[k].value);
+		}
+		jw_end_obj(w);
 	}
-	return a;
+	jw_end_arr(w);
 }
 
-static json_object *ports_json(struct cvmm_vm *vm)
+void vm_write_api(struct cvmm_vm *vm, struct jw *w, const char *f)
 {
-	json_object *a = json_object_new_array();
-	for (int i = 0; i < vm->n_ports; i++) {
-		struct cvmm_port_map *p = &vm->ports[i];
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "protocol",
-				       json_object_new_string(p->protocol == CVMM_PROTO_UDP ? "udp" : "tcp"));
-		json_object_object_add(o, "host_address", json_object_new_string(p->host_address));
-		json_object_object_add(o, "host_port", json_object_new_int(p->host_port));
-		json_object_object_add(o, "vm_port", json_object_new_int(p->vm_port));
-		json_object_array_add(a, o);
-	}
-	return a;
+	jw_obj(w);
+	write_definition(vm, w, f);
+	if (want(f, "nics"))
+		write_nics_runtime(vm, w);
+	if (want(f, "state"))
+		jw_kstr(w, "state", vm_state_name(vm->state));
+	if (want(f, "reason"))
+		jw_kstr(w, "reason", vm->reason);
+	if (want(f, "desired"))
+		jw_kstr(w, "desired", vm->want_running ? "running" : "stopped");
+	if (want(f, "pid"))
+		jw_kint(w, "pid", vm->pid);
+	if (want(f, "restarts"))
+		jw_kint(w, "restarts", vm->restarts);
+	if (want(f, "started"))
+		jw_kdouble(w, "started", vm->started);
+	if (vm->next_restart > 0 && want(f, "next_restart"))
+		jw_kdouble(w, "next_restart", vm->next_restart);
+	jw_end_obj(w);
 }
 
-static json_object *definition_json(struct cvmm_vm *vm)
+static json_object *parse_written(struct jw *w)
 {
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "id", json_object_new_string(vm->id));
-	json_object_object_add(o, "name", json_object_new_string(vm->name));
-	json_object_object_add(o, "image", json_object_new_string(vm->image));
-	json_object_object_add(o, "backend", json_object_new_string(vm->backend));
-	json_object_object_add(o, "vcpu", json_object_new_int64(vm->vcpu));
-	json_object_object_add(o, "memory_mb", json_object_new_int64((int64_t)vm->memory_mb));
-	json_object_object_add(o, "disk_gb", json_object_new_int64(vm->disk_gb));
-	json_object_object_add(o, "cid", json_object_new_int64(vm->cid));
-	json_object_object_add(o, "networks", nics_json(vm));
-	json_object_object_add(o, "ports", ports_json(vm));
-	json_object_object_add(o, "created", json_object_new_double(vm->created));
+	char *text = jw_take(w, NULL);
+	json_object *o = json_tokener_parse(text);
+	free(text);
 	return o;
 }
 
 json_object *vm_to_api(struct cvmm_vm *vm)
 {
-	json_object *o = definition_json(vm);
-	json_object_object_add(o, "state", json_object_new_string(vm_state_name(vm->state)));
-	json_object_object_add(o, "reason", json_object_new_string(vm->reason));
-	json_object_object_add(o, "desired",
-			       json_object_new_string(vm->want_running ? "running" : "stopped"));
-	json_object_object_add(o, "pid", json_object_new_int(vm->pid));
-	json_object_object_add(o, "restarts", json_object_new_int(vm->restarts));
-	json_object_object_add(o, "started", json_object_new_double(vm->started));
-	if (vm->next_restart > 0)
-		json_object_object_add(o, "next_restart", json_object_new_double(vm->next_restart));
-	return o;
+	struct jw w;
+	jw_init(&w);
+	vm_write_api(vm, &w, NULL);
+	return parse_written(&w);
+}
+
+char *vm_manifest_text(struct cvmm_vm *vm, size_t *len)
+{
+	struct jw w;
+	jw_init(&w);
+	jw_obj(&w);
+	jw_kint(&w, "version", 1);
+	jw_key(&w, "definition");
+	jw_obj(&w);
+	write_definition(vm, &w, NULL);
+	jw_end_obj(&w);
+	jw_kstr(&w, "state", vm_state_name(vm->state));
+	jw_kstr(&w, "reason", vm->reason);
+	jw_kbool(&w, "want_running", vm->want_running);
+	jw_kint(&w, "pid", vm->pid);
+	jw_kdouble(&w, "started", vm->started);
+	jw_kint(&w, "restarts", vm->restarts);
+	jw_kbool(&w, "defined_ok", vm->defined_ok);
+	/* Plugin state grouped by plugin: {"plugins": {"net-user": {...}}}. */
+	jw_key(&w, "plugins");
+	jw_obj(&w);
+	for (int i = 0; i < vm->n_kv; i++) {
+		bool seen = false;
+		for (int k = 0; k < i; k++)
+			seen |= !strcmp(vm->kv[k].plugin, vm->kv[i].plugin);
+		if (seen)
+			continue;
+		jw_key(&w, vm->kv[i].plugin);
+		jw_obj(&w);
+		for (int k = i; k < vm->n_kv; k++)
+			if (!strcmp(vm->kv[k].plugin, vm->kv[i].plugin))
+				jw_kstr(&w, vm->kv[k].key, vm->kv[k].value);
+		jw_end_obj(&w);
+	}
+	jw_end_obj(&w);
+	jw_end_obj(&w);
+	return jw_take(&w, len);
 }
 
 json_object *vm_to_manifest(struct cvmm_vm *vm)
 {
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "version", json_object_new_int(1));
-	json_object_object_add(o, "definition", definition_json(vm));
-	json_object_object_add(o, "state", json_object_new_string(vm_state_name(vm->state)));
-	json_object_object_add(o, "reason", json_object_new_string(vm->reason));
-	json_object_object_add(o, "want_running", json_object_new_boolean(vm->want_running));
-	json_object_object_add(o, "pid", json_object_new_int(vm->pid));
-	json_object_object_add(o, "started", json_object_new_double(vm->started));
-	json_object_object_add(o, "restarts", json_object_new_int(vm->restarts));
-	json_object_object_add(o, "defined_ok", json_object_new_boolean(vm->defined_ok));
-	json_object *kv = json_object_new_object();
-	for (int i = 0; i < vm->n_kv; i++) {
-		json_object *p;
-		if (!json_object_object_get_ex(kv, vm->kv[i].plugin, &p)) {
-			p = json_object_new_object();
-			json_object_object_add(kv, vm->kv[i].plugin, p);
-		}
-		json_object_object_add(p, vm->kv[i].key, json_object_new_string(vm->kv[i].value));
-	}
-	json_object_object_add(o, "plugins", kv);
+	char *text = vm_manifest_text(vm, NULL);
+	json_object *o = json_tokener_parse(text);
+	free(text);
 	return o;
 }
 
@@ -458,7 +576,7 @@ static double jdbl(json_object *o, const char *k)
 }
 
 int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out, char *err,
-		     size_t errlen)
+                     size_t errlen)
 {
 	json_object *def, *v;
 	if (!json_object_object_get_ex(o, "definition", &def) ||
@@ -480,7 +598,8 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 	vm->disk_gb = (uint32_t)jint(def, "disk_gb");
 	vm->cid = (uint32_t)jint(def, "cid");
 	vm->created = jdbl(def, "created");
-	if (json_object_object_get_ex(def, "networks", &v) && json_object_is_type(v, json_type_array)) {
+	if (json_object_object_get_ex(def, "networks", &v) &&
+	    json_object_is_type(v, json_type_array)) {
 		vm->nics = xzalloc(sizeof(*vm->nics) * (json_object_array_length(v) + 1));
 		for (size_t i = 0; i < json_object_array_length(v) && i < VM_MAX_NICS; i++) {
 			json_object *n = json_object_array_get_idx(v, i);
@@ -494,15 +613,18 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 			}
 		}
 	}
-	if (json_object_object_get_ex(def, "ports", &v) && json_object_is_type(v, json_type_array)) {
+	if (json_object_object_get_ex(def, "ports", &v) &&
+	    json_object_is_type(v, json_type_array)) {
 		vm->ports = xzalloc(sizeof(*vm->ports) * (json_object_array_length(v) + 1));
 		for (size_t i = 0; i < json_object_array_length(v) && i < VM_MAX_PORTS; i++) {
 			json_object *p = json_object_array_get_idx(v, i);
 			struct cvmm_port_map *pm = &vm->ports[vm->n_ports++];
 			pm->struct_size = sizeof(*pm);
 			const char *proto = jstr(p, "protocol");
-			pm->protocol = proto && !strcmp(proto, "udp") ? CVMM_PROTO_UDP : CVMM_PROTO_TCP;
-			str_copy(pm->host_address, sizeof(pm->host_address), jstr(p, "host_address"));
+			pm->protocol =
+			    proto && !strcmp(proto, "udp") ? CVMM_PROTO_UDP : CVMM_PROTO_TCP;
+			str_copy(pm->host_address, sizeof(pm->host_address),
+			         jstr(p, "host_address"));
 			pm->host_port = (uint32_t)jint(p, "host_port");
 			pm->vm_port = (uint32_t)jint(p, "vm_port");
 		}
@@ -510,12 +632,15 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 	int st = vm_state_from_name(jstr(o, "state"));
 	vm->state = st < 0 ? VM_DEFINED : (enum vm_state)st;
 	vm_set_reason(vm, jstr(o, "reason"));
-	vm->want_running = json_object_object_get_ex(o, "want_running", &v) && json_object_get_boolean(v);
-	vm->defined_ok = json_object_object_get_ex(o, "defined_ok", &v) && json_object_get_boolean(v);
+	vm->want_running =
+	    json_object_object_get_ex(o, "want_running", &v) && json_object_get_boolean(v);
+	vm->defined_ok =
+	    json_object_object_get_ex(o, "defined_ok", &v) && json_object_get_boolean(v);
 	vm->pid = (int)jint(o, "pid");
 	vm->started = jdbl(o, "started");
 	vm->restarts = (int)jint(o, "restarts");
-	if (json_object_object_get_ex(o, "plugins", &v) && json_object_is_type(v, json_type_object)) {
+	if (json_object_object_get_ex(o, "plugins", &v) &&
+	    json_object_is_type(v, json_type_object)) {
 		json_object_object_foreach(v, plugin, kvs)
 		{
 			if (!json_object_is_type(kvs, json_type_object))

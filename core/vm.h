@@ -103,7 +103,15 @@ void vm_free(struct cvmm_vm *vm);
 json_object *vm_to_manifest(struct cvmm_vm *vm);
 int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out, char *err,
 		     size_t errlen);
-/* API form (caller holds d->lock). */
+/* The manifest as JSON text (malloc'd). Caller holds d->lock. */
+char *vm_manifest_text(struct cvmm_vm *vm, size_t *len);
+/* API form (caller holds d->lock): written as text, or as an object. */
+struct jw;
+/* fields: NULL for every field, else a comma-separated subset of
+ * vm_api_fields (check it with vm_check_fields first). */
+void vm_write_api(struct cvmm_vm *vm, struct jw *w, const char *fields);
+extern const char *const vm_api_fields[];
+int vm_check_fields(const char *fields, char *err, size_t errlen);
 json_object *vm_to_api(struct cvmm_vm *vm);
 
 /* Events: appended to <data_dir>/events.log (one JSON object a line), which
