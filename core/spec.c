@@ -184,6 +184,8 @@ struct json_object *spec_to_json(const struct cvmm_launch_spec *s)
 		add_str(j, "user_dhcp_start", n->user_dhcp_start);
 		if (n->user_restrict)
 			json_object_object_add(j, "user_restrict", json_object_new_boolean(1));
+		if (n->mtu)
+			json_object_object_add(j, "mtu", json_object_new_int64(n->mtu));
 		if (n->n_ports) {
 			json_object *ports = json_object_new_array();
 			for (uint32_t k = 0; k < n->n_ports; k++) {
@@ -344,7 +346,8 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 			    (r = j_str(&c, j, "user_net", n.user_net, sizeof(n.user_net))) ||
 			    (r = j_str(&c, j, "user_dhcp_start", n.user_dhcp_start,
 				       sizeof(n.user_dhcp_start))) ||
-			    (r = j_u32(&c, j, "user_restrict", &n.user_restrict)))
+			    (r = j_u32(&c, j, "user_restrict", &n.user_restrict)) ||
+			    (r = j_u32(&c, j, "mtu", &n.mtu)))
 				goto out;
 			json_object *pa = j_array(j, "ports");
 			size_t np = pa ? json_object_array_length(pa) : 0;

@@ -1,5 +1,6 @@
 /*
- * cvmm/plugin.h: the whole plugin ABI of cvmm, version 1.0.
+ * cvmm/plugin.h: the whole plugin ABI of cvmm, version 1.1 (1.0 plus the
+ * slots marked "added in 1.1").
  *
  * A plugin is a shared object exporting exactly one symbol, CVMM_PLUGIN_ENTRY.
  * The daemon calls it once with its ABI version and its host-API table; the
@@ -31,7 +32,7 @@ extern "C" {
 #endif
 
 #define CVMM_ABI_MAJOR 1
-#define CVMM_ABI_MINOR 0
+#define CVMM_ABI_MINOR 1
 
 #define CVMM_PLUGIN_EXPORT __attribute__((visibility("default")))
 #define CVMM_PLUGIN_ENTRY cvmm_plugin_init
@@ -82,7 +83,7 @@ typedef struct cvmm_spec cvmm_spec;     /* a launch spec being built */
 #define CVMM_NIC_USER 1   /* hypervisor-internal user network (slirp) */
 #define CVMM_NIC_STREAM 2 /* unix stream socket to a switch (passt) */
 #define CVMM_NIC_TAP 3    /* existing TAP device, by name */
-#define CVMM_NIC_MACVTAP 4 /* macvtap on a host interface, by name */
+#define CVMM_NIC_MACVTAP 4 /* macvtap device, by name (made by the network plugin) */
 
 #define CVMM_PROTO_TCP 1
 #define CVMM_PROTO_UDP 2
@@ -109,6 +110,12 @@ struct cvmm_spec_nic {
 	uint32_t user_restrict;   /* 1: guest cannot reach the host's network */
 	uint32_t n_ports;
 	const struct cvmm_port_map *const *ports; /* carried by this NIC */
+	/* Added in 1.1. The MTU the guest must use on this NIC (the host side
+	 * was set up for it, e.g. an overlay's underlay MTU minus the
+	 * encapsulation); 0 = the backend's default. A backend that can tell
+	 * the guest (virtio-net's host_mtu) does so. */
+	uint32_t mtu;
+	uint32_t reserved1;
 };
 
 #define CVMM_DISK_QCOW2 1

@@ -9,6 +9,7 @@
  * probe shows that a guest really runs under it (the device can exist while
  * guests hang, as under nested virtualisation).
  */
+#include "proc.h"
 #include "qmp.h"
 #include "render.h"
 
@@ -17,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <glob.h>
+#include <net/if.h>
 #include <json-c/json.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -26,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,77 +51,11 @@ static struct {
 
 /* ---- small process helpers ---- */
 
-static double mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int pidfd_open_(int pid)
-{
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	return fd < 0 ? -errno : fd;
-}
-
-/* Waits up to timeout_s for the process behind pidfd to end: 1 ended, 0 not. */
-static int pidfd_wait(int pidfd, double timeout_s)
-{
-	struct pollfd p = {.fd = pidfd, .events = POLLIN};
-	double end = mono() + timeout_s;
-	for (;;) {
-		double left = end - mono();
-		int ms = left > 0 ? (int)(left * 1000) : 0;
-		int r = poll(&p, 1, ms);
-		if (r > 0)
-			return 1;
-		if (r == 0)
-			return 0;
-		if (errno != EINTR)
-			return -errno;
-	}
-}
-
-static int pidfd_kill(int pidfd, int sig)
-{
-	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
-}
-
-static uint64_t start_time_of(int pid)
-{
-	char path[64], buf[4096];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	if (!p || p[2] == 'Z' || p[2] == 'X')
-		return 0;
-	int field = 2;
-	for (p++; *p && field < 22; p++)
-		if (*p == ' ')
-			field++;
-	return strtoull(p, NULL, 10);
-}
-
+/* 1 if one of the process's arguments contains needle (the VM's UUID). */
 static int cmdline_has(int pid, const char *needle)
 {
-	char path[64];
 	static __thread char buf[65536];
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
+	ssize_t n = cp_read_cmdline(pid, buf, sizeof(buf));
 	for (ssize_t off = 0; off < n; off += (ssize_t)strlen(buf + off) + 1)
 		if (strstr(buf + off, needle))
 			return 1;
@@ -148,9 +85,10 @@ static void last_error(const char *path, char *out, size_t len)
 
 /*
  * Starts argv as a grandchild in its own session, stdin/stdout on
- * /dev/null, stderr appended to errlog. Returns its pid.
+ * /dev/null, stderr appended to errlog, and fds[k] (the caller's, which it
+ * keeps and closes) at descriptor QEMU_MACVTAP_FD_BASE + k. Returns its pid.
  */
-static int spawn_detached(char *const argv[], const char *errlog)
+static int spawn_detached(char *const argv[], const char *errlog, const int *fds, int n_fds)
 {
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0)
@@ -176,9 +114,20 @@ static int spawn_detached(char *const argv[], const char *errlog)
 			dup2(null, 0);
 			dup2(null, 1);
 			dup2(log >= 0 ? log : null, 2);
-			/* Nothing of the daemon's stays open in the VM's process. */
+			/* Passed descriptors: first above the target range, so that
+			 * placing one cannot overwrite another still to be placed;
+			 * dup2 clears close-on-exec on the final copy. */
+			int above = QEMU_MACVTAP_FD_BASE + QEMU_MACVTAP_MAX, moved[QEMU_MACVTAP_MAX];
+			for (int k = 0; k < n_fds; k++)
+				if ((moved[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, above)) < 0)
+					_exit(126);
+			for (int k = 0; k < n_fds; k++)
+				if (dup2(moved[k], QEMU_MACVTAP_FD_BASE + k) < 0)
+					_exit(126);
+			/* Nothing else of the daemon's stays open in the VM's process. */
 			for (int fd = 3; fd < 1024; fd++)
-				if (fd != pfd[1])
+				if (fd != pfd[1] &&
+				    (fd < QEMU_MACVTAP_FD_BASE || fd >= QEMU_MACVTAP_FD_BASE + n_fds))
 					close(fd);
 			execvp(argv[0], argv);
 			dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
@@ -282,16 +231,16 @@ static int probe_kvm(char *why, size_t len)
 			"-nodefaults", "-display", "none", "-no-user-config", "-no-reboot", "-kernel",
 			kernel, "-append", "console=ttyS0 panic=-1 root=/dev/cvmm-probe", "-serial",
 			serial, NULL};
-	int pid = spawn_detached(argv, errlog);
+	int pid = spawn_detached(argv, errlog, NULL, 0);
 	int ok = 0, exited = 0;
 	if (pid < 0) {
 		snprintf(why, len, "probe: cannot run %s: %s", conf.binary, strerror(-pid));
 		goto out;
 	}
-	int pfd = pidfd_open_(pid);
-	double t0 = mono(), end = t0 + PROBE_TIMEOUT_S;
-	while (mono() < end && !ok) {
-		exited = pfd >= 0 && pidfd_wait(pfd, 0.05) == 1;
+	int pfd = cp_pidfd_open(pid);
+	double t0 = cp_mono(), end = t0 + PROBE_TIMEOUT_S;
+	while (cp_mono() < end && !ok) {
+		exited = pfd >= 0 && cp_pidfd_wait(pfd, 0.05) == 1;
 		char buf[65536] = "";
 		int fd = open(con, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
@@ -306,7 +255,7 @@ static int probe_kvm(char *why, size_t len)
 	}
 	if (ok) {
 		snprintf(why, len, "KVM probe: %s booted to its root-mount panic under KVM in %.1f s",
-			 kernel, mono() - t0);
+			 kernel, cp_mono() - t0);
 	} else if (exited) {
 		char e[200];
 		last_error(errlog, e, sizeof(e));
@@ -318,8 +267,8 @@ static int probe_kvm(char *why, size_t len)
 			 PROBE_TIMEOUT_S);
 	}
 	if (pfd >= 0) {
-		pidfd_kill(pfd, SIGKILL);
-		pidfd_wait(pfd, 2);
+		cp_pidfd_kill(pfd, SIGKILL);
+		cp_pidfd_wait(pfd, 2);
 		close(pfd);
 	}
 out:
@@ -344,7 +293,7 @@ static int save_identity(cvmm_vm *vm, int pid)
 	char v[32];
 	snprintf(v, sizeof(v), "%d", pid);
 	int r = host->state_set(self, vm, "pid", v);
-	snprintf(v, sizeof(v), "%llu", (unsigned long long)start_time_of(pid));
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)cp_start_time(pid));
 	return r < 0 ? r : host->state_set(self, vm, "starttime", v);
 }
 
@@ -358,19 +307,79 @@ static int find_process(cvmm_vm *vm, int *pid_out)
 	uint64_t st = 0;
 	if (host->state_get(self, vm, "starttime", buf, sizeof(buf)) >= 0)
 		st = strtoull(buf, NULL, 10);
-	if (pid <= 0 || start_time_of(pid) == 0 || start_time_of(pid) != st ||
+	if (pid <= 0 || cp_start_time(pid) == 0 || cp_start_time(pid) != st ||
 	    !cmdline_has(pid, host->vm_id(vm)))
 		return -ESRCH;
-	int fd = pidfd_open_(pid);
+	int fd = cp_pidfd_open(pid);
 	if (fd < 0)
 		return fd;
 	/* Re-check after taking the pidfd: the pid cannot be reused under it now. */
-	if (start_time_of(pid) != st) {
+	if (cp_start_time(pid) != st) {
 		close(fd);
 		return -ESRCH;
 	}
 	*pid_out = pid;
 	return fd;
+}
+
+/*
+ * Opens the character device of macvtap ifname for QEMU. /dev/tap<ifindex>
+ * is what devtmpfs names it, but ifindexes are per network namespace and
+ * devtmpfs is not: another namespace's macvtap of the same ifindex owns that
+ * node. So the node is checked against the device number sysfs gives for
+ * this namespace's link (when sysfs shows this namespace), and when it is
+ * missing or another device's, a private node made in the VM's run
+ * directory is opened and unlinked instead.
+ */
+static int macvtap_open(const char *ifname, const char *run_dir, char *err, size_t errlen)
+{
+	unsigned idx = if_nametoindex(ifname);
+	if (!idx) {
+		snprintf(err, errlen, "macvtap device '%s': %s", ifname, strerror(errno));
+		return -ENODEV;
+	}
+	char path[600], buf[64];
+	unsigned maj = 0, min = 0;
+	int known = 0;
+	snprintf(path, sizeof(path), "/sys/class/net/%s/tap%u/dev", ifname, idx);
+	int sfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (sfd >= 0) {
+		ssize_t n = read(sfd, buf, sizeof(buf) - 1);
+		close(sfd);
+		buf[n > 0 ? n : 0] = 0;
+		known = sscanf(buf, "%u:%u", &maj, &min) == 2;
+	}
+	snprintf(path, sizeof(path), "/dev/tap%u", idx);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && known && (fstat(fd, &st) < 0 || st.st_rdev != makedev(maj, min))) {
+		close(fd);
+		fd = -1;
+		errno = ENXIO;
+	}
+	if (fd < 0 && known) {
+		snprintf(path, sizeof(path), "%s/tap%u", run_dir, idx);
+		unlink(path);
+		if (mknod(path, S_IFCHR | 0600, makedev(maj, min)) == 0) {
+			fd = open(path, O_RDWR | O_CLOEXEC);
+			int e = errno;
+			unlink(path);
+			errno = e;
+		}
+	}
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "macvtap device '%s': cannot open %s: %s", ifname, path,
+			 strerror(e));
+		return -e;
+	}
+	return fd;
+}
+
+static void close_all(int *fds, int n)
+{
+	for (int k = 0; k < n; k++)
+		close(fds[k]);
 }
 
 static int qemu_start(void *data, cvmm_vm *vm, const struct cvmm_launch_spec *spec)
@@ -385,20 +394,34 @@ static int qemu_start(void *data, cvmm_vm *vm, const struct cvmm_launch_spec *sp
 	}
 	paths(vm, qmp, pidf, errlog, sizeof(qmp));
 	unlink(qmp);
-	int pid = spawn_detached(a.v, errlog);
+	/* The macvtap NICs' devices, in the order render.c numbered them. */
+	int fds[QEMU_MACVTAP_MAX] = {0}, n_fds = 0; /* render() allowed at most that many */
+	for (uint32_t i = 0; i < spec->n_nics; i++) {
+		if (spec->nics[i]->kind != CVMM_NIC_MACVTAP || n_fds == QEMU_MACVTAP_MAX)
+			continue;
+		int fd = macvtap_open(spec->nics[i]->ifname, spec->run_dir, err, sizeof(err));
+		if (fd < 0) {
+			close_all(fds, n_fds);
+			argv_free(&a);
+			return host->error(self, vm, fd, "NIC %s: %s", spec->nics[i]->id, err);
+		}
+		fds[n_fds++] = fd;
+	}
+	int pid = spawn_detached(a.v, errlog, fds, n_fds);
+	close_all(fds, n_fds);
 	argv_free(&a);
 	if (pid < 0)
 		return host->error(self, vm, pid, "cannot start %s: %s", conf.binary, strerror(-pid));
-	int pfd = pidfd_open_(pid);
+	int pfd = cp_pidfd_open(pid);
 	if (pfd < 0)
 		return host->error(self, vm, pfd, "pidfd_open(%d): %s", pid, strerror(-pfd));
 	/* Saved before anything can fail, so a later failure can find it. */
 	save_identity(vm, pid);
 	struct qmp *q = NULL;
-	double end = mono() + START_TIMEOUT_S;
+	double end = cp_mono() + START_TIMEOUT_S;
 	r = -ETIMEDOUT;
-	while (mono() < end) {
-		if (pidfd_wait(pfd, 0.02) == 1) {
+	while (cp_mono() < end) {
+		if (cp_pidfd_wait(pfd, 0.02) == 1) {
 			char e[512];
 			last_error(errlog, e, sizeof(e));
 			r = host->error(self, vm, -EIO, "QEMU exited during start: %s",
@@ -431,16 +454,16 @@ static int qemu_start(void *data, cvmm_vm *vm, const struct cvmm_launch_spec *sp
 		  conf.accel);
 	return 0;
 fail:
-	pidfd_kill(pfd, SIGKILL);
-	pidfd_wait(pfd, 5);
+	cp_pidfd_kill(pfd, SIGKILL);
+	cp_pidfd_wait(pfd, 5);
 	close(pfd);
 	return r;
 }
 
 static int kill_and_wait(int pfd)
 {
-	pidfd_kill(pfd, SIGKILL);
-	return pidfd_wait(pfd, 10) == 1 ? 0 : -ETIMEDOUT;
+	cp_pidfd_kill(pfd, SIGKILL);
+	return cp_pidfd_wait(pfd, 10) == 1 ? 0 : -ETIMEDOUT;
 }
 
 static int qemu_stop(void *data, cvmm_vm *vm, uint32_t timeout_s)
@@ -454,7 +477,7 @@ static int qemu_stop(void *data, cvmm_vm *vm, uint32_t timeout_s)
 	int r = qmp_connect(qmp, QMP_TIMEOUT_MS, &q, err, sizeof(err));
 	if (r == 0) {
 		r = qmp_command(q, "system_powerdown", NULL, QMP_TIMEOUT_MS, NULL, err, sizeof(err));
-		if (r == 0 && pidfd_wait(pfd, timeout_s) == 1) {
+		if (r == 0 && cp_pidfd_wait(pfd, timeout_s) == 1) {
 			host->log(self, CVMM_LOG_INFO, "VM '%s': powered off", host->vm_name(vm));
 			goto done;
 		}
@@ -462,7 +485,7 @@ static int qemu_stop(void *data, cvmm_vm *vm, uint32_t timeout_s)
 			  "VM '%s': guest did not power off within %u s; asking QEMU to quit",
 			  host->vm_name(vm), timeout_s);
 		qmp_command(q, "quit", NULL, QMP_TIMEOUT_MS, NULL, err, sizeof(err));
-		if (pidfd_wait(pfd, QUIT_WAIT_S) == 1)
+		if (cp_pidfd_wait(pfd, QUIT_WAIT_S) == 1)
 			goto done;
 	} else {
 		host->log(self, CVMM_LOG_WARN, "VM '%s': QMP unavailable (%s); killing",

@@ -77,7 +77,15 @@ static int check_plain(const char *what, const char *v, char *err, size_t errlen
 	return 0;
 }
 
-static int render_nic(const struct cvmm_spec_nic *n, struct argv *a, char *err, size_t errlen)
+/* virtio-net tells the guest its MTU (VIRTIO_NET_F_MTU); other models cannot. */
+static int is_virtio_net(const char *model)
+{
+	return !model[0] || !strncmp(model, "virtio-net", 10);
+}
+
+/* macvtap_k: this NIC's ordinal among the spec's macvtap NICs. */
+static int render_nic(const struct cvmm_spec_nic *n, int macvtap_k, struct argv *a, char *err,
+		      size_t errlen)
 {
 	/* A memstream, not a fixed buffer: a user NIC carries any number of
 	 * port forwards. */
@@ -85,9 +93,19 @@ static int render_nic(const struct cvmm_spec_nic *n, struct argv *a, char *err, 
 	size_t len = 0;
 	FILE *f = NULL;
 	int r;
+	char mtu[32] = "";
 	if ((r = check_plain("NIC id", n->id, err, errlen)) ||
 	    (r = check_plain("MAC address", n->mac, err, errlen)))
 		return r;
+	if (n->mtu) {
+		if (n->mtu < 68 || n->mtu > 65535) {
+			snprintf(err, errlen, "NIC %s: MTU %u is outside 68..65535", n->id, n->mtu);
+			return -EINVAL;
+		}
+		/* Other models have no way to tell the guest: it keeps its default. */
+		if (is_virtio_net(n->model))
+			snprintf(mtu, sizeof(mtu), ",host_mtu=%u", n->mtu);
+	}
 	if (!(f = open_memstream(&netdev, &len)))
 		abort();
 	switch (n->kind) {
@@ -125,6 +143,26 @@ static int render_nic(const struct cvmm_spec_nic *n, struct argv *a, char *err, 
 			goto out;
 		fprintf(f, "tap,id=%s,ifname=%s,script=no,downscript=no", n->id, n->ifname);
 		break;
+	case CVMM_NIC_MACVTAP:
+		/* The device's fd, opened and placed by the spawner (render.h).
+		 * vhost stays off: with fd= QEMU would have to open
+		 * /dev/vhost-net itself, which may be absent; passing a vhostfd
+		 * as well is the way to add it for KVM hosts. */
+		if ((r = check_plain("macvtap device", n->ifname, err, errlen)))
+			goto out;
+		if (!n->ifname[0]) {
+			snprintf(err, errlen, "NIC %s: a macvtap NIC needs its device name", n->id);
+			r = -EINVAL;
+			goto out;
+		}
+		if (macvtap_k >= QEMU_MACVTAP_MAX) {
+			snprintf(err, errlen, "NIC %s: at most %d macvtap NICs per VM", n->id,
+				 QEMU_MACVTAP_MAX);
+			r = -EINVAL;
+			goto out;
+		}
+		fprintf(f, "tap,id=%s,fd=%d,vhost=off", n->id, QEMU_MACVTAP_FD_BASE + macvtap_k);
+		break;
 	default:
 		snprintf(err, errlen, "NIC %s: kind %u is not supported by the QEMU backend", n->id,
 			 n->kind);
@@ -137,8 +175,8 @@ static int render_nic(const struct cvmm_spec_nic *n, struct argv *a, char *err, 
 	push(a, "-netdev");
 	push(a, netdev);
 	push(a, "-device");
-	pushf(a, "%s,netdev=%s%s%s", n->model[0] ? opt_escape(n->model) : "virtio-net-pci", n->id,
-	      n->mac[0] ? ",mac=" : "", n->mac);
+	pushf(a, "%s,netdev=%s%s%s%s", n->model[0] ? opt_escape(n->model) : "virtio-net-pci", n->id,
+	      n->mac[0] ? ",mac=" : "", n->mac, mtu);
 out:
 	if (f)
 		fclose(f);
@@ -220,9 +258,11 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		push(a, "-device");
 		pushf(a, "virtio-blk-pci,drive=%s", dk->id);
 	}
-	for (uint32_t i = 0; i < s->n_nics; i++)
-		if ((r = render_nic(s->nics[i], a, err, errlen)))
+	for (uint32_t i = 0, k = 0; i < s->n_nics; i++) {
+		if ((r = render_nic(s->nics[i], (int)k, a, err, errlen)))
 			return r;
+		k += s->nics[i]->kind == CVMM_NIC_MACVTAP;
+	}
 	if (s->cid && o->vsock) {
 		push(a, "-device");
 		pushf(a, "vhost-vsock-pci,guest-cid=%u", s->cid);

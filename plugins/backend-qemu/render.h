@@ -14,6 +14,17 @@ struct qemu_opts {
 	int sandbox;        /* -sandbox on with the deny options */
 };
 
+/*
+ * A macvtap NIC reaches QEMU as an open file descriptor of its character
+ * device (/dev/tap<ifindex>): QEMU cannot open it by name. The k-th
+ * CVMM_NIC_MACVTAP NIC of a spec (k = 0, 1, ... in NIC order) is rendered
+ * as "-netdev tap,fd=<QEMU_MACVTAP_FD_BASE + k>", and the backend's spawner
+ * places the device's descriptor at exactly that number in QEMU's process.
+ * 10 is past stdin/out/err and whatever a libc might open early.
+ */
+#define QEMU_MACVTAP_FD_BASE 10
+#define QEMU_MACVTAP_MAX 16
+
 struct argv {
 	char **v;
 	int n, cap;

@@ -4,7 +4,12 @@ real cvmm CLI, real QEMU guests (TCG). Stdlib only.
 Environment (set by ctest, see tests/integration/CMakeLists.txt):
   CVMM_BUILD_DIR   the build tree (core/cvmmd, core/cvmm, plugins/, tests/plugins/)
   CVMM_IMAGE_PATH  where image 'tiny' is (scripts/build-test-guest.sh)
+  CVMM_BACKENDS    backends the per-backend suites run on (default "qemu,libvirt")
+
+The libvirt backend's runs share one private libvirtd + virtlogd per test
+process (tests/integration/libvirtd.py), started on first use.
 """
+import atexit
 import http.client
 import json
 import os
@@ -22,6 +27,7 @@ CVMMD = os.path.join(BUILD, "core", "cvmmd")
 CVMM = os.path.join(BUILD, "core", "cvmm")
 READY = "cvmm-tiny: ready"
 BOOT_TIMEOUT = float(os.environ.get("CVMM_BOOT_TIMEOUT", "90"))
+BACKENDS = tuple(b for b in os.environ.get("CVMM_BACKENDS", "qemu,libvirt").split(",") if b)
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -95,8 +101,19 @@ class Daemon:
     def __init__(self, plugins=("backend-qemu", "net-user"), extra="", plugin_sections="",
                  auto_restart="enabled = true; interval = 5; max_retries = 3; "
                               "initial_backoff = 1.0; max_backoff = 4.0; reset_window = 300.0;",
-                 auth_tokens=None):
+                 auth_tokens=None, backend="qemu", libvirt_uri=None, libvirt_options=""):
+        """backend: cvm.backend. "libvirt" adds backend-libvirt to the plugins,
+        with plugin.backend-libvirt.uri = libvirt_uri plus libvirt_options."""
         self.dir = tempfile.mkdtemp(prefix="cvmm-it-")
+        self.backend = backend
+        cvm_backend = ""
+        if backend == "libvirt" or libvirt_uri:
+            if "backend-libvirt" not in plugins:
+                plugins = tuple(plugins) + ("backend-libvirt",)
+            plugin_sections += ' backend-libvirt = { uri = "%s"; %s };' % (libvirt_uri,
+                                                                            libvirt_options)
+        if backend != "qemu":
+            cvm_backend = 'backend = "%s";' % backend
         self.sock = os.path.join(self.dir, "run", "cvmm.sock")
         self.run = os.path.join(self.dir, "run")
         self.data = os.path.join(self.dir, "data")
@@ -127,6 +144,7 @@ log_level = "debug";
 workers = 4;
 image = { path = "%(images)s"; };
 cvm = {
+  %(cvm_backend)s
   max_allocable_vcpu = 16; max_allocable_memory_in_mb = 16384;
   cid_start = 1000; cid_pool_size = 100;
   networking = { mode = "user"; };
@@ -141,6 +159,7 @@ plugins = [ %(plugins)s ];
 plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
 """ % dict(sock=self.sock, run=self.run, data=self.data, pdir=self.plugin_dir, images=IMAGES,
                 ar=auto_restart, auth=auth, extra=extra, sections=plugin_sections,
+                cvm_backend=cvm_backend,
                 plugins=", ".join('"%s"' % p for p in plugins)))
         self.proc = None
 
@@ -251,19 +270,254 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
         return o
 
 
+_libvirtd = None
+
+
+def shared_libvirtd():
+    """This test process's private libvirtd (started on first use, stopped at
+    exit). Skips the test when libvirt's daemons or the plugin are missing."""
+    global _libvirtd
+    if _libvirtd is None:
+        from libvirtd import Libvirtd, missing_tools
+        missing = missing_tools()
+        if missing:
+            raise unittest.SkipTest("libvirt backend: %s missing (libvirt-daemon-system)"
+                                    % ", ".join(missing))
+        if not os.path.exists(os.path.join(BUILD, "plugins", "backend-libvirt.so")):
+            raise unittest.SkipTest("libvirt backend: backend-libvirt.so not built (libvirt-dev)")
+        _libvirtd = Libvirtd().start()
+        atexit.register(_libvirtd.stop)
+    return _libvirtd
+
+
+def per_backend(*classes, namespace):
+    """For each test class (written for backend "qemu"), adds a copy running
+    on every other backend of BACKENDS to namespace: BootAndStop_libvirt, ...
+    A class's own backend is dropped when it is not in BACKENDS."""
+    for cls in classes:
+        for b in BACKENDS:
+            if b != cls.backend:
+                name = "%s_%s" % (cls.__name__, b)
+                namespace[name] = type(name, (cls,), {"backend": b, "__module__": cls.__module__})
+        if cls.backend not in BACKENDS:
+            del namespace[cls.__name__]
+
+
 class DaemonTest(unittest.TestCase):
-    """Starts one daemon per test; tearDown fails the test if a VM leaked."""
+    """Starts one daemon per test; tearDown fails the test if a VM leaked.
+    backend: the daemon's cvm.backend ("qemu" or "libvirt", see per_backend)."""
     daemon_args = {}
+    backend = "qemu"
 
     def setUp(self):
         if os.geteuid() != 0:
             self.skipTest("needs root")
         if not os.path.exists(os.path.join(IMAGES, "tiny", "metadata.json")):
             self.fail("image 'tiny' missing under %s: run scripts/build-test-guest.sh" % IMAGES)
-        self.d = Daemon(**self.daemon_args).start()
+        args = dict(self.daemon_args)
+        args.setdefault("backend", self.backend)
+        self.lv = None
+        if args["backend"] == "libvirt":
+            self.lv = shared_libvirtd()
+            args.setdefault("libvirt_uri", self.lv.uri)
+        self.d = Daemon(**args)
+        try:
+            self.d.start()
+        except BaseException:
+            self.d.cleanup()  # tearDown does not run after a failed setUp
+            raise
+
+    # -- what differs between backends --
+    def qemu_pid(self, name, timeout=30):
+        """The pid of the running VM's QEMU: the VM's "pid" for the QEMU
+        backend; for libvirt (whose QEMU is libvirtd's child) the QEMU whose
+        command line carries the VM's UUID."""
+        def find():
+            vm = self.d.vm(name)
+            if not vm or vm["state"] != "running":
+                return None
+            if self.backend == "qemu":
+                return vm["pid"] or None
+            pids = qemu_pids_for(vm["id"])
+            return pids[0] if len(pids) == 1 else None
+        return wait_for(find, timeout, "the QEMU of VM %s" % name)
+
+    def end_from_outside(self, name):
+        """Ends a running VM behind cvmm's back: SIGKILL to its QEMU, or for
+        libvirt `virsh destroy` of its domain."""
+        if self.backend == "libvirt":
+            self.lv.virsh("destroy", "cvmm-" + name)
+        else:
+            os.kill(self.qemu_pid(name), signal.SIGKILL)
 
     def tearDown(self):
         log = self.d.read_log()
         leftovers = self.d.cleanup()
         if leftovers:
             self.fail("QEMU processes left behind: %s\n%s" % (leftovers, log[-2000:]))
+
+
+# ---- leak checks (appended; shared by the network-mode suites) ----
+
+def procs_mentioning(text, exe=None):
+    """Live (non-zombie) processes whose command line contains text and,
+    if exe is given, whose argv[0] contains exe: {pid: [arg, ...]}."""
+    found = {}
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if not args or (exe and exe not in args[0]):
+            continue
+        if any(text in a for a in args) and pid_alive(int(p)):
+            found[int(p)] = args
+    return found
+
+
+def files_under(root):
+    """Every file and directory under root, relative, sorted ([] if absent)."""
+    out = []
+    for base, dirs, files in os.walk(root):
+        for n in dirs + files:
+            out.append(os.path.relpath(os.path.join(base, n), root))
+    return sorted(out)
+
+
+def fd_count(pid):
+    """How many file descriptors the process has open."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+# ---- network namespaces as hosts (appended; net-host and net-overlay suites) ----
+
+def sh(*args, check=True, timeout=60):
+    """Runs a command; returns its CompletedProcess (text). check: raise on failure."""
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("%s: exit %d: %s" % (" ".join(map(str, args)), p.returncode,
+                                                  (p.stderr or p.stdout).strip()))
+    return p
+
+
+class Netns:
+    """A network namespace standing in for a host or a network segment.
+    The name gets a per-process suffix so parallel runs cannot clash;
+    close() kills what still runs in it and deletes it (idempotent)."""
+
+    made = 0
+
+    def __init__(self, name):
+        Netns.made += 1
+        self.name = "%s-%d-%d" % (name, os.getpid(), Netns.made)
+        sh("ip", "netns", "add", self.name)
+        self.ip("link", "set", "lo", "up")
+
+    def ip(self, *args, check=True):
+        return sh("ip", "-n", self.name, *args, check=check)
+
+    def run(self, *args, check=True, timeout=60):
+        return sh("ip", "netns", "exec", self.name, *args, check=check, timeout=timeout)
+
+    def popen(self, args, **kw):
+        return subprocess.Popen(["ip", "netns", "exec", self.name] + [str(a) for a in args], **kw)
+
+    def links(self):
+        """[(name, kind, master, mtu)] of every link, sorted: ifindexes left out."""
+        out = json.loads(self.ip("-j", "-d", "link", "show").stdout or "[]")
+        return sorted((l["ifname"], (l.get("linkinfo") or {}).get("info_kind", ""),
+                       l.get("master", ""), l.get("mtu", 0)) for l in out)
+
+    def link(self, name):
+        """`ip -j -d link show NAME` as a dict, or None if there is no such link."""
+        p = self.ip("-j", "-d", "link", "show", "dev", name, check=False)
+        if p.returncode != 0:
+            return None
+        out = json.loads(p.stdout or "[]")
+        return out[0] if out else None
+
+    def fdb(self):
+        """`bridge fdb show` lines, sorted."""
+        return sorted(sh("bridge", "-n", self.name, "fdb", "show").stdout.splitlines())
+
+    def snapshot(self):
+        """What a leak would change: links, bridges, FDB entries, addresses."""
+        addrs = json.loads(self.ip("-j", "addr", "show").stdout or "[]")
+        return {
+            "links": self.links(),
+            "bridges": sorted(l[0] for l in self.links() if l[1] == "bridge"),
+            "fdb": self.fdb(),
+            "addresses": sorted((a["ifname"], i["local"], i["prefixlen"])
+                                for a in addrs for i in a.get("addr_info", [])),
+        }
+
+    def settled_snapshot(self, timeout=15):
+        """snapshot() once two taken 0.5 s apart agree: a link just brought up
+        still gains its IPv6 link-local address and multicast entries."""
+        last = self.snapshot()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            time.sleep(0.5)
+            now = self.snapshot()
+            if now == last:
+                return now
+            last = now
+        return last
+
+    def http_get(self, host, port, timeout=3):
+        """GET / from inside the namespace: (status, body), or None if it failed."""
+        code = ("import http.client,sys\n"
+                "c=http.client.HTTPConnection(sys.argv[1],int(sys.argv[2]),timeout=%f)\n"
+                "c.request('GET','/');r=c.getresponse()\n"
+                "sys.stdout.write('%%d\\n' %% r.status+r.read().decode(errors='replace'))\n"
+                % timeout)
+        p = self.run("python3", "-c", code, host, port, check=False, timeout=timeout + 10)
+        if p.returncode != 0:
+            return None
+        status, _, body = p.stdout.partition("\n")
+        return int(status), body
+
+    def close(self):
+        p = sh("ip", "netns", "pids", self.name, check=False)
+        for pid in p.stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        sh("ip", "netns", "del", self.name, check=False)
+
+
+class NetnsDaemon(Daemon):
+    """A Daemon whose cvmmd (and so its VMs) runs inside a network namespace
+    (`ip netns exec`, which execs: the Popen pid is cvmmd's)."""
+
+    def __init__(self, netns, **kw):
+        super().__init__(**kw)
+        self.netns = netns
+
+    def start(self, timeout=30):
+        self.logf = open(self.log, "a")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns.name, CVMMD, "-c",
+                                      self.conf], stdout=self.logf, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_for(lambda: self.proc.poll() is not None or self._answers(), timeout,
+                 "cvmmd to answer on " + self.sock)
+        if self.proc.poll() is not None:
+            raise AssertionError("cvmmd exited with %d:\n%s" % (self.proc.returncode,
+                                                                self.read_log()[-3000:]))
+        return self
+
+    def fds(self):
+        """The daemon's open descriptors as targets, socket/pipe numbers left out."""
+        d = "/proc/%d/fd" % self.proc.pid
+        out = []
+        for fd in os.listdir(d):
+            try:
+                t = os.readlink(os.path.join(d, fd))
+            except OSError:
+                continue
+            out.append(t.split(":[")[0] if t.startswith(("socket:[", "pipe:[")) else t)
+        return sorted(out)

@@ -1,0 +1,25 @@
+/*
+ * proc: process helpers for plugins that run helpers of their own (QEMU,
+ * passt): pidfds, and the identity of a process across a daemon restart
+ * (its start time in /proc, its command line).
+ */
+#ifndef CVMM_PLUGIN_COMMON_PROC_H
+#define CVMM_PLUGIN_COMMON_PROC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+double cp_mono(void); /* monotonic clock, seconds */
+int cp_pidfd_open(int pid); /* -errno */
+/* Waits up to timeout_s for the process to end: 1 ended, 0 not, -errno. */
+int cp_pidfd_wait(int pidfd, double timeout_s);
+int cp_pidfd_kill(int pidfd, int sig);
+/* Start time (clock ticks since boot) from /proc/PID/stat; 0 if the process
+ * does not exist or is a zombie. With the pid, it names one process. */
+uint64_t cp_start_time(int pid);
+/* /proc/PID/cmdline into buf (NUL-separated, NUL-terminated); its length,
+ * 0 if none. */
+ssize_t cp_read_cmdline(int pid, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,248 @@
+"""Network mode "host" (plugins/net-host) on real QEMU guests. Namespace A
+is the host: cvmmd runs inside it, and one end of a veth pair ("hnic")
+stands in for the host's NIC. The other end ("seg") is in namespace B, the
+LAN segment, where a dnsmasq hands out addresses. The guest sits on the
+segment through a macvtap on hnic, gets its address from B's DHCP server
+and answers HTTP from B. (In macvtap's bridge mode, A itself cannot reach
+the guest through hnic: the kernel does not loop frames back to the lower
+device. That is the mode's nature, so the checks are made from B.)
+
+Also: the macvtap's MAC is the guest's, QEMU holds the device's /dev/tapN
+at descriptor 10, kill -9 of the daemon leaves the guest answering and
+the restarted daemon re-adopts it, port mappings are refused with the
+reason, and a leak soak of 50 create/start/stop/remove cycles plus 10
+starts failed half-way leaves links, FDB entries, addresses, run files
+and the daemon's descriptors as they were.
+"""
+import os
+import subprocess
+import tempfile
+import shutil
+import time
+import unittest
+
+from harness import (CVMMD, IMAGES, Netns, NetnsDaemon, files_under, pid_alive, qemu_pids_for, sh,
+                     wait_for)
+
+PLUGINS = ("backend-qemu", "net-user", "net-host")
+SECTION = 'net-host = { interface = "hnic"; macvtap_mode = "bridge"; };'
+
+
+class HostTest(unittest.TestCase):
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        if not os.path.exists(os.path.join(IMAGES, "tiny", "metadata.json")):
+            self.fail("image 'tiny' missing under %s: run scripts/build-test-guest.sh" % IMAGES)
+        self.daemons = []
+        self.dnsmasq = None
+        self.tmp = tempfile.mkdtemp(prefix="cvmm-nh-")
+        self.a = Netns("cvt-host")
+        self.b = Netns("cvt-lan")
+        sh("ip", "link", "add", "hnic", "netns", self.a.name, "type", "veth", "peer", "name",
+           "seg", "netns", self.b.name)
+        self.a.ip("link", "set", "hnic", "up")
+        self.b.ip("addr", "add", "10.77.0.1/24", "dev", "seg")
+        self.b.ip("link", "set", "seg", "up")
+
+    def tearDown(self):
+        leftovers = []
+        try:
+            for d in self.daemons:
+                log = d.read_log() if os.path.exists(d.log) else ""
+                left = d.cleanup()
+                if left:
+                    leftovers.append((left, log[-2000:]))
+            if self.dnsmasq:
+                self.dnsmasq.kill()
+                self.dnsmasq.wait()
+        finally:
+            self.a.close()
+            self.b.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        if leftovers:
+            self.fail("QEMU processes left behind: %s" % leftovers)
+
+    def daemon(self, plugins=PLUGINS, sections=""):
+        d = NetnsDaemon(self.a, plugins=plugins, plugin_sections=SECTION + sections)
+        self.daemons.append(d)
+        return d.start()
+
+    def start_dhcp(self):
+        """dnsmasq on the segment: DHCP only, no DNS, no ping before offers."""
+        self.leases = os.path.join(self.tmp, "dnsmasq.leases")
+        self.dnsmasq = self.b.popen(
+            ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+             "--no-hosts", "--port=0", "--no-ping", "--user=root", "--interface=seg",
+             "--bind-interfaces", "--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,1h",
+             "--dhcp-leasefile=" + self.leases, "--pid-file=" + os.path.join(self.tmp, "pid"),
+             "--log-dhcp", "--log-facility=" + os.path.join(self.tmp, "dnsmasq.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def lease_of(self, mac):
+        try:
+            with open(self.leases) as f:
+                for line in f:
+                    w = line.split()
+                    if len(w) > 2 and w[1] == mac:
+                        return w[2]
+        except OSError:
+            pass
+        return None
+
+
+class OnTheSegment(HostTest):
+    def test_guest_answers_on_the_segment_and_survives_kill9(self):
+        self.start_dhcp()
+        d = self.daemon()
+        before = self.a.settled_snapshot()
+        d.create("h1", networks=[{"mode": "host"}])
+        vm = d.wait_state("h1", ("running", "failed"))
+        self.assertEqual(vm["state"], "running", vm["reason"])
+        nic = vm["nics"][0]
+        self.assertRegex(nic["macvtap"], r"^cvh[0-9a-f]{12}$")
+        self.assertEqual(nic["interface"], "hnic")
+        link = self.a.link(nic["macvtap"])
+        self.assertEqual(link["linkinfo"]["info_kind"], "macvtap")
+        self.assertEqual(link["linkinfo"]["info_data"]["mode"], "bridge")
+        self.assertEqual(link["link"], "hnic")
+        self.assertEqual(link["address"], nic["mac"])
+        # QEMU holds the macvtap's character device at descriptor 10.
+        self.assertEqual(os.readlink("/proc/%d/fd/10" % vm["pid"]), "/dev/tap%d" % link["ifindex"])
+
+        d.wait_ready("h1")
+        addr = wait_for(lambda: self.lease_of(nic["mac"]), 30, "a DHCP lease for " + nic["mac"])
+        self.assertIn("cvmm-tiny: eth0 %s/24" % addr, d.logs("h1"))
+        r = wait_for(lambda: self.b.http_get(addr, 8080), 30, "the guest from the segment")
+        self.assertEqual(r, (200, "hello from cvmm-tiny h1\n"))
+
+        pid = vm["pid"]
+        d.kill9()
+        self.assertTrue(pid_alive(pid))
+        self.assertEqual(self.b.http_get(addr, 8080)[0], 200)
+        d.start()
+        vm = d.wait_state("h1", "running", timeout=30)
+        self.assertEqual(vm["pid"], pid, "not re-adopted")
+        self.assertEqual(self.b.http_get(addr, 8080)[0], 200)
+
+        d.cli("stop", "h1", "--timeout", "30")
+        d.wait_state("h1", "stopped", timeout=60)
+        self.assertIsNone(self.a.link(nic["macvtap"]), "macvtap left after stop")
+        self.assertIsNone(self.b.http_get(addr, 8080, timeout=1))
+        d.cli("remove", "h1")
+        self.assertEqual(self.a.snapshot(), before)
+        self.assertEqual(files_under(os.path.join(d.run, "vms")), [])
+
+    def test_refusals_name_the_reason(self):
+        d = self.daemon()
+        st, o = d.api("POST", "/v1/vms", {"name": "p", "image": "tiny", "start": False,
+                                          "networks": [{"mode": "host"}],
+                                          "ports": [{"protocol": "tcp", "host_port": 24998,
+                                                     "vm_port": 8080}]})
+        self.assertEqual(st, 400, o)
+        self.assertIn("port", o["error"]["message"])
+        self.assertIn("'host'", o["error"]["message"])
+        self.assertIsNone(d.vm("p"))
+        st, o = d.api("POST", "/v1/vms", {"name": "q", "image": "tiny", "start": False,
+                                          "networks": [{"mode": "host", "interface": "nope0"}]})
+        self.assertEqual(st, 400, o)
+        self.assertIn("host interface 'nope0' does not exist", o["error"]["message"])
+        st, o = d.api("POST", "/v1/vms", {"name": "r", "image": "tiny", "start": False,
+                                          "networks": [{"mode": "host", "mac": "01:00:5e:00:00:01"}]})
+        self.assertEqual(st, 400, o)
+        self.assertIn("networks[0].mac", o["error"]["message"])
+        st, o = d.api("POST", "/v1/vms", {"name": "s", "image": "tiny", "start": False,
+                                          "networks": [{"mode": "host", "bridge": "br0"}]})
+        self.assertEqual(st, 400, o)
+        self.assertIn("networks[0].bridge: not a parameter of mode 'host'", o["error"]["message"])
+        # With a NIC that can carry them, the ports go there and the host NIC
+        # is added beside it.
+        vm = d.create("both", networks=[{"mode": "user"}, {"mode": "host"}], start=False,
+                      ports=[{"protocol": "tcp", "host_port": 24997, "vm_port": 8080}])
+        self.assertEqual(len(vm["ports"]), 1)
+        d.cli("remove", "both")
+
+
+class Config(HostTest):
+    def test_config_error_names_the_key(self):
+        d = NetnsDaemon(self.a, plugins=PLUGINS,
+                        plugin_sections='net-host = { interface = "hnic"; macvtap_mode = "hub"; };')
+        self.daemons.append(d)
+        r = self.a.run(CVMMD, "-c", d.conf, check=False, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("plugin.net-host.macvtap_mode: must be bridge, vepa, private or passthru, "
+                      "got 'hub'", r.stderr)
+
+
+class LeakSoak(HostTest):
+    CYCLES = int(os.environ.get("CVMM_SOAK_CYCLES", "50"))
+
+    def state(self, d):
+        s = self.a.settled_snapshot()
+        s["run files"] = files_under(d.run)
+        s["daemon fds"] = d.fds()
+        return s
+
+    def soak_daemon(self, event):
+        return self.daemon(plugins=PLUGINS + ("test-fail",),
+                           sections=' test-fail = { event = "%s"; name_prefix = "bad"; };' % event)
+
+    def cycle(self, d, name, running=None):
+        vm = d.create(name, networks=[{"mode": "host"}], memory_mb=128)
+        vm = d.wait_state(name, ("running", "failed"), timeout=60)
+        self.assertEqual(vm["state"], "running", vm["reason"])
+        if running:
+            running(vm)
+        st, o = d.api("POST", "/v1/vms/%s/stop" % name, {"force": True})
+        self.assertEqual(st, 202, o)
+        d.wait_state(name, "stopped", timeout=60)
+        st, o = d.api("DELETE", "/v1/vms/" + name)
+        self.assertEqual(st, 200, o)
+
+    def fail_start(self, d, name, event):
+        vm = d.create(name, networks=[{"mode": "host"}], memory_mb=128)
+        vm = d.wait_state(name, ("failed", "running"), timeout=60)
+        self.assertEqual(vm["state"], "failed")
+        self.assertIn("failing on purpose at " + event, vm["reason"])
+        self.assertEqual(qemu_pids_for(vm["id"]), [])
+        self.assertEqual(d.api("DELETE", "/v1/vms/" + name)[0], 200)
+
+    def test_50_cycles_and_failed_starts_leak_nothing(self):
+        t0 = time.monotonic()
+        d = self.soak_daemon("pre_start")
+        # One warm-up cycle: the core makes <run>/vms at the first start and
+        # keeps it; that directory is the only thing the first cycle may add.
+        pristine = self.state(d)
+        self.cycle(d, "warmup")
+        before = self.state(d)
+        self.assertEqual(before["run files"], sorted(pristine["run files"] + ["vms"]))
+        pristine["run files"] = before["run files"]
+        self.assertEqual(before, pristine)
+
+        def on_segment(vm):
+            link = self.a.link(vm["nics"][0]["macvtap"])
+            self.assertEqual(link["link"], "hnic")
+            self.assertEqual(os.readlink("/proc/%d/fd/10" % vm["pid"]),
+                             "/dev/tap%d" % link["ifindex"])
+        for k in range(self.CYCLES):
+            self.cycle(d, "s%d" % k, on_segment if k % 10 == 0 else None)
+        for k in range(5):
+            self.fail_start(d, "bad%d" % k, "pre_start")
+        log = d.read_log()
+        self.assertIn("VM 'bad4': networks[0]: macvtap", log)
+        self.assertIn("VM 'bad4': undo post_stop ran", log)
+        self.assertEqual(self.state(d), before)
+        d.stop()
+
+        d = self.soak_daemon("started")
+        self.cycle(d, "warmup")
+        before = self.state(d)
+        for k in range(5):
+            self.fail_start(d, "bad%d" % k, "started")
+        self.assertEqual(self.state(d), before)
+        print("\n    host soak: %d cycles + 10 failed starts in %.0f s, nothing left"
+              % (self.CYCLES, time.monotonic() - t0))
+
+
+if __name__ == "__main__":
+    unittest.main()
