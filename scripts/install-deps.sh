@@ -16,7 +16,7 @@ libcurl4-openssl-dev
 qemu-system-x86 qemu-utils passt ovmf
 busybox-static cpio gzip zstd xz-utils kmod
 socat jq curl iproute2 procps psmisc python3
-libvirt-daemon-system libvirt-clients libvirt-dev
+libvirt-daemon-system libvirt-clients libvirt-dev libxml2-utils
 libnl-3-dev libnl-route-3-dev dnsmasq-base nftables
 "
 

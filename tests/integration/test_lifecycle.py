@@ -1,15 +1,22 @@
-"""Lifecycle through the real daemon and CLI, on real QEMU guests (TCG):
-boot line in `cvmm logs`, graceful stop, a mapped port answering from the
-guest, re-adoption after `kill -9 cvmmd`, auto-restart after `kill -9` of a
-QEMU, and undo of a start that a plugin fails half-way."""
+"""Lifecycle through the real daemon and CLI, on real QEMU guests (TCG), once
+per backend: the QEMU backend, and the libvirt backend against a private
+libvirtd + virtlogd (harness.shared_libvirtd). Boot line in `cvmm logs`,
+graceful stop, a mapped port answering from the guest, re-adoption after
+`kill -9 cvmmd`, auto-restart after the VM is ended from outside (SIGKILL to
+QEMU; `virsh destroy` for libvirt, seen through libvirt's events), and undo
+of a start that a plugin fails half-way. The classes below are written for
+the QEMU backend; per_backend() at the end adds the libvirt copies
+(BootAndStop_libvirt, ...). LibvirtOnly holds what only libvirt has: derived
+domain names, libvirt's errors reaching the client, domains cvmm did not
+create left alone, and a libvirtd restart under running VMs."""
 import os
 import signal
 import subprocess
 import time
 import unittest
 
-from harness import (BOOT_TIMEOUT, CVMM, READY, Daemon, DaemonTest, http_get, port_open, pid_alive,
-                     qemu_pids_for, wait_for)
+from harness import (BOOT_TIMEOUT, CVMM, READY, Daemon, DaemonTest, http_get, per_backend,
+                     pid_alive, port_open, qemu_pids_for, wait_for)
 
 
 class BootAndStop(DaemonTest):
@@ -18,6 +25,7 @@ class BootAndStop(DaemonTest):
         out = d.cli("create", "web1", "--image", "tiny", "--port", "127.0.0.1:23080:8080").stdout
         self.assertIn("web1", out)
         vm = d.wait_state("web1", "running")
+        self.assertEqual(vm["backend"], self.backend)
         d.wait_ready("web1")
         # The service in the guest answers on the mapped host port.
         status, body = wait_for(lambda: port_open(23080) and http_get(23080), 30, "port 23080")
@@ -25,8 +33,10 @@ class BootAndStop(DaemonTest):
         self.assertIn("hello from cvmm-tiny web1", body)
         listing = d.cli("list").stdout
         self.assertRegex(listing, r"web1\s+\S+\s+running")
-        pid = vm["pid"]
+        pid = self.qemu_pid("web1")
         self.assertTrue(pid_alive(pid))
+        if self.lv:
+            self.assertIn("cvmm-web1", self.lv.domains())
         # Graceful: the guest sees the power button and powers itself off.
         d.cli("stop", "web1", "--timeout", "30")
         d.wait_state("web1", "stopped", timeout=45)
@@ -35,6 +45,8 @@ class BootAndStop(DaemonTest):
         self.assertFalse(port_open(23080), "the mapped port still answers after stop")
         self.assertFalse(os.path.exists(os.path.join(d.run, "vms", vm["id"])),
                          "run directory left after stop")
+        if self.lv:
+            self.assertNotIn("cvmm-web1", self.lv.domains(all=True), "domain left after stop")
         events = d.api("GET", "/v1/vms/web1/events")[1]["events"]
         self.assertTrue(any("running -> stopping" in e["message"] for e in events))
         d.cli("remove", "web1")
@@ -58,6 +70,7 @@ class BootAndStop(DaemonTest):
         finally:
             p.kill()
             p.wait()
+            p.stdout.close()
         d.cli("kill", "follow1")
         d.wait_state("follow1", "stopped")
         d.cli("remove", "follow1")
@@ -69,14 +82,19 @@ class Readoption(DaemonTest):
         names = ["ra1", "ra2", "ra3"]
         for i, n in enumerate(names):
             d.create(n, ports=[{"protocol": "tcp", "host_port": 24080 + i, "vm_port": 8080}])
-        pids = {n: d.wait_state(n, "running")["pid"] for n in names}
+        pids = {n: self.qemu_pid(n) for n in names}
+        domids = {n: self.lv.virsh("domid", "cvmm-" + n).stdout.strip() for n in names} \
+            if self.lv else {}
         d.kill9()
         for n in names:
             self.assertTrue(pid_alive(pids[n]), "%s's QEMU died with the daemon" % n)
         d.start()
         for n in names:
-            vm = d.wait_state(n, "running", timeout=30)
-            self.assertEqual(vm["pid"], pids[n], "%s was not re-adopted (new pid)" % n)
+            d.wait_state(n, "running", timeout=30)
+            self.assertEqual(self.qemu_pid(n), pids[n], "%s was not re-adopted (new QEMU)" % n)
+            if self.lv:
+                self.assertEqual(self.lv.virsh("domid", "cvmm-" + n).stdout.strip(), domids[n],
+                                 "%s: not the same domain" % n)
         self.assertRegex(d.cli("list").stdout, r"ra3\s+\S+\s+running")
         # The re-adopted VMs are fully manageable: a guest answers, all stop.
         d.wait_ready("ra1")
@@ -88,20 +106,30 @@ class Readoption(DaemonTest):
             self.assertFalse(pid_alive(pids[n]))
             d.cli("remove", n)
         self.assertEqual(d.api("GET", "/v1/host")[1]["cid_pool"]["used"], 0)
+        if self.lv:
+            self.assertFalse([n for n in self.lv.domains(all=True) if n.startswith("cvmm-ra")])
 
 
 class AutoRestart(DaemonTest):
-    def test_qemu_killed_is_restarted(self):
+    def test_vm_ended_from_outside_is_restarted(self):
         d = self.d
         d.create("ar1")
-        first = d.wait_state("ar1", "running")["pid"]
-        os.kill(first, signal.SIGKILL)
-        vm = wait_for(lambda: (lambda v: v if v and v["state"] == "running" and v["pid"] not in
-                               (0, first) else None)(d.vm("ar1")), 60, "ar1 to be restarted")
-        self.assertEqual(vm["restarts"], 1)
+        d.wait_state("ar1", "running")
+        first = self.qemu_pid("ar1")
+        t0 = time.monotonic()
+        self.end_from_outside("ar1")
+        vm = wait_for(lambda: (lambda v: v if v and v["state"] == "running" and v["restarts"] == 1
+                               else None)(d.vm("ar1")), 60, "ar1 to be restarted")
+        self.assertNotEqual(self.qemu_pid("ar1"), first)
         self.assertFalse(pid_alive(first))
         events = d.api("GET", "/v1/vms/ar1/events")[1]["events"]
         self.assertTrue(any(e["type"] == "auto-restart" for e in events), events)
+        if self.lv:
+            # Seen through libvirt's lifecycle event (the reason is the
+            # event's), not a poll: the QEMU backend's pid watch is unused.
+            self.assertTrue(any(e["type"] == "exit" and "domain was destroyed" in e["message"]
+                                for e in events), events)
+            self.assertLess(time.monotonic() - t0, 20)
         d.wait_ready("ar1")
         d.cli("kill", "ar1")
         d.wait_state("ar1", "stopped")
@@ -111,12 +139,13 @@ class AutoRestart(DaemonTest):
         d = self.d
         d.create("ar2")
         for attempt in range(4):  # max_retries = 3 in the harness config
-            vm = wait_for(lambda: (lambda v: v if v and v["state"] == "running" and v["pid"]
-                                   else None)(d.vm("ar2")), 60, "ar2 running (%d)" % attempt)
-            os.kill(vm["pid"], signal.SIGKILL)
-            wait_for(lambda: not pid_alive(vm["pid"]), 10, "QEMU to die")
+            pid = self.qemu_pid("ar2", timeout=60)
+            os.kill(pid, signal.SIGKILL)  # for libvirt too: its QEMU dies under it
+            wait_for(lambda: not pid_alive(pid), 10, "QEMU to die")
             if attempt < 3:
-                wait_for(lambda: d.vm("ar2")["pid"] not in (0, vm["pid"]), 60, "a restart")
+                wait_for(lambda: (lambda v: v and v["state"] == "running" and
+                                  qemu_pids_for(v["id"]) not in ([], [pid]))(d.vm("ar2")),
+                         60, "a restart")
         vm = wait_for(lambda: (lambda v: v if v["desired"] == "stopped" else None)(d.vm("ar2")),
                       30, "auto-restart to give up")
         self.assertEqual(vm["state"], "exited")
@@ -126,14 +155,21 @@ class AutoRestart(DaemonTest):
         d.cli("remove", "ar2")
 
 
-def snapshot(d, vm_id):
+def snapshot(t, vm_id):
     """What a VM's start could leave behind on the host."""
-    run = os.path.join(d.run, "vms", vm_id)
-    return {
+    run = os.path.join(t.d.run, "vms", vm_id)
+    s = {
         "qemu": qemu_pids_for(vm_id),
         "run_files": sorted(os.listdir(run)) if os.path.isdir(run) else [],
         "port": port_open(25080),
     }
+    if t.lv:
+        s["domains"] = [n for n in t.lv.domains(all=True) if n.startswith("cvmm-bad")]
+    return s
+
+
+def nothing(t):
+    return dict({"qemu": [], "run_files": [], "port": False}, **({"domains": []} if t.lv else {}))
 
 
 class FailingPlugin(DaemonTest):
@@ -145,7 +181,7 @@ class FailingPlugin(DaemonTest):
         vm = d.create("bad1", ports=[{"protocol": "tcp", "host_port": 25080, "vm_port": 8080}])
         vm = d.wait_state("bad1", "failed")
         self.assertIn("failing on purpose at pre_start", vm["reason"])
-        self.assertEqual(snapshot(d, vm["id"]), {"qemu": [], "run_files": [], "port": False})
+        self.assertEqual(snapshot(self, vm["id"]), nothing(self))
         # The CLI shows the plugin's message to the user.
         self.assertIn("failing on purpose", d.cli("info", "bad1").stdout)
         # Removing returns the CID and the port to the pools.
@@ -169,8 +205,156 @@ class FailingAfterLaunch(DaemonTest):
         vm = d.create("bad2", ports=[{"protocol": "tcp", "host_port": 25080, "vm_port": 8080}])
         vm = d.wait_state("bad2", "failed")
         self.assertIn("failing on purpose at started", vm["reason"])
-        self.assertEqual(snapshot(d, vm["id"]), {"qemu": [], "run_files": [], "port": False})
+        self.assertEqual(snapshot(self, vm["id"]), nothing(self))
         d.cli("remove", "bad2")
+
+
+per_backend(BootAndStop, Readoption, AutoRestart, FailingPlugin, FailingAfterLaunch,
+            namespace=globals())
+
+
+# A domain nobody in cvmm made: SeaBIOS with nothing to boot, idling.
+FOREIGN_XML = """<domain type='qemu'>
+  <name>%(name)s</name>%(uuid)s
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices><controller type='usb' model='none'/><memballoon model='none'/></devices>
+</domain>
+"""
+
+
+@unittest.skipUnless("libvirt" in __import__("harness").BACKENDS, "libvirt not in CVMM_BACKENDS")
+class LibvirtOnly(DaemonTest):
+    backend = "libvirt"
+
+    def foreign(self, name, uuid=None):
+        """Starts a domain the way an operator would, with virsh; its QEMU pid."""
+        path = os.path.join(self.d.dir, name + ".xml")
+        with open(path, "w") as f:
+            f.write(FOREIGN_XML % dict(name=name, uuid="\n  <uuid>%s</uuid>" % uuid if uuid else ""))
+        self.lv.virsh("create", path)
+        self.addCleanup(self.lv.virsh, "destroy", name, check=False)
+        uuid = self.lv.virsh("domuuid", name).stdout.strip()
+        return wait_for(lambda: (qemu_pids_for(uuid) or [None])[0], 10, "QEMU of " + name)
+
+    def test_golden_xml_accepted_by_libvirt(self):
+        """Beyond the schema (unit.libvirt_xml): libvirt turns every golden
+        domain XML into a QEMU command line."""
+        gold = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
+                            "libvirt-xml")
+        names = sorted(f for f in os.listdir(gold) if f.endswith(".xml"))
+        self.assertTrue(names)
+        for f in names:
+            r = self.lv.virsh("domxml-to-native", "qemu-argv", os.path.join(gold, f), check=False)
+            self.assertEqual(r.returncode, 0, "%s: %s" % (f, r.stderr))
+            self.assertIn("-uuid" if "<uuid>" in open(os.path.join(gold, f)).read() else "-name",
+                          r.stdout)
+
+    def test_names_backends_and_per_vm_backend(self):
+        d = self.d
+        host = d.api("GET", "/v1/host")[1]
+        backends = {b["name"]: b for b in host["backends"]}
+        self.assertEqual(set(backends), {"qemu", "libvirt"})
+        self.assertTrue(backends["libvirt"]["default"])
+        self.assertFalse(backends["qemu"]["default"])
+        self.assertIn("connected", backends["libvirt"]["description"])
+        self.assertIn(self.lv.uri, backends["libvirt"]["description"])
+        a = d.create("names-a")
+        b = d.create("names-b", backend="qemu")  # per VM: the other backend
+        d.wait_state("names-a", "running")
+        d.wait_state("names-b", "running")
+        self.assertEqual(d.vm("names-a")["backend"], "libvirt")
+        self.assertEqual(d.vm("names-b")["backend"], "qemu")
+        self.assertIn("libvirt", d.cli("info", "names-a").stdout)
+        # virsh list says which domain is which: the name, and the UUID is the VM's id.
+        self.assertEqual(self.lv.domains(), ["cvmm-names-a"])
+        self.assertEqual(self.lv.virsh("domuuid", "cvmm-names-a").stdout.strip(), a["id"])
+        meta = self.lv.virsh("metadata", "cvmm-names-a", "https://cvmm.dev/xmlns/1").stdout
+        self.assertIn('id="%s"' % a["id"], meta)
+        self.assertEqual(len(qemu_pids_for(b["id"])), 1)
+        for n in ("names-a", "names-b"):
+            d.cli("kill", n)
+            d.wait_state(n, "stopped")
+            d.cli("remove", n)
+        self.assertEqual(self.lv.domains(all=True), [])
+
+    def test_libvirt_errors_reach_the_client(self):
+        # An unreachable URI: the daemon starts, the VM fails with libvirt's
+        # message and its name.
+        bad = Daemon(backend="libvirt",
+                     libvirt_uri="qemu:///system?socket=/nonexistent/libvirt-sock").start()
+        try:
+            host = bad.api("GET", "/v1/host")[1]
+            lvb = [b for b in host["backends"] if b["name"] == "libvirt"][0]
+            self.assertIn("not connected", lvb["description"])
+            bad.create("lost1")
+            vm = bad.wait_state("lost1", "failed")
+            self.assertIn("VM 'lost1'", vm["reason"])
+            self.assertIn("Failed to connect socket to '/nonexistent/libvirt-sock'", vm["reason"])
+            self.assertIn("Failed to connect socket", bad.cli("info", "lost1").stdout)
+            bad.cli("remove", "lost1")
+        finally:
+            bad.cleanup()
+        # A missing emulator: libvirt refuses the domain, and says why.
+        bad = Daemon(backend="libvirt", libvirt_uri=self.lv.uri,
+                     libvirt_options='emulator = "/nonexistent/qemu-system-x86_64";').start()
+        try:
+            bad.create("noemu1")
+            vm = bad.wait_state("noemu1", "failed")
+            self.assertIn("VM 'noemu1'", vm["reason"])
+            self.assertIn("cvmm-noemu1", vm["reason"])
+            self.assertIn("/nonexistent/qemu-system-x86_64", vm["reason"])
+            self.assertEqual(self.lv.domains(all=True), [])
+            bad.cli("remove", "noemu1")
+        finally:
+            bad.cleanup()
+
+    def test_domains_cvmm_did_not_create_are_left_alone(self):
+        d = self.d
+        # One named like ours but matching no VM; one with a VM's name and UUID
+        # but without cvmm's metadata, standing where that VM's domain was.
+        intruder = self.foreign("cvmm-intruder")
+        d.create("victim")
+        vm = d.wait_state("victim", "running")
+        d.kill9()
+        self.lv.virsh("destroy", "cvmm-victim")
+        impostor = self.foreign("cvmm-victim", uuid=vm["id"])
+        d.start()
+        # Not adopted: the VM is found gone; auto-restart then fails, since
+        # libvirt already has a domain of that name, and says so.
+        wait_for(lambda: d.vm("victim")["state"] == "failed" and
+                 "already" in d.vm("victim")["reason"], 30, "victim's restart to fail")
+        self.assertIn("is not cvmm's", d.read_log())
+        time.sleep(1)
+        self.assertEqual(self.lv.domstate("cvmm-victim"), "running")
+        self.assertEqual(self.lv.domstate("cvmm-intruder"), "running")
+        self.assertTrue(pid_alive(intruder) and pid_alive(impostor))
+        # Neither stop nor remove touches it either.
+        d.cli("stop", "victim", check=False)
+        d.cli("remove", "victim")
+        self.assertEqual(self.lv.domstate("cvmm-victim"), "running")
+        self.assertTrue(pid_alive(impostor))
+
+    def test_libvirtd_restart_under_running_vms(self):
+        d = self.d
+        d.create("lvr1")
+        d.create("lvr2")
+        pid1, pid2 = self.qemu_pid("lvr1"), self.qemu_pid("lvr2")
+        self.lv.restart(lambda: os.kill(pid2, signal.SIGKILL))  # lvr2 dies while it is down
+        # lvr1 is still cvmm's; lvr2's end is noticed once cvmm reconnects.
+        wait_for(lambda: d.vm("lvr2")["restarts"] == 1 and d.vm("lvr2")["state"] == "running",
+                 60, "lvr2 to be restarted after the reconnection")
+        self.assertEqual(self.qemu_pid("lvr1"), pid1)
+        events = d.api("GET", "/v1/vms/lvr2/events")[1]["events"]
+        self.assertTrue(any("connection was down" in e["message"] for e in events), events)
+        # And events flow on the new connection: lvr1 ended from outside restarts.
+        self.end_from_outside("lvr1")
+        wait_for(lambda: d.vm("lvr1")["restarts"] == 1 and d.vm("lvr1")["state"] == "running",
+                 60, "lvr1 to be restarted")
+        for n in ("lvr1", "lvr2"):
+            d.cli("kill", n)
+            d.wait_state(n, "stopped")
+            d.cli("remove", n)
 
 
 if __name__ == "__main__":
