@@ -420,7 +420,8 @@ static int load_vms(struct cvmm_daemon *d)
 	}
 	closedir(dh);
 	/* Listed in creation order, as before the restart. */
-	qsort(d->vms, (size_t)d->n_vms, sizeof(*d->vms), by_created);
+	if (d->n_vms > 1)
+		qsort(d->vms, (size_t)d->n_vms, sizeof(*d->vms), by_created);
 	return n;
 }
 
