@@ -44,7 +44,11 @@ def _alive(pid):
 
 
 class Libvirtd:
-    def __init__(self, dir=None):
+    def __init__(self, dir=None, prefix=()):
+        """prefix: argv run before the daemons' command, e.g. ("ip", "netns",
+        "exec", NS) for a libvirtd (and so its QEMUs) inside a network
+        namespace, where TAPs made by a cvmmd in that namespace are."""
+        self.prefix = list(prefix)
         self.dir = dir or tempfile.mkdtemp(prefix="cvmm-libvirtd-")
         self.sock = os.path.join(self.dir, "run", "libvirt-sock")
         self.uri = "qemu:///system?socket=" + self.sock
@@ -89,8 +93,8 @@ exec libvirtd --config %(dir)s/etc/libvirtd.conf --pid-file %(dir)s/libvirtd.pid
             raise RuntimeError("cannot run a private libvirtd: missing %s" % ", ".join(missing))
         script = os.path.join(self.dir, "ns.sh") if restart else self._write_config()
         with open(self.log, "a") as logf:
-            p = subprocess.Popen(["unshare", "--mount", "--propagation", "private", script] +
-                                 (["restart"] if restart else []),
+            p = subprocess.Popen(self.prefix + ["unshare", "--mount", "--propagation", "private",
+                                                script] + (["restart"] if restart else []),
                                  stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         self.proc = p  # kept: libvirtd is our child until stop() reaps it
         self.pid = p.pid

@@ -34,8 +34,8 @@ import signal
 import time
 import unittest
 
-from harness import (BOOT_TIMEOUT, CVMMD, IMAGES, Netns, NetnsDaemon, files_under, pid_alive, sh,
-                     procs_mentioning, qemu_pids_for, wait_for)
+from harness import (BOOT_TIMEOUT, BUILD, CVMMD, IMAGES, Netns, NetnsDaemon, files_under,
+                     pid_alive, sh, procs_mentioning, qemu_pids_for, wait_for)
 
 PLUGINS = ("backend-qemu", "net-user", "net-bridge")
 BRIDGE = "cvmmbr0"
@@ -104,8 +104,13 @@ class BridgeTest(unittest.TestCase):
         if problems:
             self.fail("\n".join(problems))
 
+    backend = "qemu"
+
     def daemon(self, sections=MANAGED, plugins=PLUGINS, pm_address="127.0.0.1", start=True):
-        d = NetnsDaemon(self.ns, plugins=plugins, plugin_sections=sections)
+        kw = {}
+        if self.backend == "libvirt":
+            kw = dict(backend="libvirt", libvirt_uri=self.lv.uri)
+        d = NetnsDaemon(self.ns, plugins=plugins, plugin_sections=sections, **kw)
         # dnsmasq reads its hosts file as "nobody": the test dir (mkdtemp,
         # 0700) must be searchable, as /run is on a real host.
         os.chmod(d.dir, 0o711)
@@ -186,6 +191,8 @@ class Managed(BridgeTest):
         self.assertRegex(nic["mac"], r"^52:54:00(:[0-9a-f]{2}){3}$")
         self.assertRegex(nic["address"], r"^192\.168\.123\.\d+/24$")
         self.assertEqual(nic["bridge"], BRIDGE)
+        if self.backend == "libvirt":
+            self.assertEqual(self.lv.domains(), ["cvmm-web1"])
         ip = nic["address"].split("/")[0]
         self.assertNotEqual(ip, "192.168.123.1")
         tap = self.ns.link(nic["tap"])
@@ -298,6 +305,42 @@ class Managed(BridgeTest):
             p = self.ns.run(CVMMD, "-c", d.conf, check=False, timeout=30)
             self.assertEqual(p.returncode, 2, section)
             self.assertIn(message, p.stderr, section)
+
+
+class LibvirtInNetns:
+    """Mixin: the libvirt backend, with a private libvirtd started inside the
+    test's namespace (its QEMUs must see the TAPs cvmmd makes there)."""
+    backend = "libvirt"
+
+    def setUp(self):
+        from libvirtd import Libvirtd, missing_tools
+        if missing_tools():
+            self.skipTest("libvirt backend: %s missing" % ", ".join(missing_tools()))
+        if not os.path.exists(os.path.join(BUILD, "plugins", "backend-libvirt.so")):
+            self.skipTest("libvirt backend: backend-libvirt.so not built")
+        super().setUp()
+        self.lv = Libvirtd(prefix=("ip", "netns", "exec", self.ns.name))
+        try:
+            self.lv.start()
+        except BaseException:
+            super().tearDown()
+            raise
+
+    def tearDown(self):
+        left = []
+        try:
+            for d in self.daemons:
+                d.stop()
+            if self.lv.running():
+                left = self.lv.domains(all=True)
+        finally:
+            self.lv.stop()
+        super().tearDown()
+        self.assertEqual(left, [], "libvirt domains left behind")
+
+
+class Managed_libvirt(LibvirtInNetns, BridgeTest):
+    test_dhcp_gateway_mapped_port_and_restart = Managed.test_dhcp_gateway_mapped_port_and_restart
 
 
 class ForeignClient(BridgeTest):

@@ -21,8 +21,8 @@ import shutil
 import time
 import unittest
 
-from harness import (CVMMD, IMAGES, Netns, NetnsDaemon, files_under, pid_alive, qemu_pids_for, sh,
-                     wait_for)
+from harness import (BUILD, CVMMD, IMAGES, Netns, NetnsDaemon, files_under, pid_alive,
+                     qemu_pids_for, sh, wait_for)
 
 PLUGINS = ("backend-qemu", "net-user", "net-host")
 SECTION = 'net-host = { interface = "hnic"; macvtap_mode = "bridge"; };'
@@ -63,8 +63,13 @@ class HostTest(unittest.TestCase):
         if leftovers:
             self.fail("QEMU processes left behind: %s" % leftovers)
 
+    backend = "qemu"
+
     def daemon(self, plugins=PLUGINS, sections=""):
-        d = NetnsDaemon(self.a, plugins=plugins, plugin_sections=SECTION + sections)
+        kw = {}
+        if self.backend == "libvirt":
+            kw = dict(backend="libvirt", libvirt_uri=self.lv.uri)
+        d = NetnsDaemon(self.a, plugins=plugins, plugin_sections=SECTION + sections, **kw)
         self.daemons.append(d)
         return d.start()
 
@@ -161,6 +166,82 @@ class OnTheSegment(HostTest):
                       ports=[{"protocol": "tcp", "host_port": 24997, "vm_port": 8080}])
         self.assertEqual(len(vm["ports"]), 1)
         d.cli("remove", "both")
+
+
+class OnTheSegment_libvirt(HostTest):
+    """The libvirt backend, with a private libvirtd started inside namespace
+    A (its QEMUs must see the macvtap cvmmd makes there)."""
+    backend = "libvirt"
+
+    def setUp(self):
+        from libvirtd import Libvirtd, missing_tools
+        if missing_tools():
+            self.skipTest("libvirt backend: %s missing" % ", ".join(missing_tools()))
+        if not os.path.exists(os.path.join(BUILD, "plugins", "backend-libvirt.so")):
+            self.skipTest("libvirt backend: backend-libvirt.so not built")
+        super().setUp()
+        self.lv = Libvirtd(prefix=("ip", "netns", "exec", self.a.name))
+        try:
+            self.lv.start()
+        except BaseException:
+            super().tearDown()
+            raise
+
+    def tearDown(self):
+        left = []
+        try:
+            for d in self.daemons:
+                d.stop()
+            if self.lv.running():
+                left = self.lv.domains(all=True)
+        finally:
+            self.lv.stop()
+        super().tearDown()
+        self.assertEqual(left, [], "libvirt domains left behind")
+
+    def test_guest_answers_on_the_segment_and_survives_kill9(self):
+        t0 = time.monotonic()
+        self.start_dhcp()
+        d = self.daemon()
+        before = self.a.settled_snapshot()
+        d.create("h1", networks=[{"mode": "host"}])
+        vm = d.wait_state("h1", ("running", "failed"))
+        self.assertEqual(vm["state"], "running", vm["reason"])
+        self.assertEqual(self.lv.domains(), ["cvmm-h1"])
+        nic = vm["nics"][0]
+        self.assertRegex(nic["macvtap"], r"^cvh[0-9a-f]{12}$")
+        self.assertEqual(nic["interface"], "hnic")
+        link = self.a.link(nic["macvtap"])
+        self.assertEqual(link["linkinfo"]["info_kind"], "macvtap")
+        self.assertEqual(link["link"], "hnic")
+        self.assertEqual(link["address"], nic["mac"])
+        pids = wait_for(lambda: qemu_pids_for(vm["id"]) or None, 30, "libvirt's QEMU of h1")
+        self.assertEqual(len(pids), 1)
+        pid = pids[0]
+
+        d.wait_ready("h1")
+        addr = wait_for(lambda: self.lease_of(nic["mac"]), 30, "a DHCP lease for " + nic["mac"])
+        self.assertIn("cvmm-tiny: eth0 %s/24" % addr, d.logs("h1"))
+        r = wait_for(lambda: self.b.http_get(addr, 8080), 30, "the guest from the segment")
+        self.assertEqual(r, (200, "hello from cvmm-tiny h1\n"))
+
+        d.kill9()
+        self.assertTrue(pid_alive(pid))
+        self.assertEqual(self.b.http_get(addr, 8080)[0], 200)
+        d.start()
+        d.wait_state("h1", "running", timeout=30)
+        self.assertEqual(qemu_pids_for(vm["id"]), [pid], "not re-adopted")
+        self.assertEqual(self.b.http_get(addr, 8080)[0], 200)
+
+        d.cli("stop", "h1", "--timeout", "30")
+        d.wait_state("h1", "stopped", timeout=60)
+        self.assertIsNone(self.a.link(nic["macvtap"]), "macvtap left after stop")
+        self.assertIsNone(self.b.http_get(addr, 8080, timeout=1))
+        self.assertEqual(self.lv.domains(), [])
+        d.cli("remove", "h1")
+        self.assertEqual(self.a.snapshot(), before)
+        self.assertEqual(files_under(os.path.join(d.run, "vms")), [])
+        print("\n    host mode on libvirt, kill -9: %.0f s " % (time.monotonic() - t0), end="... ")
 
 
 class Config(HostTest):
