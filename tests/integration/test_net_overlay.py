@@ -196,6 +196,76 @@ class TwoHosts(OverlayTest):
             self.h1.ip("route", "del", "10.200.2.2/32", check=False)
 
 
+class TwoHosts_libvirt(OverlayTest):
+    """The same overlay with the libvirt backend: a private libvirtd in each
+    host namespace (its QEMUs must see the TAPs cvmmd makes there)."""
+
+    def setUp(self):
+        from libvirtd import Libvirtd, missing_tools
+        if missing_tools():
+            self.skipTest("libvirt backend: %s missing" % ", ".join(missing_tools()))
+        if not os.path.exists(os.path.join(os.environ.get("CVMM_BUILD_DIR", ""), "plugins",
+                                           "backend-libvirt.so")):
+            self.skipTest("libvirt backend: backend-libvirt.so not built")
+        super().setUp()
+        self.lvs = []
+        try:
+            for ns in (self.h1, self.h2):
+                lv = Libvirtd(prefix=("ip", "netns", "exec", ns.name))
+                self.lvs.append(lv)
+                lv.start()
+        except BaseException:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        left = []
+        try:
+            for d in self.daemons:
+                d.stop()
+            for lv in self.lvs:
+                if lv.running():
+                    left += lv.domains(all=True)
+        finally:
+            for lv in self.lvs:
+                lv.stop()
+            super().tearDown()
+        self.assertEqual(left, [], "libvirt domains left behind")
+
+    def lv_daemon(self, ns, local, peer, slice_, lv):
+        d = NetnsDaemon(ns, plugins=PLUGINS, backend="libvirt", libvirt_uri=lv.uri,
+                        plugin_sections=overlay_section(local, peer, slice_, ""))
+        self.daemons.append(d)
+        return d.start()
+
+    def test_guests_reach_each_other_across_vxlan(self):
+        d1 = self.lv_daemon(self.h1, "10.99.0.1", "10.99.0.2", "10.200.1.0/24", self.lvs[0])
+        d2 = self.lv_daemon(self.h2, "10.99.0.2", "10.99.0.1", "10.200.2.0/24", self.lvs[1])
+        before1, before2 = self.h1.settled_snapshot(), self.h2.settled_snapshot()
+        d1.create("vm1", networks=[{"mode": "overlay"}])
+        d2.create("vm2", networks=[{"mode": "overlay"}])
+        for d, name in ((d1, "vm1"), (d2, "vm2")):
+            vm = d.wait_state(name, ("running", "failed"))
+            self.assertEqual(vm["state"], "running", vm["reason"])
+            self.assertEqual(vm["backend"], "libvirt")
+        self.assertEqual(self.lvs[0].domains(), ["cvmm-vm1"])
+        self.assertEqual(self.lvs[1].domains(), ["cvmm-vm2"])
+        d1.wait_ready("vm1")
+        d2.wait_ready("vm2")
+        self.assertIn("cvmm-tiny: eth0 10.200.1.2/16", d1.logs("vm1"))
+        r = wait_for(lambda: self.h1.http_get("10.200.2.2", 8080), 30, "vm2 from host 1")
+        self.assertEqual(r, (200, "hello from cvmm-tiny vm2\n"))
+        r = wait_for(lambda: self.h2.http_get("10.200.1.2", 8080), 30, "vm1 from host 2")
+        self.assertEqual(r, (200, "hello from cvmm-tiny vm1\n"))
+        for d, name in ((d1, "vm1"), (d2, "vm2")):
+            self.assertEqual(d.cli("kill", name).returncode, 0)
+            d.wait_state(name, "stopped", timeout=60)
+            d.cli("remove", name)
+        self.assertEqual(self.lvs[0].domains(all=True), [])
+        self.assertEqual(self.h1.snapshot(), before1)
+        self.assertEqual(self.h2.snapshot(), before2)
+
+
 class Addresses(OverlayTest):
     def test_leases_slice_full_restart_and_refusals(self):
         # A /29 slice: .0 and .7 are its edges and .1 the gateway: .2-.6.
