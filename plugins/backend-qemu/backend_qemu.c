@@ -297,19 +297,56 @@ static int save_identity(cvmm_vm *vm, int pid)
 	return r < 0 ? r : host->state_set(self, vm, "starttime", v);
 }
 
+/* A QEMU whose argv holds "-uuid <id>": the VM's, even if its pid never
+ * reached the manifest (the daemon died between spawn and that write). */
+static int find_by_uuid(const char *id)
+{
+	static __thread char buf[65536];
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	int found = 0;
+	while (d && !found && (de = readdir(d))) {
+		int pid = atoi(de->d_name);
+		if (pid <= 0)
+			continue;
+		ssize_t n = cp_read_cmdline(pid, buf, sizeof(buf));
+		if (n <= 0 || !strstr(buf, "qemu"))
+			continue;
+		for (ssize_t off = 0; off < n; off += (ssize_t)strlen(buf + off) + 1) {
+			ssize_t next = off + (ssize_t)strlen(buf + off) + 1;
+			if (!strcmp(buf + off, "-uuid") && next < n && !strcmp(buf + next, id) &&
+			    cp_start_time(pid)) {
+				found = pid;
+				break;
+			}
+		}
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
 /* The VM's QEMU if it still runs: identity checked, pidfd returned. */
 static int find_process(cvmm_vm *vm, int *pid_out)
 {
 	char buf[32];
-	if (host->state_get(self, vm, "pid", buf, sizeof(buf)) < 0)
-		return -ESRCH;
-	int pid = atoi(buf);
+	int pid = 0;
 	uint64_t st = 0;
+	if (host->state_get(self, vm, "pid", buf, sizeof(buf)) >= 0)
+		pid = atoi(buf);
 	if (host->state_get(self, vm, "starttime", buf, sizeof(buf)) >= 0)
 		st = strtoull(buf, NULL, 10);
 	if (pid <= 0 || cp_start_time(pid) == 0 || cp_start_time(pid) != st ||
-	    !cmdline_has(pid, host->vm_id(vm)))
-		return -ESRCH;
+	    !cmdline_has(pid, host->vm_id(vm))) {
+		/* Not what was recorded (or nothing was): look for it by UUID. */
+		pid = find_by_uuid(host->vm_id(vm));
+		if (!pid)
+			return -ESRCH;
+		st = cp_start_time(pid);
+		host->log(self, CVMM_LOG_WARN, "VM '%s': found its QEMU (pid %d) by UUID",
+			  host->vm_name(vm), pid);
+		save_identity(vm, pid);
+	}
 	int fd = cp_pidfd_open(pid);
 	if (fd < 0)
 		return fd;
