@@ -34,7 +34,7 @@ import signal
 import time
 import unittest
 
-from harness import (BOOT_TIMEOUT, BUILD, CVMMD, IMAGES, Netns, NetnsDaemon, files_under,
+from harness import (BOOT_TIMEOUT, BUILD, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon, files_under,
                      pid_alive, sh, procs_mentioning, qemu_pids_for, wait_for)
 
 PLUGINS = ("backend-qemu", "net-user", "net-bridge")
@@ -307,39 +307,10 @@ class Managed(BridgeTest):
             self.assertIn(message, p.stderr, section)
 
 
-class LibvirtInNetns:
-    """Mixin: the libvirt backend, with a private libvirtd started inside the
-    test's namespace (its QEMUs must see the TAPs cvmmd makes there)."""
-    backend = "libvirt"
-
-    def setUp(self):
-        from libvirtd import Libvirtd, missing_tools
-        if missing_tools():
-            self.skipTest("libvirt backend: %s missing" % ", ".join(missing_tools()))
-        if not os.path.exists(os.path.join(BUILD, "plugins", "backend-libvirt.so")):
-            self.skipTest("libvirt backend: backend-libvirt.so not built")
-        super().setUp()
-        self.lv = Libvirtd(prefix=("ip", "netns", "exec", self.ns.name))
-        try:
-            self.lv.start()
-        except BaseException:
-            super().tearDown()
-            raise
-
-    def tearDown(self):
-        left = []
-        try:
-            for d in self.daemons:
-                d.stop()
-            if self.lv.running():
-                left = self.lv.domains(all=True)
-        finally:
-            self.lv.stop()
-        super().tearDown()
-        self.assertEqual(left, [], "libvirt domains left behind")
-
-
 class Managed_libvirt(LibvirtInNetns, BridgeTest):
+    def libvirt_netns(self):
+        return [self.ns]
+
     test_dhcp_gateway_mapped_port_and_restart = Managed.test_dhcp_gateway_mapped_port_and_restart
 
 

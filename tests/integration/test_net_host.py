@@ -21,7 +21,7 @@ import shutil
 import time
 import unittest
 
-from harness import (BUILD, CVMMD, IMAGES, Netns, NetnsDaemon, files_under, pid_alive,
+from harness import (BUILD, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon, files_under, pid_alive,
                      qemu_pids_for, sh, wait_for)
 
 PLUGINS = ("backend-qemu", "net-user", "net-host")
@@ -168,36 +168,11 @@ class OnTheSegment(HostTest):
         d.cli("remove", "both")
 
 
-class OnTheSegment_libvirt(HostTest):
+class OnTheSegment_libvirt(LibvirtInNetns, HostTest):
     """The libvirt backend, with a private libvirtd started inside namespace
     A (its QEMUs must see the macvtap cvmmd makes there)."""
-    backend = "libvirt"
-
-    def setUp(self):
-        from libvirtd import Libvirtd, missing_tools
-        if missing_tools():
-            self.skipTest("libvirt backend: %s missing" % ", ".join(missing_tools()))
-        if not os.path.exists(os.path.join(BUILD, "plugins", "backend-libvirt.so")):
-            self.skipTest("libvirt backend: backend-libvirt.so not built")
-        super().setUp()
-        self.lv = Libvirtd(prefix=("ip", "netns", "exec", self.a.name))
-        try:
-            self.lv.start()
-        except BaseException:
-            super().tearDown()
-            raise
-
-    def tearDown(self):
-        left = []
-        try:
-            for d in self.daemons:
-                d.stop()
-            if self.lv.running():
-                left = self.lv.domains(all=True)
-        finally:
-            self.lv.stop()
-        super().tearDown()
-        self.assertEqual(left, [], "libvirt domains left behind")
+    def libvirt_netns(self):
+        return [self.a]
 
     def test_guest_answers_on_the_segment_and_survives_kill9(self):
         t0 = time.monotonic()

@@ -33,7 +33,7 @@ import os
 import time
 import unittest
 
-from harness import (CVMMD, IMAGES, Netns, NetnsDaemon, files_under, pid_alive, qemu_pids_for, sh,
+from harness import (CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon, files_under, pid_alive, qemu_pids_for, sh,
                      wait_for)
 
 VNI = 4242
@@ -196,41 +196,12 @@ class TwoHosts(OverlayTest):
             self.h1.ip("route", "del", "10.200.2.2/32", check=False)
 
 
-class TwoHosts_libvirt(OverlayTest):
+class TwoHosts_libvirt(LibvirtInNetns, OverlayTest):
     """The same overlay with the libvirt backend: a private libvirtd in each
     host namespace (its QEMUs must see the TAPs cvmmd makes there)."""
 
-    def setUp(self):
-        from libvirtd import Libvirtd, missing_tools
-        if missing_tools():
-            self.skipTest("libvirt backend: %s missing" % ", ".join(missing_tools()))
-        if not os.path.exists(os.path.join(os.environ.get("CVMM_BUILD_DIR", ""), "plugins",
-                                           "backend-libvirt.so")):
-            self.skipTest("libvirt backend: backend-libvirt.so not built")
-        super().setUp()
-        self.lvs = []
-        try:
-            for ns in (self.h1, self.h2):
-                lv = Libvirtd(prefix=("ip", "netns", "exec", ns.name))
-                self.lvs.append(lv)
-                lv.start()
-        except BaseException:
-            self.tearDown()
-            raise
-
-    def tearDown(self):
-        left = []
-        try:
-            for d in self.daemons:
-                d.stop()
-            for lv in self.lvs:
-                if lv.running():
-                    left += lv.domains(all=True)
-        finally:
-            for lv in self.lvs:
-                lv.stop()
-            super().tearDown()
-        self.assertEqual(left, [], "libvirt domains left behind")
+    def libvirt_netns(self):
+        return [self.h1, self.h2]
 
     def lv_daemon(self, ns, local, peer, slice_, lv):
         d = NetnsDaemon(ns, plugins=PLUGINS, backend="libvirt", libvirt_uri=lv.uri,
