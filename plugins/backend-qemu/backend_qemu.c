@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+_Static_assert(QEMU_MACVTAP_MAX <= CP_SPAWN_MAX_FDS, "the spawner places every macvtap fd");
+
 #define QMP_TIMEOUT_MS 5000
 #define START_TIMEOUT_S 30
 #define QUIT_WAIT_S 5
@@ -81,71 +83,6 @@ static void last_error(const char *path, char *out, size_t len)
 		buf[--n] = 0;
 	char *line = strrchr(buf, '\n');
 	snprintf(out, len, "%s", line ? line + 1 : buf);
-}
-
-/*
- * Starts argv as a grandchild in its own session, stdin/stdout on
- * /dev/null, stderr appended to errlog, and fds[k] (the caller's, which it
- * keeps and closes) at descriptor QEMU_MACVTAP_FD_BASE + k. Returns its pid.
- */
-static int spawn_detached(char *const argv[], const char *errlog, const int *fds, int n_fds)
-{
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t mid = fork();
-	if (mid < 0) {
-		int e = -errno;
-		close(pfd[0]);
-		close(pfd[1]);
-		return e;
-	}
-	if (mid == 0) {
-		setsid();
-		pid_t pid = fork();
-		if (pid == 0) {
-			sigset_t all;
-			sigemptyset(&all);
-			sigprocmask(SIG_SETMASK, &all, NULL);
-			for (int s = 1; s < NSIG; s++)
-				signal(s, SIG_DFL);
-			int null = open("/dev/null", O_RDWR);
-			int log = open(errlog, O_WRONLY | O_CREAT | O_APPEND, 0640);
-			dup2(null, 0);
-			dup2(null, 1);
-			dup2(log >= 0 ? log : null, 2);
-			/* Passed descriptors: first above the target range, so that
-			 * placing one cannot overwrite another still to be placed;
-			 * dup2 clears close-on-exec on the final copy. */
-			int above = QEMU_MACVTAP_FD_BASE + QEMU_MACVTAP_MAX, moved[QEMU_MACVTAP_MAX];
-			for (int k = 0; k < n_fds; k++)
-				if ((moved[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, above)) < 0)
-					_exit(126);
-			for (int k = 0; k < n_fds; k++)
-				if (dup2(moved[k], QEMU_MACVTAP_FD_BASE + k) < 0)
-					_exit(126);
-			/* Nothing else of the daemon's stays open in the VM's process. */
-			for (int fd = 3; fd < 1024; fd++)
-				if (fd != pfd[1] &&
-				    (fd < QEMU_MACVTAP_FD_BASE || fd >= QEMU_MACVTAP_FD_BASE + n_fds))
-					close(fd);
-			execvp(argv[0], argv);
-			dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-			_exit(127);
-		}
-		int v = pid < 0 ? -errno : pid;
-		if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
-			_exit(1);
-		_exit(0);
-	}
-	close(pfd[1]);
-	int pid = -EIO;
-	if (read(pfd[0], &pid, sizeof(pid)) != sizeof(pid))
-		pid = -EIO;
-	close(pfd[0]);
-	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
-		;
-	return pid;
 }
 
 /* ---- the accelerator probe ---- */
@@ -231,7 +168,7 @@ static int probe_kvm(char *why, size_t len)
 			"-nodefaults", "-display", "none", "-no-user-config", "-no-reboot", "-kernel",
 			kernel, "-append", "console=ttyS0 panic=-1 root=/dev/cvmm-probe", "-serial",
 			serial, NULL};
-	int pid = spawn_detached(argv, errlog, NULL, 0);
+	int pid = cp_spawn_detached(argv, errlog, NULL, 0, 0);
 	int ok = 0, exited = 0;
 	if (pid < 0) {
 		snprintf(why, len, "probe: cannot run %s: %s", conf.binary, strerror(-pid));
@@ -444,7 +381,7 @@ static int qemu_start(void *data, cvmm_vm *vm, const struct cvmm_launch_spec *sp
 		}
 		fds[n_fds++] = fd;
 	}
-	int pid = spawn_detached(a.v, errlog, fds, n_fds);
+	int pid = cp_spawn_detached(a.v, errlog, fds, n_fds, QEMU_MACVTAP_FD_BASE);
 	close_all(fds, n_fds);
 	argv_free(&a);
 	if (pid < 0)

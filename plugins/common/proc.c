@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,3 +86,66 @@ ssize_t cp_read_cmdline(int pid, char *buf, size_t len)
 	return n;
 }
 
+
+int cp_spawn_detached(char *const argv[], const char *errlog, const int *fds, int n_fds,
+		      int fd_base)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t mid = fork();
+	if (mid < 0) {
+		int e = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return e;
+	}
+	if (mid == 0) {
+		/* Own session: a signal to the daemon's group does not reach the
+		 * helper, and the daemon can die while the helper serves its VM. */
+		setsid();
+		pid_t pid = fork();
+		if (pid == 0) {
+			sigset_t all;
+			sigemptyset(&all);
+			sigprocmask(SIG_SETMASK, &all, NULL);
+			for (int s = 1; s < NSIG; s++)
+				signal(s, SIG_DFL);
+			int null = open("/dev/null", O_RDWR);
+			int log = open(errlog, O_WRONLY | O_CREAT | O_APPEND, 0640);
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(log >= 0 ? log : null, 2);
+			/* Passed descriptors: first above the target range, so that
+			 * placing one cannot overwrite another still to be placed;
+			 * dup2 clears close-on-exec on the final copy. */
+			int above = fd_base + n_fds, moved[CP_SPAWN_MAX_FDS];
+			for (int k = 0; k < n_fds; k++)
+				if ((moved[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, above)) < 0)
+					_exit(126);
+			for (int k = 0; k < n_fds; k++)
+				if (dup2(moved[k], fd_base + k) < 0)
+					_exit(126);
+			/* Nothing else of the daemon's stays open in the helper. */
+			for (int fd = 3; fd < 1024; fd++)
+				if (fd != pfd[1] &&
+				    (fd < fd_base || fd >= fd_base + n_fds))
+					close(fd);
+			execvp(argv[0], argv);
+			dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+			_exit(127);
+		}
+		int v = pid < 0 ? -errno : pid;
+		if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
+			_exit(1);
+		_exit(0);
+	}
+	close(pfd[1]);
+	int pid = -EIO;
+	if (read(pfd[0], &pid, sizeof(pid)) != sizeof(pid))
+		pid = -EIO;
+	close(pfd[0]);
+	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
+		;
+	return pid;
+}

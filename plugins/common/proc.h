@@ -22,4 +22,15 @@ uint64_t cp_start_time(int pid);
  * 0 if none. */
 ssize_t cp_read_cmdline(int pid, char *buf, size_t len);
 
+#define CP_SPAWN_MAX_FDS 16
+/*
+ * Starts argv (argv[0] looked up in PATH) as a grandchild in its own
+ * session, reparented away from the daemon: stdin/stdout on /dev/null,
+ * stderr appended to errlog, and fds[k] (the caller's, which it keeps and
+ * closes) at descriptor fd_base + k (n_fds <= CP_SPAWN_MAX_FDS); every other
+ * descriptor closed. Returns its pid or a negative errno.
+ */
+int cp_spawn_detached(char *const argv[], const char *errlog, const int *fds, int n_fds,
+		      int fd_base);
+
 #endif

@@ -430,7 +430,7 @@ static int np_setup(void *data, cvmm_vm *vm, uint32_t i, cvmm_spec *spec,
 
 	char errlog[600];
 	stderr_path(n, errlog, sizeof(errlog));
-	int pid = pp_spawn_detached(a.v, errlog);
+	int pid = cp_spawn_detached(a.v, errlog, NULL, 0, 0);
 	if (pid < 0) {
 		r = host->error(self, vm, pid, "networks[%u]: cannot start %s: %s", i, n->binary,
 		                strerror(-pid));

@@ -122,56 +122,6 @@ int pp_last_error(const char *path, char *out, size_t len)
 	return last_error[0] != 0;
 }
 
-int pp_spawn_detached(char *const argv[], const char *errlog)
-{
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t mid = fork();
-	if (mid < 0) {
-		int e = -errno;
-		close(pfd[0]);
-		close(pfd[1]);
-		return e;
-	}
-	if (mid == 0) {
-		/* Own session: a signal to the daemon's group does not reach
-		 * passt, and the daemon can die while passt serves its VM. */
-		setsid();
-		pid_t pid = fork();
-		if (pid == 0) {
-			sigset_t all;
-			sigemptyset(&all);
-			sigprocmask(SIG_SETMASK, &all, NULL);
-			for (int s = 1; s < NSIG; s++)
-				signal(s, SIG_DFL);
-			int null = open("/dev/null", O_RDWR);
-			int log = open(errlog, O_WRONLY | O_CREAT | O_APPEND, 0600);
-			dup2(null, 0);
-			dup2(null, 1);
-			dup2(log >= 0 ? log : null, 2);
-			for (int fd = 3; fd < 1024; fd++)
-				if (fd != pfd[1])
-					close(fd);
-			execv(argv[0], argv);
-			dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-			_exit(127);
-		}
-		int v = pid < 0 ? -errno : pid;
-		if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
-			_exit(1);
-		_exit(0);
-	}
-	close(pfd[1]);
-	int pid = -EIO;
-	if (read(pfd[0], &pid, sizeof(pid)) != sizeof(pid))
-		pid = -EIO;
-	close(pfd[0]);
-	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
-		;
-	return pid;
-}
-
 int pp_run_capture(char *const argv[], char *out, size_t outlen)
 {
 	int pfd[2];

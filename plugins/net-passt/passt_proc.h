@@ -10,11 +10,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Starts argv[0] (an absolute path) as a grandchild in its own session,
- * stdin/stdout on /dev/null, stderr appended to errlog. Returns its pid or
- * a negative errno. */
-int pp_spawn_detached(char *const argv[], const char *errlog);
-
 /* 1 if the process's argv holds "--socket" followed by exactly path. */
 int pp_has_socket_arg(int pid, const char *path);
 
