@@ -1,8 +1,13 @@
 /*
- * api: see api.h. Handlers run on the loop thread and must not block: reads
- * take d->lock briefly; anything that runs plugin code is a job, and the
- * request that waits for it (create, delete) is suspended until the job's
- * completion resumes it.
+ * api: see api.h. libmicrohttpd runs a thread per connection, so a handler
+ * may take its time (write a list of thousands of VMs, wait for a job, follow
+ * a console log) without holding up any other request or the daemon's loop.
+ * Every handler holds a reference to the VM it works on for the whole call.
+ *
+ * Starvation: connections are bounded as a whole and by class — those that
+ * have not finished their headers (unauthenticated), and log followers — so
+ * some capacity is always left for control requests; a connection that has
+ * not sent its headers within API_HEADER_DEADLINE seconds is shut.
  */
 #include "api.h"
 #include "daemon.h"
@@ -16,27 +21,31 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#define FOLLOW_POLL 0.25
-
-struct req;
+struct conn {
+	int fd;
+	double since; /* when it started waiting for its (next) request's headers */
+	bool in_request;
+	struct conn *prev, *next;
+};
 
 struct api {
 	struct cvmm_daemon *d;
 	struct MHD_Daemon *mhd;
 	int listen_fd;
 	char sock_path[108];
-	ev_io io;
-	ev_timer timer;
-	ev_prepare prepare;
-	ev_timer follow_timer;
-	ev_idle kick; /* runs MHD once more after a resume */
-	struct req *followers; /* suspended log streams waiting for output */
+	pthread_mutex_t mu; /* conns, counters */
+	struct conn *conns;
+	int n_conns, n_waiting, n_followers;
+	bool closing;
+	ev_timer sweep;
 };
 
 struct req {
@@ -45,23 +54,39 @@ struct req {
 	char *body;
 	size_t len;
 	bool too_large;
-	bool suspended;
-	/* Answer prepared by a job's completion while suspended. */
-	bool ready;
-	unsigned status;
-	json_object *answer;
+	bool follower;
 	/* Log stream. */
-	char vm_id[37];
+	struct cvmm_vm *vm; /* a reference, for a log stream */
+	int fd;              /* the client's socket */
 	char log_path[600];
 	char *head; /* initial tail text */
 	size_t head_len, head_off;
 	uint64_t offset; /* in console.log, after head */
 	bool follow;
-	struct req *next_follower;
-	bool is_stream;
 };
 
 /* ---- responses ---- */
+
+/* Text that goes into a JSON string must be valid UTF-8 (a name from the URL
+ * may not be): invalid bytes become '?'. */
+static void utf8_sanitize(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	while (*p) {
+		int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
+			: (*p & 0xf8) == 0xf0 ? 3 : -1;
+		bool ok = n >= 0;
+		for (int i = 1; ok && i <= n; i++)
+			ok = (p[i] & 0xc0) == 0x80;
+		if (ok && n == 1 && *p < 0xc2)
+			ok = false; /* overlong */
+		if (!ok) {
+			*p++ = '?';
+			continue;
+		}
+		p += n + 1;
+	}
+}
 
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *ctype,
 				 const char *text, size_t len)
@@ -86,9 +111,12 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
 
 static json_object *error_obj(const char *code, const char *msg)
 {
+	char clean[1400];
+	str_copy(clean, sizeof(clean), msg);
+	utf8_sanitize(clean);
 	json_object *e = json_object_new_object();
 	json_object_object_add(e, "code", json_object_new_string(code));
-	json_object_object_add(e, "message", json_object_new_string(msg));
+	json_object_object_add(e, "message", json_object_new_string(clean));
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "error", e);
 	return o;
@@ -109,6 +137,8 @@ static const char *code_for(unsigned status)
 		return "conflict";
 	case 413:
 		return "too_large";
+	case 503:
+		return "unavailable";
 	}
 	return "internal";
 }
@@ -138,6 +168,8 @@ static unsigned status_for(int err)
 	case -EEXIST:
 	case -EADDRINUSE:
 		return 409;
+	case -ESHUTDOWN:
+		return 503;
 	}
 	return 500;
 }
@@ -168,8 +200,6 @@ int api_token_ok(struct cvmm_daemon *d, const char *hdr)
 	return ok;
 }
 
-/* ---- routes ---- */
-
 static json_object *host_json(struct cvmm_daemon *d)
 {
 	struct cvmm_config *c = d->cfg;
@@ -192,8 +222,11 @@ static json_object *host_json(struct cvmm_daemon *d)
 	json_object_object_add(use, "memory_mb", json_object_new_int64((int64_t)d->used_memory_mb));
 	json_object_object_add(use, "vms", json_object_new_int(d->n_vms));
 	int running = 0;
-	for (int i = 0; i < d->n_vms; i++)
+	for (int i = 0; i < d->n_vms; i++) {
+		vm_lock(d->vms[i]);
 		running += d->vms[i]->state == VM_RUNNING;
+		vm_unlock(d->vms[i]);
+	}
 	json_object_object_add(use, "running", json_object_new_int(running));
 	json_object_object_add(o, "usage", use);
 	json_object *cid = json_object_new_object();
@@ -239,8 +272,235 @@ static json_object *host_json(struct cvmm_daemon *d)
 	return o;
 }
 
+/* ---- request bodies ---- */
+
+/*
+ * What json-c lets through and a strict API must not: a key twice in one
+ * object (json-c keeps the last), a NUL inside a string ("tiny\u0000x"
+ * would be read as "tiny"), and bytes that are not UTF-8. Runs on text that
+ * json-c has already accepted, so only strings need a real lexer.
+ */
+struct keylist {
+	char **keys;
+	size_t n, cap;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Decodes the JSON string at *p (after its opening quote) into out (may be
+ * NULL); advances *p past the closing quote. -1: NUL or bad UTF-8. */
+static int lex_string(const char **p, const char *end, char **out)
+{
+	const unsigned char *s = (const unsigned char *)*p;
+	size_t cap = 32, n = 0;
+	char *buf = out ? xzalloc(cap) : NULL;
+#define PUT(ch)                                                                                    \
+	do {                                                                                       \
+		if (buf) {                                                                         \
+			if (n + 2 > cap)                                                           \
+				buf = realloc(buf, cap *= 2);                                      \
+			buf[n++] = (char)(ch);                                                     \
+		}                                                                                  \
+	} while (0)
+	while ((const char *)s < end && *s != '"') {
+		if (*s == '\\') {
+			s++;
+			if (*s != 'u') {
+				PUT(*s == 'n' ? '\n' : *s == 't' ? '\t' : *s);
+				s++;
+				continue;
+			}
+			unsigned cp = 0;
+			sscanf((const char *)s + 1, "%4x", &cp);
+			s += 5;
+			if (cp >= 0xd800 && cp < 0xdc00 && s[0] == '\\' && s[1] == 'u') {
+				unsigned lo = 0;
+				sscanf((const char *)s + 2, "%4x", &lo);
+				if (lo >= 0xdc00 && lo < 0xe000) {
+					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+					s += 6;
+				}
+			}
+			if (cp == 0)
+				goto bad;
+			if (cp < 0x80) {
+				PUT(cp);
+			} else if (cp < 0x800) {
+				PUT(0xc0 | (cp >> 6));
+				PUT(0x80 | (cp & 0x3f));
+			} else if (cp < 0x10000) {
+				PUT(0xe0 | (cp >> 12));
+				PUT(0x80 | ((cp >> 6) & 0x3f));
+				PUT(0x80 | (cp & 0x3f));
+			} else {
+				PUT(0xf0 | (cp >> 18));
+				PUT(0x80 | ((cp >> 12) & 0x3f));
+				PUT(0x80 | ((cp >> 6) & 0x3f));
+				PUT(0x80 | (cp & 0x3f));
+			}
+			continue;
+		}
+		/* A raw byte: a whole UTF-8 sequence, shortest form, no surrogates. */
+		int len = *s < 0x80 ? 1 : (*s & 0xe0) == 0xc0 ? 2 : (*s & 0xf0) == 0xe0 ? 3
+			: (*s & 0xf8) == 0xf0 ? 4 : 0;
+		if (!len || (len == 2 && *s < 0xc2) || (const char *)s + len > end)
+			goto bad;
+		for (int i = 1; i < len; i++)
+			if ((s[i] & 0xc0) != 0x80)
+				goto bad;
+		if ((len == 3 && *s == 0xe0 && s[1] < 0xa0) || (len == 3 && *s == 0xed && s[1] >= 0xa0) ||
+		    (len == 4 && *s == 0xf0 && s[1] < 0x90) || (len == 4 && (*s > 0xf4 || (*s == 0xf4 && s[1] >= 0x90))))
+			goto bad;
+		for (int i = 0; i < len; i++)
+			PUT(s[i]);
+		s += len;
+	}
+	*p = (const char *)s + 1;
+	if (buf) {
+		buf[n] = 0;
+		*out = buf;
+	}
+	return 0;
+bad:
+	free(buf);
+	return -1;
+#undef PUT
+}
+
+int api_json_strict(const char *text, size_t len, char *err, size_t errlen)
+{
+	const char *p = text, *end = text + len;
+	struct keylist stack[64];
+	const char *field[64]; /* the key whose value is being read, per object */
+	int depth = 0, rc = 0;
+	bool expect_key = false;
+	while (p < end && rc == 0) {
+		char c = *p;
+		if (c == '{') {
+			if (depth == 64) {
+				snprintf(err, errlen, "body: nested too deeply");
+				rc = -1;
+				break;
+			}
+			field[depth] = NULL;
+			stack[depth++] = (struct keylist){0};
+			expect_key = true;
+			p++;
+		} else if (c == '}' || c == ']') {
+			if (c == '}' && depth > 0) {
+				struct keylist *k = &stack[--depth];
+				if (k->n > 1)
+					qsort(k->keys, k->n, sizeof(char *), cmp_str);
+				for (size_t i = 1; i < k->n && rc == 0; i++)
+					if (!strcmp(k->keys[i - 1], k->keys[i])) {
+						char clean[80];
+						str_copy(clean, sizeof(clean), k->keys[i]);
+						utf8_sanitize(clean);
+						snprintf(err, errlen, "%s: appears twice in one object",
+							 clean);
+						rc = -1;
+					}
+				for (size_t i = 0; i < k->n; i++)
+					free(k->keys[i]);
+				free(k->keys);
+			}
+			expect_key = false;
+			p++;
+		} else if (c == ',') {
+			/* After a comma inside an object comes a key. */
+			expect_key = depth > 0;
+			p++;
+		} else if (c == '[' || c == ':') {
+			expect_key = false;
+			p++;
+		} else if (c == '"') {
+			p++;
+			char *key = NULL;
+			bool is_key = expect_key && depth > 0;
+			if (lex_string(&p, end, is_key ? &key : NULL) < 0) {
+				const char *f = !is_key && depth > 0 ? field[depth - 1] : NULL;
+				char clean[80];
+				str_copy(clean, sizeof(clean), f ? f : "body");
+				utf8_sanitize(clean);
+				snprintf(err, errlen,
+					 "%s: must be UTF-8 text without NUL (\\u0000), at byte %zu",
+					 clean, (size_t)(p - text));
+				rc = -1;
+				break;
+			}
+			if (is_key) {
+				struct keylist *k = &stack[depth - 1];
+				if (k->n == k->cap) {
+					k->cap = k->cap ? k->cap * 2 : 8;
+					k->keys = realloc(k->keys, k->cap * sizeof(char *));
+				}
+				k->keys[k->n++] = key;
+				field[depth - 1] = key;
+			}
+			expect_key = false;
+		} else {
+			p++;
+		}
+	}
+	while (depth > 0) {
+		struct keylist *k = &stack[--depth];
+		for (size_t i = 0; i < k->n; i++)
+			free(k->keys[i]);
+		free(k->keys);
+	}
+	return rc;
+}
+
+/* Parses the request body as a JSON object; an empty body counts as {}. */
+static json_object *parse_body(struct req *q, char *err, size_t errlen)
+{
+	if (!q->len)
+		return json_object_new_object();
+	struct json_tokener *tok = json_tokener_new_ex(16);
+	/* Only JSON: no single quotes, comments, trailing commas or 01. */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	json_object *o = json_tokener_parse_ex(tok, q->body, (int)q->len);
+	enum json_tokener_error e = json_tokener_get_error(tok);
+	size_t end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (e == json_tokener_continue) {
+		snprintf(err, errlen, "body: invalid JSON: it ends at byte %zu before the value does",
+			 q->len);
+		json_object_put(o);
+		return NULL;
+	}
+	if (e != json_tokener_success) {
+		snprintf(err, errlen, "body: invalid JSON at byte %zu: %s", end,
+			 json_tokener_error_desc(e));
+		json_object_put(o);
+		return NULL;
+	}
+	while (end < q->len && strchr(" \t\r\n", q->body[end]))
+		end++;
+	if (end != q->len) {
+		snprintf(err, errlen, "body: unexpected data after the JSON value at byte %zu", end);
+	} else if (!o || !json_object_is_type(o, json_type_object)) {
+		snprintf(err, errlen, "body: must be a JSON object");
+	} else if (api_json_strict(q->body, q->len, err, errlen) == 0) {
+		return o;
+	}
+	json_object_put(o);
+	return NULL;
+}
+
+/* ---- routes ---- */
+
+static bool active(enum vm_state s)
+{
+	return s == VM_STARTING || s == VM_RUNNING || s == VM_STOPPING;
+}
+
 /* The list is written as text into one buffer that MHD frees after
- * sending: no object tree, no copy. */
+ * sending: no object tree, no copy. Each VM is locked only while its own
+ * entry is written. */
 static enum MHD_Result send_vm_list(struct cvmm_daemon *d, struct MHD_Connection *c)
 {
 	const char *fields = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fields");
@@ -252,10 +512,15 @@ static enum MHD_Result send_vm_list(struct cvmm_daemon *d, struct MHD_Connection
 	jw_obj(&w);
 	jw_key(&w, "vms");
 	jw_arr(&w);
-	pthread_mutex_lock(&d->lock);
-	for (int i = 0; i < d->n_vms; i++)
-		vm_write_api(d->vms[i], &w, fields);
-	pthread_mutex_unlock(&d->lock);
+	int n;
+	struct cvmm_vm **vms = daemon_get_vms(d, &n);
+	for (int i = 0; i < n; i++) {
+		vm_lock(vms[i]);
+		if (!vms[i]->gone)
+			vm_write_api(vms[i], &w, fields);
+		vm_unlock(vms[i]);
+	}
+	daemon_put_vms(vms, n);
 	jw_end_arr(&w);
 	jw_end_obj(&w);
 	size_t len;
@@ -267,71 +532,23 @@ static enum MHD_Result send_vm_list(struct cvmm_daemon *d, struct MHD_Connection
 	return ret;
 }
 
-/* Parses the request body as a JSON object; NULL body counts as {}. */
-static json_object *parse_body(struct req *q, char *err, size_t errlen)
+static json_object *vm_snapshot(struct cvmm_vm *vm)
 {
-	if (!q->len)
-		return json_object_new_object();
-	struct json_tokener *tok = json_tokener_new_ex(16);
-	/* Only JSON: no single quotes, comments, trailing commas or 01. */
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	json_object *o = json_tokener_parse_ex(tok, q->body, (int)q->len);
-	enum json_tokener_error e = json_tokener_get_error(tok);
-	size_t end = json_tokener_get_parse_end(tok);
-	if (!o || e != json_tokener_success) {
-		snprintf(err, errlen, "body: invalid JSON at byte %zu: %s", end,
-			 json_tokener_error_desc(e == json_tokener_success ? json_tokener_continue : e));
-		json_object_put(o);
-		o = NULL;
-	} else {
-		while (end < q->len && strchr(" \t\r\n", q->body[end]))
-			end++;
-		if (end != q->len) {
-			snprintf(err, errlen, "body: unexpected data after the JSON value at byte %zu", end);
-			json_object_put(o);
-			o = NULL;
-		} else if (!json_object_is_type(o, json_type_object)) {
-			snprintf(err, errlen, "body: must be a JSON object");
-			json_object_put(o);
-			o = NULL;
-		}
-	}
-	json_tokener_free(tok);
+	vm_lock(vm);
+	json_object *o = vm_to_api(vm);
+	vm_unlock(vm);
 	return o;
 }
 
-static void resume_with(struct req *q, unsigned status, json_object *answer)
+/* 409 for a VM that is being created or removed; NULL when it may be used.
+ * Caller holds vm->lock. */
+static const char *busy_reason(struct cvmm_vm *vm)
 {
-	q->status = status;
-	q->answer = answer;
-	q->ready = true;
-	q->suspended = false;
-	MHD_resume_connection(q->conn);
-	/* MHD (0.9.75, external epoll) notices a resume only on its next run;
-	 * nothing else may wake it, so make that run happen. */
-	ev_idle_start(q->api->d->loop, &q->api->kick);
-}
-
-static void create_done(struct cvmm_daemon *d, struct job *j)
-{
-	struct req *q = j->ctx;
-	struct cvmm_vm *vm = j->vm;
-	if (j->result < 0) {
-		char msg[1200];
-		snprintf(msg, sizeof(msg), "VM '%s': %s", vm->name, j->err);
-		unsigned st = status_for(j->result);
-		resume_with(q, st, error_obj(code_for(st), msg));
-		return;
-	}
-	pthread_mutex_lock(&d->lock);
-	bool start = vm->want_running;
-	if (start)
-		vm->state = VM_STARTING; /* the job is queued; say so at once */
-	json_object *o = vm_to_api(vm);
-	pthread_mutex_unlock(&d->lock);
-	if (start)
-		jobs_submit(d, job_new(JOB_START, vm));
-	resume_with(q, 201, o);
+	if (vm->removing || vm->gone)
+		return "is being removed";
+	if (vm->creating)
+		return "is being created";
+	return NULL;
 }
 
 static enum MHD_Result vm_create(struct api *a, struct req *q)
@@ -363,34 +580,65 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 		return send_error(q->conn, status_for(r), "%s", err);
 	}
 	vm->want_running = start;
-	daemon_add_vm(d, vm);
+	vm->creating = true;
+	daemon_add_vm(d, vm); /* the table takes the allocation's reference */
+	struct job *j = job_new(JOB_DEFINE, vm); /* and the job one of its own */
 	pthread_mutex_unlock(&d->lock);
-	struct job *j = job_new(JOB_DEFINE, vm);
-	j->done = create_done;
-	j->ctx = q;
-	q->suspended = true;
-	MHD_suspend_connection(q->conn);
+	job_ref(j);
 	jobs_submit(d, j);
-	return MHD_YES;
-}
-
-static void remove_done(struct cvmm_daemon *d, struct job *j)
-{
-	struct req *q = j->ctx;
+	job_wait(d, j);
 	if (j->result < 0) {
 		char msg[1200];
-		snprintf(msg, sizeof(msg), "VM '%s': %s", j->vm->name, j->err);
-		resume_with(q, 500, error_obj("internal", msg));
-		return;
+		snprintf(msg, sizeof(msg), "VM '%s': %s", vm->name, j->err);
+		unsigned st = status_for(j->result);
+		job_unref(j);
+		return send_json(q->conn, st, error_obj(code_for(st), msg));
 	}
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "removed", json_object_new_string(j->vm->id));
-	resume_with(q, 200, o);
+	job_unref(j);
+	vm_lock(vm);
+	vm->creating = false;
+	if (start)
+		vm->state = VM_STARTING; /* the job is queued; say so at once */
+	json_object *o = vm_to_api(vm);
+	vm_unlock(vm);
+	if (start) {
+		/* The manifest says it should run: a crash from here resumes it. */
+		struct job *sj = job_new(JOB_START, vm);
+		sj->intent_saved = true;
+		jobs_submit(d, sj);
+	}
+	return send_json(q->conn, 201, o);
 }
 
-static bool active(enum vm_state s)
+static enum MHD_Result vm_remove(struct api *a, struct req *q, struct cvmm_vm *vm)
 {
-	return s == VM_STARTING || s == VM_RUNNING || s == VM_STOPPING;
+	struct cvmm_daemon *d = a->d;
+	vm_lock(vm);
+	const char *busy = busy_reason(vm);
+	if (busy) {
+		vm_unlock(vm);
+		return send_error(q->conn, 409, "VM '%s' %s", vm->name, busy);
+	}
+	vm->removing = true;
+	vm->want_running = false;
+	vm->next_restart = 0;
+	vm_unlock(vm);
+	struct job *j = job_ref(job_new(JOB_REMOVE, vm));
+	jobs_submit(d, j);
+	job_wait(d, j);
+	enum MHD_Result ret;
+	if (j->result < 0) {
+		unsigned st = j->result == -ESHUTDOWN ? 503 : 500;
+		char msg[1200];
+		snprintf(msg, sizeof(msg), "VM '%s': %s", vm->name, j->err);
+		ret = send_json(q->conn, st, error_obj(code_for(st), msg));
+	} else {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "removed", json_object_new_string(vm->id));
+		ret = send_json(q->conn, 200, o);
+	}
+	job_unref(j);
+	return ret;
 }
 
 static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *vm, const char *action)
@@ -407,7 +655,9 @@ static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *v
 	{
 		(void)val;
 		if (strcmp(action, "stop") || (strcmp(k, "timeout") && strcmp(k, "force"))) {
-			ret = send_error(q->conn, 400, "%s: unknown field", k);
+			char clean[80];
+			str_copy(clean, sizeof(clean), k);
+			ret = send_error(q->conn, 400, "%s: unknown field", clean);
 			goto out;
 		}
 	}
@@ -426,46 +676,57 @@ static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *v
 		}
 		force = json_object_get_boolean(v);
 	}
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
 	enum vm_state st = vm->state;
-	if (st == VM_REMOVING) {
-		pthread_mutex_unlock(&d->lock);
-		ret = send_error(q->conn, 409, "VM '%s' is being removed", vm->name);
+	const char *busy = busy_reason(vm);
+	if (busy) {
+		vm_unlock(vm);
+		ret = send_error(q->conn, 409, "VM '%s' %s", vm->name, busy);
 		goto out;
 	}
 	enum job_op op;
 	if (!strcmp(action, "start")) {
 		if (active(st) && vm->want_running) {
-			pthread_mutex_unlock(&d->lock);
+			vm_unlock(vm);
 			ret = send_error(q->conn, 409, "VM '%s' is already %s", vm->name,
 					 vm_state_name(st));
 			goto out;
 		}
 		op = JOB_START;
-		vm->want_running = true;
 		vm->restarts = 0;
 	} else if (!strcmp(action, "restart")) {
 		op = active(st) ? JOB_RESTART : JOB_START;
-		vm->want_running = true;
 	} else {
 		if (!active(st) && !vm->want_running) {
-			pthread_mutex_unlock(&d->lock);
+			vm_unlock(vm);
 			ret = send_error(q->conn, 409, "VM '%s' is not running (%s)", vm->name,
 					 vm_state_name(st));
 			goto out;
 		}
 		op = JOB_STOP;
-		vm->want_running = false;
 	}
+	vm->want_running = op != JOB_STOP;
 	vm->next_restart = 0;
-	json_object *o = vm_to_api(vm);
-	pthread_mutex_unlock(&d->lock);
-	ev_timer_stop(d->loop, &vm->restart_timer);
+	if (op == JOB_START && !active(st))
+		vm->state = VM_STARTING; /* what the queued job does first */
+	vm_unlock(vm);
+	/* The desired state is on disk before the answer: a daemon killed right
+	 * after the 202 still knows what was asked. */
+	int rc = vm_save(vm);
+	if (rc < 0) {
+		ret = send_error(q->conn, 500, "VM '%s': cannot write its manifest: %s", vm->name,
+				 strerror(-rc));
+		goto out;
+	}
 	struct job *j = job_new(op, vm);
 	j->timeout = timeout;
 	j->force = force;
-	jobs_submit(d, j);
-	ret = send_json(q->conn, 202, o);
+	j->intent_saved = true;
+	if ((rc = jobs_submit(d, j)) < 0) {
+		ret = send_error(q->conn, 503, "VM '%s': the daemon is stopping; the request resumes when it starts again", vm->name);
+		goto out;
+	}
+	ret = send_json(q->conn, 202, vm_snapshot(vm));
 out:
 	json_object_put(body);
 	return ret;
@@ -473,15 +734,30 @@ out:
 
 /* ---- logs ---- */
 
-static bool vm_still_live(struct cvmm_daemon *d, const char *id)
+static bool vm_still_live(struct cvmm_vm *vm)
 {
-	pthread_mutex_lock(&d->lock);
-	struct cvmm_vm *vm = daemon_find_vm(d, id);
-	bool live = vm && (active(vm->state) || (vm->want_running && vm->state != VM_FAILED));
-	pthread_mutex_unlock(&d->lock);
+	vm_lock(vm);
+	bool live = !vm->gone && (active(vm->state) || (vm->want_running && vm->state != VM_FAILED));
+	vm_unlock(vm);
 	return live;
 }
 
+/* The client of a parked stream went away (or broke the protocol by
+ * sending more): its socket reads as closed, or hangs up. */
+static bool client_gone(int fd, int wait_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+	int n = poll(&p, 1, wait_ms);
+	if (n <= 0)
+		return false;
+	if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+		return true;
+	char c;
+	ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR);
+}
+
+/* Runs on the connection's own thread: it may wait. */
 static ssize_t log_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct req *q = cls;
@@ -494,41 +770,27 @@ static ssize_t log_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	}
 	if (!q->follow)
 		return MHD_CONTENT_READER_END_OF_STREAM;
-	int fd = open(q->log_path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = 0;
-	if (fd >= 0) {
-		struct stat st;
-		if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < q->offset)
-			q->offset = 0; /* rotated */
-		n = pread(fd, buf, max, (off_t)q->offset);
-		close(fd);
+	for (int round = 0; round < 8; round++) {
+		int fd = open(q->log_path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = 0;
+		if (fd >= 0) {
+			struct stat st;
+			if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < q->offset)
+				q->offset = 0; /* rotated */
+			n = pread(fd, buf, max, (off_t)q->offset);
+			close(fd);
+		}
+		if (n > 0) {
+			q->offset += (uint64_t)n;
+			return n;
+		}
+		if (a->closing || !vm_still_live(q->vm))
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		/* Nothing new: wait a little, noticing at once a client that left. */
+		if (client_gone(q->fd, 125))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
 	}
-	if (n > 0) {
-		q->offset += (uint64_t)n;
-		return n;
-	}
-	if (!vm_still_live(a->d, q->vm_id))
-		return MHD_CONTENT_READER_END_OF_STREAM;
-	/* Nothing yet: park the connection; the follow timer wakes it. */
-	q->suspended = true;
-	q->next_follower = a->followers;
-	a->followers = q;
-	MHD_suspend_connection(q->conn);
-	return 0;
-}
-
-static void follow_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct api *a = w->data;
-	struct req *q = a->followers;
-	a->followers = NULL;
-	while (q) {
-		struct req *n = q->next_follower;
-		q->suspended = false;
-		MHD_resume_connection(q->conn);
-		q = n;
-	}
-	ev_idle_start(loop, &a->kick);
+	return 0; /* MHD calls again */
 }
 
 /* Appends up to the last `lines` lines (0: everything) of path to buf. */
@@ -571,11 +833,25 @@ static enum MHD_Result vm_logs(struct api *a, struct req *q, struct cvmm_vm *vm)
 	if (tail) {
 		char *end;
 		n = strtol(tail, &end, 10);
-		if (*end || n < 0 || n > 1000000)
+		if (!*tail || *end || n < 0 || n > 1000000)
 			return send_error(q->conn, 400, "tail: must be a number of lines from 0 to 1000000");
 	}
 	q->follow = follow && (!strcmp(follow, "1") || !strcmp(follow, "true"));
-	str_copy(q->vm_id, sizeof(q->vm_id), vm->id);
+	if (q->follow) {
+		pthread_mutex_lock(&a->mu);
+		bool full = a->n_followers >= API_MAX_FOLLOWERS;
+		if (!full)
+			a->n_followers++;
+		pthread_mutex_unlock(&a->mu);
+		if (full)
+			return send_error(q->conn, 503,
+					  "too many log followers (%d): try again later", API_MAX_FOLLOWERS);
+		q->follower = true;
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(q->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		q->fd = ci ? ci->connect_fd : -1;
+	}
+	q->vm = vm_ref(vm);
 	snprintf(q->log_path, sizeof(q->log_path), "%s/console.log", vm->data_dir);
 	char old[620];
 	snprintf(old, sizeof(old), "%s.0", q->log_path);
@@ -593,7 +869,6 @@ static enum MHD_Result vm_logs(struct api *a, struct req *q, struct cvmm_vm *vm)
 	q->head_len = prev_len + cur_len;
 	free(cur);
 	free(prev);
-	q->is_stream = true;
 	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
 								   log_reader, q, NULL);
 	MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
@@ -604,11 +879,34 @@ static enum MHD_Result vm_logs(struct api *a, struct req *q, struct cvmm_vm *vm)
 
 /* ---- dispatch ---- */
 
+static enum MHD_Result route_vm(struct api *a, struct req *q, struct cvmm_vm *vm, const char *sub,
+				const char *url, const char *method)
+{
+	bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST"),
+	     del = !strcmp(method, "DELETE");
+	if (!*sub) {
+		if (get)
+			return send_json(q->conn, 200, vm_snapshot(vm));
+		if (del)
+			return vm_remove(a, q, vm);
+		return send_error(q->conn, 405, "%s %s: use GET or DELETE", method, url);
+	}
+	if (!strcmp(sub, "events"))
+		return get ? send_json(q->conn, 200, vm_events_json(vm, VM_EVENTS_KEPT))
+			   : send_error(q->conn, 405, "%s %s: use GET", method, url);
+	if (!strcmp(sub, "logs"))
+		return get ? vm_logs(a, q, vm) : send_error(q->conn, 405, "%s %s: use GET", method, url);
+	if (!strcmp(sub, "start") || !strcmp(sub, "stop") || !strcmp(sub, "restart") ||
+	    !strcmp(sub, "kill"))
+		return post ? vm_action(a, q, vm, sub)
+			    : send_error(q->conn, 405, "%s %s: use POST", method, url);
+	return send_error(q->conn, 404, "no such endpoint: %s", url);
+}
+
 static enum MHD_Result route(struct api *a, struct req *q, const char *url, const char *method)
 {
 	struct cvmm_daemon *d = a->d;
-	bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST"),
-	     del = !strcmp(method, "DELETE");
+	bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
 	if (strncmp(url, "/v1/", 4))
 		return send_error(q->conn, 404, "no such endpoint: %s (the API lives under /v1)", url);
 	const char *p = url + 4;
@@ -645,48 +943,47 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 		return send_error(q->conn, 404, "no such VM");
 	memcpy(key, rest, kl);
 	key[kl] = 0;
-	const char *sub = slash ? slash + 1 : "";
-	pthread_mutex_lock(&d->lock);
-	struct cvmm_vm *vm = daemon_find_vm(d, key);
-	json_object *snapshot = NULL;
-	if (vm && !*sub && get)
-		snapshot = vm_to_api(vm);
-	pthread_mutex_unlock(&d->lock);
-	/* The VM cannot go away before this handler returns: removal completes
-	 * on this (the loop) thread. Its data_dir never changes. */
-	if (vm && !strcmp(sub, "events") && get)
-		snapshot = vm_events_json(vm, VM_EVENTS_KEPT);
+	struct cvmm_vm *vm = daemon_get_vm(d, key);
 	if (!vm)
 		return send_error(q->conn, 404, "no VM with id or name '%s'", key);
-	if (snapshot)
-		return send_json(q->conn, 200, snapshot);
-	if (!*sub) {
-		if (!del)
-			return send_error(q->conn, 405, "%s %s: use GET or DELETE", method, url);
-		pthread_mutex_lock(&d->lock);
-		bool removing = vm->state == VM_REMOVING;
-		vm->want_running = false;
-		pthread_mutex_unlock(&d->lock);
-		if (removing)
-			return send_error(q->conn, 409, "VM '%s' is being removed", vm->name);
-		ev_timer_stop(d->loop, &vm->restart_timer);
-		struct job *j = job_new(JOB_REMOVE, vm);
-		j->done = remove_done;
-		j->ctx = q;
-		q->suspended = true;
-		MHD_suspend_connection(q->conn);
-		jobs_submit(d, j);
-		return MHD_YES;
+	enum MHD_Result ret = route_vm(a, q, vm, slash ? slash + 1 : "", url, method);
+	vm_unref(vm);
+	return ret;
+}
+
+/* Header values are C strings to MHD's lookup: a NUL inside one would cut
+ * it short, so the whole value's length must match. */
+static int header_value(struct MHD_Connection *c, const char *key, const char **out)
+{
+	size_t vlen = 0;
+	*out = NULL;
+	if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, key, strlen(key), out, &vlen) != MHD_YES)
+		return 0;
+	return *out && strlen(*out) == vlen ? 1 : -1;
+}
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				    const char *value)
+{
+	int *n = cls;
+	if (key && !strcasecmp(key, "Content-Length"))
+		(*n)++;
+	return MHD_YES;
+}
+
+static void conn_mark(struct api *a, struct MHD_Connection *c, bool in_request)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn *k = ci ? ci->socket_context : NULL;
+	if (!k)
+		return;
+	pthread_mutex_lock(&a->mu);
+	if (k->in_request != in_request) {
+		k->in_request = in_request;
+		a->n_waiting += in_request ? -1 : 1;
+		k->since = now_mono();
 	}
-	if (!strcmp(sub, "logs"))
-		return get ? vm_logs(a, q, vm) : send_error(q->conn, 405, "%s %s: use GET", method, url);
-	if (!strcmp(sub, "events"))
-		return send_error(q->conn, 405, "%s %s: use GET", method, url);
-	if (!strcmp(sub, "start") || !strcmp(sub, "stop") || !strcmp(sub, "restart") ||
-	    !strcmp(sub, "kill"))
-		return post ? vm_action(a, q, vm, sub)
-			    : send_error(q->conn, 405, "%s %s: use POST", method, url);
-	return send_error(q->conn, 404, "no such endpoint: %s", url);
+	pthread_mutex_unlock(&a->mu);
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -699,12 +996,18 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		q = xzalloc(sizeof(*q));
 		q->api = a;
 		q->conn = conn;
+		q->fd = -1;
 		*con_cls = q;
+		conn_mark(a, conn, true);
 		/* Refuse early, before reading a body we will not use. */
-		const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-		if (!api_token_ok(a->d, auth))
+		const char *auth;
+		if (header_value(conn, "Authorization", &auth) < 0 || !api_token_ok(a->d, auth))
 			return send_error(conn, 401,
 					  "missing or wrong bearer token (Authorization: Bearer <token>)");
+		int n_cl = 0;
+		MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &n_cl);
+		if (n_cl > 1)
+			return send_error(conn, 400, "Content-Length: given more than once");
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 		if (cl && strtoull(cl, NULL, 10) > API_MAX_BODY)
 			return send_error(conn, 413, "body: larger than %d bytes", API_MAX_BODY);
@@ -722,14 +1025,6 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	if (q->ready) {
-		json_object *o = q->answer;
-		q->answer = NULL;
-		q->ready = false;
-		return send_json(conn, q->status, o);
-	}
-	if (q->suspended)
-		return MHD_YES;
 	if (q->too_large)
 		return send_error(conn, 413, "body: larger than %d bytes", API_MAX_BODY);
 	return route(a, q, url, method);
@@ -740,58 +1035,81 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct api *a = cls;
 	struct req *q = *con_cls;
+	conn_mark(a, conn, false); /* waits for its next request's headers */
 	if (!q)
 		return;
-	/* A stream that ends while parked must leave the follower list. */
-	for (struct req **pp = &a->followers; *pp; pp = &(*pp)->next_follower)
-		if (*pp == q) {
-			*pp = q->next_follower;
-			break;
-		}
-	json_object_put(q->answer);
+	if (q->follower) {
+		pthread_mutex_lock(&a->mu);
+		a->n_followers--;
+		pthread_mutex_unlock(&a->mu);
+	}
+	vm_unref(q->vm);
 	free(q->body);
 	free(q->head);
 	free(q);
 	*con_cls = NULL;
 }
 
-/* ---- libev glue ---- */
+/* ---- connection classes ---- */
 
-static void mhd_run(struct api *a)
+static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+			enum MHD_ConnectionNotificationCode code)
 {
-	MHD_run(a->mhd);
+	struct api *a = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		struct conn *k = xzalloc(sizeof(*k));
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		k->fd = ci ? ci->connect_fd : -1;
+		k->since = now_mono();
+		pthread_mutex_lock(&a->mu);
+		k->next = a->conns;
+		if (a->conns)
+			a->conns->prev = k;
+		a->conns = k;
+		a->n_conns++;
+		bool over = a->n_waiting >= API_MAX_WAITING;
+		a->n_waiting++;
+		pthread_mutex_unlock(&a->mu);
+		/* Too many that have not said who they are: this one is not
+		 * served; the others' deadline frees room soon. */
+		if (over && k->fd >= 0)
+			shutdown(k->fd, SHUT_RDWR);
+		*socket_context = k;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		struct conn *k = *socket_context;
+		if (!k)
+			return;
+		pthread_mutex_lock(&a->mu);
+		if (k->prev)
+			k->prev->next = k->next;
+		else
+			a->conns = k->next;
+		if (k->next)
+			k->next->prev = k->prev;
+		a->n_conns--;
+		if (!k->in_request)
+			a->n_waiting--;
+		pthread_mutex_unlock(&a->mu);
+		free(k);
+		*socket_context = NULL;
+	}
 }
 
-static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	mhd_run(w->data);
-}
-
-static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	mhd_run(w->data);
-}
-
-static void kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
-{
-	ev_idle_stop(loop, w);
-	mhd_run(w->data);
-}
-
-static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+/* Shuts connections that have not sent their headers in time (a slow
+ * client holding a slot before authentication). shutdown() only: the
+ * connection's thread sees the end and MHD closes it. */
+static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct api *a = w->data;
-	MHD_UNSIGNED_LONG_LONG to;
-	ev_timer_stop(loop, &a->timer);
-	if (MHD_get_timeout(a->mhd, &to) == MHD_YES) {
-		ev_timer_set(&a->timer, (double)to / 1000.0, 0.);
-		ev_timer_start(loop, &a->timer);
-	}
-	/* Parked log streams are polled only while there are any. */
-	if (a->followers && !ev_is_active(&a->follow_timer)) {
-		ev_timer_set(&a->follow_timer, FOLLOW_POLL, 0.);
-		ev_timer_start(loop, &a->follow_timer);
-	}
+	double now = now_mono();
+	pthread_mutex_lock(&a->mu);
+	for (struct conn *k = a->conns; k; k = k->next)
+		if (!k->in_request && k->fd >= 0 && now - k->since > API_HEADER_DEADLINE) {
+			shutdown(k->fd, SHUT_RDWR);
+			k->fd = -1; /* once */
+		}
+	pthread_mutex_unlock(&a->mu);
 }
 
 static int listen_unix(const char *path, char *err, size_t errlen)
@@ -873,10 +1191,21 @@ static int listen_tcp(const char *spec, char *err, size_t errlen)
 	return fd;
 }
 
+/* Room for many connections: each is a thread and a descriptor. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max && rl.rlim_cur < 65536) {
+		rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int api_open(struct cvmm_daemon *d, char *err, size_t errlen)
 {
 	struct api *a = xzalloc(sizeof(*a));
 	a->d = d;
+	pthread_mutex_init(&a->mu, NULL);
 	const char *addr = d->cfg->address;
 	if (!strncmp(addr, "unix:", 5)) {
 		a->listen_fd = listen_unix(addr + 5, err, errlen);
@@ -889,32 +1218,29 @@ int api_open(struct cvmm_daemon *d, char *err, size_t errlen)
 	}
 	if (a->listen_fd < 0) {
 		int r = a->listen_fd;
+		pthread_mutex_destroy(&a->mu);
 		free(a);
 		return r;
 	}
-	a->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, handler, a,
-				  MHD_OPTION_LISTEN_SOCKET, a->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
-				  completed, a, MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
+	raise_fd_limit();
+	/* Blocking accepts on the listener are MHD's business from here. */
+	a->mhd = MHD_start_daemon(
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC, 0, NULL,
+		NULL, handler, a, MHD_OPTION_LISTEN_SOCKET, a->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
+		completed, a, MHD_OPTION_NOTIFY_CONNECTION, notify_conn, a,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_THREAD_STACK_SIZE,
+		(size_t)(512 * 1024), MHD_OPTION_END);
 	if (!a->mhd) {
 		snprintf(err, errlen, "cannot start the HTTP server on %s", addr);
 		close(a->listen_fd);
+		pthread_mutex_destroy(&a->mu);
 		free(a);
 		return -EIO;
 	}
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-	ev_io_init(&a->io, io_cb, info->epoll_fd, EV_READ);
-	a->io.data = a;
-	ev_io_start(d->loop, &a->io);
-	ev_init(&a->timer, timer_cb);
-	a->timer.data = a;
-	ev_init(&a->follow_timer, follow_timer_cb);
-	a->follow_timer.data = a;
-	ev_idle_init(&a->kick, kick_cb);
-	a->kick.data = a;
-	ev_prepare_init(&a->prepare, prepare_cb);
-	a->prepare.data = a;
-	ev_prepare_start(d->loop, &a->prepare);
+	ev_timer_init(&a->sweep, sweep_cb, 1., 1.);
+	a->sweep.data = a;
+	ev_timer_start(d->loop, &a->sweep);
 	d->api = a;
 	log_info("API listening on %s", addr);
 	return 0;
@@ -925,19 +1251,18 @@ void api_close(struct cvmm_daemon *d)
 	struct api *a = d->api;
 	if (!a)
 		return;
-	ev_io_stop(d->loop, &a->io);
-	ev_timer_stop(d->loop, &a->timer);
-	ev_timer_stop(d->loop, &a->follow_timer);
-	ev_idle_stop(d->loop, &a->kick);
-	ev_prepare_stop(d->loop, &a->prepare);
-	/* Parked streams must be resumed before MHD can close them. */
-	for (struct req *q = a->followers; q; q = q->next_follower)
-		MHD_resume_connection(q->conn);
-	a->followers = NULL;
+	ev_timer_stop(d->loop, &a->sweep);
+	pthread_mutex_lock(&a->mu);
+	a->closing = true; /* log followers end their streams */
+	for (struct conn *k = a->conns; k; k = k->next)
+		if (!k->in_request && k->fd >= 0)
+			shutdown(k->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&a->mu);
 	MHD_stop_daemon(a->mhd);
 	close(a->listen_fd);
 	if (a->sock_path[0])
 		unlink(a->sock_path);
+	pthread_mutex_destroy(&a->mu);
 	free(a);
 	d->api = NULL;
 }

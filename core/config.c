@@ -516,7 +516,7 @@ static const char *const plugin_sections[] = {
 };
 static const char *const image_keys[] = {"path", NULL};
 static const char *const cvm_keys[] = {
-    "backend",      "max_allocable_vcpu", "max_allocable_memory_in_mb",
+    "backend",      "max_allocable_vcpu", "max_allocable_memory_in_mb", "hook_timeout",
     "cid_start",    "cid_pool_size",      "networking",
     "port_mapping", "auto_restart",       "gpu",
     NULL,
@@ -827,6 +827,12 @@ static int load_cvm(struct loader *L, const config_setting_t *root)
 	if ((rc = opt_string(L, cvm, "backend", false, &backend)) < 0 ||
 	    (rc = set_str(L, &c->default_backend, backend)) < 0)
 		return rc;
+	c->hook_timeout = 300;
+	if ((rc = opt_seconds(L, cvm, "hook_timeout", &c->hook_timeout)) < 0)
+		return rc;
+	if (c->hook_timeout <= 0)
+		return fail(L, member(cvm, "hook_timeout"), "must be more than 0 seconds, got %g",
+		            c->hook_timeout);
 
 	if ((rc = opt_int(L, cvm, "max_allocable_vcpu", 1, 65536, &n)) < 0)
 		return rc;

@@ -37,6 +37,7 @@ struct cvmm_config {
 
 	/* cvm */
 	char *default_backend; /* cvm.backend, default "qemu" */
+	double hook_timeout;   /* cvm.hook_timeout: a lifecycle step may take this long, default 300 s */
 	int max_allocable_vcpu;          /* computed if unset: nproc - 4 (min 1) */
 	uint64_t max_allocable_memory_mb; /* computed if unset: RAM MiB - 16384 (min 512) */
 	uint32_t cid_start;     /* default 1000 */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* ---- loop calls from other threads ---- */
 
@@ -81,14 +82,43 @@ void daemon_add_vm(struct cvmm_daemon *d, struct cvmm_vm *vm)
 	d->vms[d->n_vms++] = vm;
 }
 
-void daemon_remove_vm(struct cvmm_daemon *d, struct cvmm_vm *vm)
+bool daemon_remove_vm(struct cvmm_daemon *d, struct cvmm_vm *vm)
 {
 	for (int i = 0; i < d->n_vms; i++)
 		if (d->vms[i] == vm) {
 			memmove(&d->vms[i], &d->vms[i + 1], sizeof(*d->vms) * (size_t)(d->n_vms - i - 1));
 			d->n_vms--;
-			return;
+			return true;
 		}
+	return false;
+}
+
+struct cvmm_vm *daemon_get_vm(struct cvmm_daemon *d, const char *key)
+{
+	pthread_mutex_lock(&d->lock);
+	struct cvmm_vm *vm = daemon_find_vm(d, key);
+	if (vm)
+		vm_ref(vm);
+	pthread_mutex_unlock(&d->lock);
+	return vm;
+}
+
+struct cvmm_vm **daemon_get_vms(struct cvmm_daemon *d, int *n)
+{
+	pthread_mutex_lock(&d->lock);
+	struct cvmm_vm **a = xzalloc(sizeof(*a) * (size_t)(d->n_vms ? d->n_vms : 1));
+	for (int i = 0; i < d->n_vms; i++)
+		a[i] = vm_ref(d->vms[i]);
+	*n = d->n_vms;
+	pthread_mutex_unlock(&d->lock);
+	return a;
+}
+
+void daemon_put_vms(struct cvmm_vm **vms, int n)
+{
+	for (int i = 0; i < n; i++)
+		vm_unref(vms[i]);
+	free(vms);
 }
 
 /* ---- accounting ---- */
@@ -206,21 +236,6 @@ int daemon_check_ports(struct cvmm_daemon *d, struct cvmm_vm *vm, char *err, siz
 	return 0;
 }
 
-int daemon_save_vm(struct cvmm_daemon *d, struct cvmm_vm *vm)
-{
-	size_t len;
-	pthread_mutex_lock(&d->lock);
-	char *text = vm_manifest_text(vm, &len);
-	pthread_mutex_unlock(&d->lock);
-	char path[600];
-	snprintf(path, sizeof(path), "%s/manifest.json", vm->data_dir);
-	int r = path_exists(vm->data_dir) ? write_file_atomic(path, text, len, 0640) : -ENOENT;
-	free(text);
-	if (r < 0 && r != -ENOENT)
-		log_error("VM '%s': cannot write %s: %s", vm->name, path, strerror(-r));
-	return r == -ENOENT ? 0 : r;
-}
-
 /* ---- process watching ---- */
 
 static void pidfd_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -230,10 +245,10 @@ static void pidfd_cb(struct ev_loop *loop, ev_io *w, int revents)
 	int pid = vm->watched_pid;
 	log_debug("VM '%s': pidfd %d of pid %d: revents %#x", vm->name, w->fd, pid, revents);
 	daemon_unwatch(d, vm);
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
 	/* A late event for an earlier boot's process changes nothing. */
 	bool current = vm->pid == pid;
-	pthread_mutex_unlock(&d->lock);
+	vm_unlock(vm);
 	if (current)
 		jobs_process_gone(d, vm);
 }
@@ -246,12 +261,22 @@ struct watch_req {
 static void watch_on_loop(struct cvmm_daemon *d, void *arg)
 {
 	struct watch_req *w = arg;
+	vm_lock(w->vm);
+	bool gone = w->vm->gone;
+	vm_unlock(w->vm);
+	if (gone) { /* removed meanwhile: its watchers are let go already */
+		close(w->fd);
+		vm_unref(w->vm);
+		free(w);
+		return;
+	}
 	daemon_unwatch(d, w->vm);
 	w->vm->pidfd = w->fd;
 	w->vm->watched_pid = w->pid;
 	ev_io_init(&w->vm->pidfd_watch, pidfd_cb, w->fd, EV_READ);
 	w->vm->pidfd_watch.data = w->vm;
 	ev_io_start(d->loop, &w->vm->pidfd_watch);
+	vm_unref(w->vm); /* the table's reference keeps it while watched */
 	free(w);
 }
 
@@ -261,11 +286,11 @@ int daemon_watch_pid(struct cvmm_daemon *d, struct cvmm_vm *vm, int pid)
 	if (fd < 0)
 		return fd;
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
 	vm->pid = pid;
-	pthread_mutex_unlock(&d->lock);
+	vm_unlock(vm);
 	struct watch_req *w = xzalloc(sizeof(*w));
-	*w = (struct watch_req){vm, fd, pid};
+	*w = (struct watch_req){vm_ref(vm), fd, pid};
 	daemon_call_on_loop(d, watch_on_loop, w);
 	return 0;
 }
@@ -306,34 +331,67 @@ static void rotate_log(struct cvmm_daemon *d, struct cvmm_vm *vm)
 	close(fd);
 }
 
-static void log_rotate_cb(struct ev_loop *loop, ev_timer *w, int revents)
+/* Belt and braces: a process that vanished without its pidfd firing. */
+static void supervise(struct cvmm_daemon *d)
 {
-	struct cvmm_daemon *d = w->data;
-	pthread_mutex_lock(&d->lock);
-	for (int i = 0; i < d->n_vms; i++)
-		if (d->vms[i]->state == VM_RUNNING)
-			rotate_log(d, d->vms[i]);
-	pthread_mutex_unlock(&d->lock);
+	int n;
+	struct cvmm_vm **vms = daemon_get_vms(d, &n);
+	for (int i = 0; i < n; i++) {
+		struct cvmm_vm *vm = vms[i];
+		vm_lock(vm);
+		int pid = vm->state == VM_RUNNING ? vm->pid : 0;
+		vm_unlock(vm);
+		if (pid > 0 && proc_start_time(pid) == 0) {
+			vm_lock(vm);
+			bool same = vm->pid == pid;
+			vm_unlock(vm);
+			if (same)
+				jobs_process_gone(d, vm);
+		}
+	}
+	daemon_put_vms(vms, n);
 }
 
-/* Belt and braces: a process that vanished without its pidfd firing. */
-static void supervise_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void rotate_logs(struct cvmm_daemon *d)
 {
-	struct cvmm_daemon *d = w->data;
-	struct cvmm_vm *gone[64];
-	int n = 0;
-	pthread_mutex_lock(&d->lock);
-	for (int i = 0; i < d->n_vms && n < 64; i++) {
-		struct cvmm_vm *vm = d->vms[i];
-		if (vm->state == VM_RUNNING && !vm->busy && vm->pid > 0 && vm->pidfd >= 0 &&
-		    proc_start_time(vm->pid) == 0)
-			gone[n++] = vm;
-	}
-	pthread_mutex_unlock(&d->lock);
+	int n;
+	struct cvmm_vm **vms = daemon_get_vms(d, &n);
 	for (int i = 0; i < n; i++) {
-		daemon_unwatch(d, gone[i]);
-		jobs_process_gone(d, gone[i]);
+		vm_lock(vms[i]);
+		bool running = vms[i]->state == VM_RUNNING;
+		vm_unlock(vms[i]);
+		if (running)
+			rotate_log(d, vms[i]);
 	}
+	daemon_put_vms(vms, n);
+}
+
+static void *house_main(void *arg)
+{
+	struct cvmm_daemon *d = arg;
+	double next_sup = now_mono() + d->cfg->ar_interval, next_rot = now_mono() + 2;
+	pthread_mutex_lock(&d->house_lock);
+	while (!d->house_quit) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&d->house_cond, &d->house_lock, &ts);
+		if (d->house_quit)
+			break;
+		pthread_mutex_unlock(&d->house_lock);
+		double now = now_mono();
+		if (now >= next_rot) {
+			rotate_logs(d);
+			next_rot = now + 2;
+		}
+		if (now >= next_sup) {
+			supervise(d);
+			next_sup = now + d->cfg->ar_interval;
+		}
+		pthread_mutex_lock(&d->house_lock);
+	}
+	pthread_mutex_unlock(&d->house_lock);
+	return NULL;
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -364,6 +422,8 @@ struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->call_lock, NULL);
 	pthread_mutex_init(&d->watch_lock, NULL);
+	pthread_mutex_init(&d->house_lock, NULL);
+	pthread_cond_init(&d->house_cond, NULL);
 	d->cid_used = xzalloc(cfg->cid_pool_size);
 	d->reg = registry_new(d);
 	ev_async_init(&d->wake, wake_cb);
@@ -379,10 +439,52 @@ static int by_created(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* What interrupted creates and removes leave behind: a VM folder without
+ * a manifest (a create killed before its first write; nobody was told of
+ * it), a folder renamed for removal, temp files of interrupted atomic
+ * writes. Runtime folders of VMs that do not exist go in daemon_start. */
+static void clean_leftovers(const char *dir)
+{
+	DIR *dh = opendir(dir);
+	if (!dh)
+		return;
+	struct dirent *de;
+	while ((de = readdir(dh))) {
+		char path[700];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (!strncmp(de->d_name, ".removed-", 9)) {
+			log_info("%s: finishing an interrupted removal", path);
+			rm_rf(path);
+			continue;
+		}
+		if (!uuid_valid(de->d_name))
+			continue;
+		char mpath[800];
+		snprintf(mpath, sizeof(mpath), "%s/manifest.json", path);
+		if (!path_exists(mpath)) {
+			log_info("%s: no manifest (an interrupted create); removed", path);
+			rm_rf(path);
+			continue;
+		}
+		DIR *vh = opendir(path);
+		struct dirent *ve;
+		while (vh && (ve = readdir(vh)))
+			if (strstr(ve->d_name, ".tmp.")) {
+				char tpath[1000];
+				snprintf(tpath, sizeof(tpath), "%s/%s", path, ve->d_name);
+				unlink(tpath);
+			}
+		if (vh)
+			closedir(vh);
+	}
+	closedir(dh);
+}
+
 static int load_vms(struct cvmm_daemon *d)
 {
 	char dir[600];
 	snprintf(dir, sizeof(dir), "%s/vms", d->cfg->data_dir);
+	clean_leftovers(dir);
 	DIR *dh = opendir(dir);
 	if (!dh)
 		return errno == ENOENT ? 0 : -errno;
@@ -407,7 +509,9 @@ static int load_vms(struct cvmm_daemon *d)
 			continue;
 		}
 		json_object_put(o);
+		pthread_mutex_lock(&d->lock);
 		if (strcmp(vm->id, de->d_name) || daemon_find_vm(d, vm->name)) {
+			pthread_mutex_unlock(&d->lock);
 			log_error("%s: id or name clashes with another VM; skipped", path);
 			vm_free(vm);
 			continue;
@@ -416,13 +520,41 @@ static int load_vms(struct cvmm_daemon *d)
 		if (daemon_reserve(d, vm, true, err2, sizeof(err2)) < 0)
 			log_warn("VM '%s': %s (limits changed?); kept, but not counted", vm->name, err2);
 		daemon_add_vm(d, vm);
+		pthread_mutex_unlock(&d->lock);
 		n++;
 	}
 	closedir(dh);
 	/* Listed in creation order, as before the restart. */
+	pthread_mutex_lock(&d->lock);
 	if (d->n_vms > 1)
 		qsort(d->vms, (size_t)d->n_vms, sizeof(*d->vms), by_created);
+	pthread_mutex_unlock(&d->lock);
 	return n;
+}
+
+/* <run_path>/vms/<id> of a VM that does not exist: left by a removal or a
+ * stop the daemon did not live to finish. */
+static void clean_run_dirs(struct cvmm_daemon *d)
+{
+	char dir[600];
+	snprintf(dir, sizeof(dir), "%s/vms", d->cfg->run_path);
+	DIR *dh = opendir(dir);
+	if (!dh)
+		return;
+	struct dirent *de;
+	while ((de = readdir(dh))) {
+		if (!uuid_valid(de->d_name))
+			continue;
+		struct cvmm_vm *vm = daemon_get_vm(d, de->d_name);
+		if (!vm) {
+			char path[700];
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			log_info("%s: runtime folder of no VM; removed", path);
+			rm_rf(path);
+		}
+		vm_unref(vm);
+	}
+	closedir(dh);
 }
 
 int daemon_start(struct cvmm_daemon *d, char *err, size_t errlen)
@@ -445,27 +577,31 @@ int daemon_start(struct cvmm_daemon *d, char *err, size_t errlen)
 			 c->path, c->default_backend);
 		return -ENOENT;
 	}
-	pthread_mutex_lock(&d->lock);
 	r = load_vms(d);
-	pthread_mutex_unlock(&d->lock);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot read %s: %s", vmdir, strerror(-r));
 		return r;
 	}
 	log_info("%d VMs in %s", r, vmdir);
+	clean_run_dirs(d);
 	d->jobs = jobs_new(d, c->workers);
 	if ((r = api_open(d, err, errlen)) < 0)
 		return r;
-	/* Re-adopt what was running; resume what was interrupted. */
-	for (int i = 0; i < d->n_vms; i++) {
-		struct cvmm_vm *vm = d->vms[i];
-		if (vm->state == VM_STARTING || vm->state == VM_RUNNING || vm->state == VM_STOPPING)
+	/* Re-adopt what was running; resume what was interrupted, towards each
+	 * VM's desired state (op_adopt). */
+	int n;
+	struct cvmm_vm **vms = daemon_get_vms(d, &n);
+	for (int i = 0; i < n; i++) {
+		struct cvmm_vm *vm = vms[i];
+		vm_lock(vm);
+		enum vm_state st = vm->state;
+		bool todo = st == VM_STARTING || st == VM_RUNNING || st == VM_STOPPING ||
+			    st == VM_REMOVING || !vm->defined_ok || vm->want_running;
+		vm_unlock(vm);
+		if (todo)
 			jobs_submit(d, job_new(JOB_ADOPT, vm));
-		else if (vm->state == VM_REMOVING)
-			jobs_submit(d, job_new(JOB_REMOVE, vm));
-		else if (vm->want_running && (vm->state == VM_EXITED || vm->state == VM_FAILED))
-			jobs_submit(d, job_new(JOB_ADOPT, vm)); /* resumes auto-restart */
 	}
+	daemon_put_vms(vms, n);
 	ev_signal_init(&d->sig_int, signal_cb, SIGINT);
 	ev_signal_init(&d->sig_term, signal_cb, SIGTERM);
 	ev_signal_init(&d->sig_hup, signal_cb, SIGHUP);
@@ -473,12 +609,8 @@ int daemon_start(struct cvmm_daemon *d, char *err, size_t errlen)
 	ev_signal_start(d->loop, &d->sig_int);
 	ev_signal_start(d->loop, &d->sig_term);
 	ev_signal_start(d->loop, &d->sig_hup);
-	ev_timer_init(&d->supervise, supervise_cb, c->ar_interval, c->ar_interval);
-	d->supervise.data = d;
-	ev_timer_start(d->loop, &d->supervise);
-	ev_timer_init(&d->log_rotate, log_rotate_cb, 2., 2.);
-	d->log_rotate.data = d;
-	ev_timer_start(d->loop, &d->log_rotate);
+	if (pthread_create(&d->house, NULL, house_main, d) == 0)
+		d->house_running = true;
 	return 0;
 }
 
@@ -497,19 +629,35 @@ void daemon_free(struct cvmm_daemon *d)
 {
 	if (!d)
 		return;
-	/* Jobs in flight finish (their undo must not be cut short); their
-	 * completions then run on the loop one last time, answering any API
-	 * client still waiting, before the API goes. */
-	jobs_free(d->jobs);
-	d->jobs = NULL;
-	wake_cb(d->loop, &d->wake, 0);
+	if (d->house_running) {
+		pthread_mutex_lock(&d->house_lock);
+		d->house_quit = true;
+		pthread_cond_signal(&d->house_cond);
+		pthread_mutex_unlock(&d->house_lock);
+		pthread_join(d->house, NULL);
+	}
+	/* Jobs in flight finish (their undo must not be cut short); queued ones
+	 * were persisted as intents and resume at the next start: their waiting
+	 * requests are answered now, before the API goes. */
+	int n = 0;
+	struct cvmm_vm **vms = NULL;
+	if (d->jobs) {
+		jobs_stop(d->jobs);
+		vms = daemon_get_vms(d, &n);
+		for (int i = 0; i < n; i++)
+			jobs_drain(d->jobs, vms[i]);
+		daemon_put_vms(vms, n);
+	}
 	api_close(d);
+	wake_cb(d->loop, &d->wake, 0); /* loop calls still queued hold references */
 	loopapi_free_all(d);
 	for (int i = 0; i < d->n_vms; i++) {
 		daemon_unwatch(d, d->vms[i]);
 		ev_timer_stop(d->loop, &d->vms[i]->restart_timer);
-		vm_free(d->vms[i]);
+		vm_unref(d->vms[i]);
 	}
+	jobs_free(d->jobs);
+	d->jobs = NULL;
 	free(d->vms);
 	free(d->cid_used);
 	registry_free(d->reg);
@@ -517,5 +665,7 @@ void daemon_free(struct cvmm_daemon *d)
 	pthread_mutex_destroy(&d->lock);
 	pthread_mutex_destroy(&d->call_lock);
 	pthread_mutex_destroy(&d->watch_lock);
+	pthread_mutex_destroy(&d->house_lock);
+	pthread_cond_destroy(&d->house_cond);
 	free(d);
 }

@@ -27,7 +27,7 @@ struct cvmm_daemon {
 	struct cvmm_config *cfg;
 	struct ev_loop *loop;
 
-	pthread_mutex_t lock; /* the VM table, every VM's run state, accounting */
+	pthread_mutex_t lock; /* the VM table and the accounting only: no I/O under it */
 	struct cvmm_vm **vms;
 	int n_vms, cap_vms;
 	uint32_t used_vcpu;
@@ -50,8 +50,12 @@ struct cvmm_daemon {
 	int next_watch_id;
 
 	ev_signal sig_int, sig_term, sig_hup;
-	ev_timer supervise;  /* cvm.auto_restart.interval: catch missed exits */
-	ev_timer log_rotate; /* bound console logs */
+	/* Housekeeping off the loop: console-log bounds every 2 s, missed exits
+	 * every cvm.auto_restart.interval (both read files). */
+	pthread_t house;
+	bool house_running, house_quit;
+	pthread_mutex_t house_lock;
+	pthread_cond_t house_cond;
 	bool stopping;
 	double started_at;
 };
@@ -66,10 +70,17 @@ void daemon_free(struct cvmm_daemon *d);
 /* Runs fn(d, arg) on the loop thread soon; any thread. */
 void daemon_call_on_loop(struct cvmm_daemon *d, void (*fn)(struct cvmm_daemon *, void *), void *arg);
 
-/* VM table; caller holds d->lock. */
+/* VM table; caller holds d->lock. The table holds one reference to each
+ * VM: add passes the caller's reference to the table; remove hands the
+ * table's reference back (true when vm was there). */
 struct cvmm_vm *daemon_find_vm(struct cvmm_daemon *d, const char *id_or_name);
 void daemon_add_vm(struct cvmm_daemon *d, struct cvmm_vm *vm);
-void daemon_remove_vm(struct cvmm_daemon *d, struct cvmm_vm *vm);
+bool daemon_remove_vm(struct cvmm_daemon *d, struct cvmm_vm *vm);
+/* Looks a VM up and returns a reference to it (vm_unref), or NULL. */
+struct cvmm_vm *daemon_get_vm(struct cvmm_daemon *d, const char *id_or_name);
+/* References to every VM in table order; *n set. Free with daemon_put_vms. */
+struct cvmm_vm **daemon_get_vms(struct cvmm_daemon *d, int *n);
+void daemon_put_vms(struct cvmm_vm **vms, int n);
 
 /* Accounting; caller holds d->lock. reserve checks limits and the pool,
  * writing the numbers into err; -EBUSY when over a limit. */
@@ -78,9 +89,6 @@ int daemon_reserve(struct cvmm_daemon *d, struct cvmm_vm *vm, bool fixed_cid, ch
 void daemon_release(struct cvmm_daemon *d, struct cvmm_vm *vm);
 /* Port conflicts and port_mapping rules against every other VM. */
 int daemon_check_ports(struct cvmm_daemon *d, struct cvmm_vm *vm, char *err, size_t errlen);
-
-/* Persists the VM's manifest (takes d->lock itself to snapshot). */
-int daemon_save_vm(struct cvmm_daemon *d, struct cvmm_vm *vm);
 
 /* Watches pid for vm on the loop; any thread. */
 int daemon_watch_pid(struct cvmm_daemon *d, struct cvmm_vm *vm, int pid);

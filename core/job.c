@@ -1,9 +1,15 @@
 /*
  * job: see job.h. Jobs run plugin code, which blocks, so they never run on
- * the loop; what they change in a VM is changed under d->lock, and what must
- * happen on the loop afterwards (answer an API client, arm a restart timer,
- * notice an exit that happened meanwhile) is handed back through
- * daemon_call_on_loop().
+ * the loop thread. What they change in a VM is changed under vm->lock and
+ * written to disk outside it; what must happen on the loop afterwards (arm a
+ * restart timer, watch a pid, let go of a removed VM's watchers) is handed
+ * over with daemon_call_on_loop(), each call holding its own VM reference.
+ *
+ * Persistence: the desired state is written before the work that moves
+ * towards it (by the API request, or by the job itself), and the outcome
+ * after it, so a start writes its manifest twice: its intent, and running
+ * (with the pid). A daemon killed anywhere in between finds the intent at
+ * its next start and resumes (daemon.c, op_adopt).
  */
 #include "job.h"
 #include "daemon.h"
@@ -15,16 +21,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 struct jobs {
 	struct cvmm_daemon *d;
-	pthread_cond_t cond; /* with d->lock */
-	struct job *head, *tail;
-	int running;
+	pthread_mutex_t mu;
+	pthread_cond_t work; /* a VM became ready, or quit */
+	pthread_cond_t done; /* a job finished */
+	struct cvmm_vm *ready_head, *ready_tail; /* VMs whose head job may run */
+	int running, queued;
 	bool quit;
 	int n_threads;
 	pthread_t *threads;
@@ -34,34 +44,70 @@ struct job *job_new(enum job_op op, struct cvmm_vm *vm)
 {
 	struct job *j = xzalloc(sizeof(*j));
 	j->op = op;
-	j->vm = vm;
+	j->vm = vm_ref(vm);
+	j->refs = 1;
+	j->timeout = 30;
 	return j;
+}
+
+struct job *job_ref(struct job *j)
+{
+	__atomic_add_fetch(&j->refs, 1, __ATOMIC_RELAXED);
+	return j;
+}
+
+void job_unref(struct job *j)
+{
+	if (j && __atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		vm_unref(j->vm);
+		free(j);
+	}
 }
 
 /* ---- small helpers (worker thread) ---- */
 
-static void set_state(struct cvmm_vm *vm, enum vm_state st, const char *reason)
+static bool is_active(enum vm_state s)
 {
-	struct cvmm_daemon *d = vm->d;
-	pthread_mutex_lock(&d->lock);
+	return s == VM_STARTING || s == VM_RUNNING || s == VM_STOPPING;
+}
+
+/* Moves vm to st (reason NULL: keep the reason), records the change as an
+ * event, and writes the manifest when save is set. */
+static void set_state(struct cvmm_vm *vm, enum vm_state st, const char *reason, bool save)
+{
+	vm_lock(vm);
 	enum vm_state old = vm->state;
 	vm->state = st;
 	if (reason)
 		vm_set_reason(vm, reason);
+	vm_unlock(vm);
 	if (old != st)
 		vm_event(vm, "state", "%s -> %s%s%s", vm_state_name(old), vm_state_name(st),
 			 reason && *reason ? ": " : "", reason ? reason : "");
-	pthread_mutex_unlock(&d->lock);
-	daemon_save_vm(d, vm);
+	if (save)
+		vm_save(vm);
 }
 
 /* The failing step's message, or a generic one naming what failed. */
 static void fail_msg(struct cvmm_vm *vm, int rc, const char *what)
 {
-	if (!vm->errbuf[0])
+	vm_lock(vm);
+	if (vm->errbuf && !vm->errbuf[0])
 		snprintf(vm->errbuf, VM_ERRBUF_LEN, "%s failed: %s", what, strerror(-rc));
+	vm_unlock(vm);
 }
 
+static void set_err(struct cvmm_vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(struct cvmm_vm *vm, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vm_lock(vm);
+	if (vm->errbuf)
+		vsnprintf(vm->errbuf, VM_ERRBUF_LEN, fmt, ap);
+	vm_unlock(vm);
+	va_end(ap);
+}
 /* Runs argv, collecting stderr into out. Returns the exit status or -errno. */
 static int run_cmd(char *const argv[], char *out, size_t outlen)
 {
@@ -108,6 +154,154 @@ static int run_cmd(char *const argv[], char *out, size_t outlen)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+
+/* ---- bounded plugin calls ----
+ * Every plugin step runs on a thread of its own while the worker waits at
+ * most cvm.hook_timeout for it: a plugin that hangs fails its step, which is
+ * then undone like any failure, instead of holding the VM (and a worker)
+ * forever. The abandoned thread keeps its own VM reference and, when the
+ * plugin finally returns, frees what it was given; the spec it was working
+ * on becomes its own (the job no longer needs a spec after a failure). */
+
+enum call_kind { CALL_HOOK, CALL_NET_DEFINE, CALL_NET_SETUP, CALL_NET_UNDEFINE, CALL_NET_TEARDOWN };
+
+struct call {
+	enum call_kind kind;
+	struct reg_hook *hook;
+	struct reg_netmode *m;
+	uint32_t ev, nic, n_ports;
+	const struct cvmm_port_map *ports[VM_MAX_PORTS];
+	struct cvmm_vm *vm;
+	struct cvmm_spec *spec;
+	int rc;
+	int state; /* 0 running, 1 returned, 2 abandoned by the job */
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+};
+
+static int call_run(struct call *c)
+{
+	switch (c->kind) {
+	case CALL_HOOK:
+		return c->hook->fn(c->hook->data, c->vm, c->ev, c->spec);
+	case CALL_NET_DEFINE:
+		return c->m->ops.define ? c->m->ops.define(c->m->data, c->vm, c->nic, c->ports, c->n_ports)
+					: 0;
+	case CALL_NET_SETUP:
+		return c->m->ops.setup ? c->m->ops.setup(c->m->data, c->vm, c->nic, c->spec, c->ports,
+							 c->n_ports)
+				       : 0;
+	case CALL_NET_UNDEFINE:
+		return c->m->ops.undefine ? c->m->ops.undefine(c->m->data, c->vm, c->nic) : 0;
+	case CALL_NET_TEARDOWN:
+		return c->m->ops.teardown ? c->m->ops.teardown(c->m->data, c->vm, c->nic) : 0;
+	}
+	return -EINVAL;
+}
+
+static void call_free(struct call *c)
+{
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cond);
+	vm_unref(c->vm);
+	free(c);
+}
+
+static void *call_thread(void *arg)
+{
+	struct call *c = arg;
+	int rc = call_run(c);
+	pthread_mutex_lock(&c->mu);
+	c->rc = rc;
+	bool abandoned = c->state == 2;
+	c->state = 1;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->mu);
+	if (abandoned) {
+		log_warn("VM '%s': a plugin step that overran cvm.hook_timeout returned (%d) "
+			 "after its job gave up on it",
+			 c->vm->name, rc);
+		spec_free(c->spec);
+		call_free(c);
+	}
+	return NULL;
+}
+
+/* Runs c (heap, filled in) bounded by cvm.hook_timeout. On a timeout
+ * returns -ETIMEDOUT, and *specp (if the call had the spec) is handed to the
+ * abandoned call: the caller's pointer is cleared. */
+static int call_bounded(struct cvmm_daemon *d, struct call *c, struct cvmm_spec **specp,
+			const char *what)
+{
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	vm_ref(c->vm);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_t t;
+	int e = pthread_create(&t, &attr, call_thread, c);
+	pthread_attr_destroy(&attr);
+	if (e) { /* no thread to spare: run it here, unbounded */
+		int rc = call_run(c);
+		call_free(c);
+		return rc;
+	}
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	double to = d->cfg->hook_timeout > 0 ? d->cfg->hook_timeout : 300;
+	dl.tv_sec += (time_t)to;
+	dl.tv_nsec += (long)((to - (double)(time_t)to) * 1e9);
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->mu);
+	while (c->state == 0)
+		if (pthread_cond_timedwait(&c->cond, &c->mu, &dl) == ETIMEDOUT)
+			break;
+	if (c->state == 0) {
+		c->state = 2;
+		pthread_mutex_unlock(&c->mu);
+		if (specp && c->spec)
+			*specp = NULL;
+		else
+			c->spec = NULL;
+		set_err(c->vm, "%s did not finish within %g s (cvm.hook_timeout)", what, to);
+		log_error("VM '%s': %s did not finish within %g s (cvm.hook_timeout); undoing", c->vm->name,
+			  what, to);
+		return -ETIMEDOUT;
+	}
+	int rc = c->rc;
+	pthread_mutex_unlock(&c->mu);
+	call_free(c);
+	return rc;
+}
+
+static struct call *call_new(enum call_kind kind, struct cvmm_vm *vm, uint32_t ev)
+{
+	struct call *c = xzalloc(sizeof(*c));
+	c->kind = kind;
+	c->vm = vm;
+	c->ev = ev;
+	return c;
+}
+
+static const char *event_name(uint32_t ev)
+{
+	static const char *const names[] = {
+	    [CVMM_EV_DEFINE] = "define",     [CVMM_EV_UNDEFINE] = "undefine",
+	    [CVMM_EV_PREPARE] = "prepare",   [CVMM_EV_CLEANUP] = "cleanup",
+	    [CVMM_EV_PRE_START] = "pre_start", [CVMM_EV_POST_STOP] = "post_stop",
+	    [CVMM_EV_STARTED] = "started",   [CVMM_EV_STOPPING] = "stopping",
+	};
+	return ev < ARRAY_SIZE(names) && names[ev] ? names[ev] : "event";
+}
+
 /* ---- stages ---- */
 
 #define MAX_STEPS 64
@@ -139,31 +333,30 @@ static int ports_nic(struct cvmm_daemon *d, struct cvmm_vm *vm)
 }
 
 static int netmode_do(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev, int i,
-		      struct cvmm_spec *spec)
+		      struct cvmm_spec **specp)
 {
 	struct reg_netmode *m = registry_netmode(d->reg, vm_nic_param(vm, i, "mode"));
 	if (!m) {
-		snprintf(vm->errbuf, VM_ERRBUF_LEN, "networks[%d]: network mode '%s' is not loaded",
-			 i, vm_nic_param(vm, i, "mode"));
+		set_err(vm, "networks[%d]: network mode '%s' is not loaded", i,
+			vm_nic_param(vm, i, "mode"));
 		return -ENOENT;
 	}
-	const struct cvmm_port_map *ports[VM_MAX_PORTS];
-	uint32_t n = 0;
+	if (ev == CVMM_EV_DEFINE && i == 0 && vm->n_ports && ports_nic(d, vm) < 0) {
+		set_err(vm, "ports: none of this VM's networks can carry port mappings (mode '%s' cannot)",
+			vm_nic_param(vm, 0, "mode"));
+		return -EINVAL;
+	}
+	struct call *c = call_new(ev == CVMM_EV_DEFINE ? CALL_NET_DEFINE : CALL_NET_SETUP, vm, ev);
+	c->m = m;
+	c->nic = (uint32_t)i;
 	if (ports_nic(d, vm) == i)
 		for (int k = 0; k < vm->n_ports; k++)
-			ports[n++] = &vm->ports[k];
-	if (ev == CVMM_EV_DEFINE) {
-		if (i == 0 && vm->n_ports && ports_nic(d, vm) < 0) {
-			snprintf(vm->errbuf, VM_ERRBUF_LEN,
-				 "ports: none of this VM's networks can carry port mappings (mode '%s' cannot)",
-				 vm_nic_param(vm, 0, "mode"));
-			return -EINVAL;
-		}
-		return m->ops.define ? m->ops.define(m->data, vm, (uint32_t)i, ports, n) : 0;
-	}
+			c->ports[c->n_ports++] = &vm->ports[k];
 	if (ev == CVMM_EV_PRE_START)
-		return m->ops.setup ? m->ops.setup(m->data, vm, (uint32_t)i, spec, ports, n) : 0;
-	return 0;
+		c->spec = *specp;
+	char what[96];
+	snprintf(what, sizeof(what), "networks[%d] (mode %s) at %s", i, m->name, event_name(ev));
+	return call_bounded(d, c, specp, what);
 }
 
 static void netmode_undo(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t undo, int i)
@@ -171,11 +364,13 @@ static void netmode_undo(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t und
 	struct reg_netmode *m = registry_netmode(d->reg, vm_nic_param(vm, i, "mode"));
 	if (!m)
 		return;
-	int rc = 0;
-	if (undo == CVMM_EV_UNDEFINE && m->ops.undefine)
-		rc = m->ops.undefine(m->data, vm, (uint32_t)i);
-	else if (undo == CVMM_EV_POST_STOP && m->ops.teardown)
-		rc = m->ops.teardown(m->data, vm, (uint32_t)i);
+	struct call *c = call_new(undo == CVMM_EV_UNDEFINE ? CALL_NET_UNDEFINE : CALL_NET_TEARDOWN, vm,
+				  undo);
+	c->m = m;
+	c->nic = (uint32_t)i;
+	char what[96];
+	snprintf(what, sizeof(what), "networks[%d] (mode %s) at %s", i, m->name, event_name(undo));
+	int rc = call_bounded(d, c, NULL, what);
 	if (rc < 0)
 		log_warn("VM '%s': networks[%d] (%s): undo failed: %s", vm->name, i, m->name,
 			 strerror(-rc));
@@ -207,10 +402,14 @@ static void stage_undo(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev,
 			if (!ran)
 				continue;
 		}
-		int rc = hooks[i]->fn(hooks[i]->data, vm, undo, NULL);
+		struct call *c = call_new(CALL_HOOK, vm, undo);
+		c->hook = hooks[i];
+		char what[96];
+		snprintf(what, sizeof(what), "plugin %s at %s", hooks[i]->plugin->name, event_name(undo));
+		int rc = call_bounded(d, c, NULL, what);
 		if (rc < 0)
-			log_warn("VM '%s': plugin %s: undo of event %u failed: %s", vm->name,
-				 hooks[i]->plugin->name, ev, strerror(-rc));
+			log_warn("VM '%s': plugin %s: undo of %s failed: %s", vm->name,
+				 hooks[i]->plugin->name, event_name(ev), strerror(-rc));
 	}
 	if (has_netmode_step(ev)) {
 		int upto = ran_plugins ? ran_nics : vm->n_nics;
@@ -220,13 +419,13 @@ static void stage_undo(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev,
 }
 
 /* Runs a do-stage; on failure undoes what of it ran (plus the failing step). */
-static int stage_do(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev, struct cvmm_spec *spec)
+static int stage_do(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev, struct cvmm_spec **specp)
 {
 	struct cvmm_plugin *ran[MAX_STEPS];
 	int n_ran = 0, nics_done = 0, rc = 0;
 	if (has_netmode_step(ev))
 		for (; nics_done < vm->n_nics; nics_done++) {
-			rc = netmode_do(d, vm, ev, nics_done, spec);
+			rc = netmode_do(d, vm, ev, nics_done, specp);
 			if (rc < 0) {
 				fail_msg(vm, rc, "network setup");
 				stage_undo(d, vm, ev, ran, 0, nics_done + 1);
@@ -237,10 +436,13 @@ static int stage_do(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev, stru
 	int n = registry_hooks(d->reg, ev, hooks, MAX_STEPS);
 	for (int i = 0; i < n; i++) {
 		ran[n_ran++] = hooks[i]->plugin;
-		rc = hooks[i]->fn(hooks[i]->data, vm, ev, spec);
+		struct call *c = call_new(CALL_HOOK, vm, ev);
+		c->hook = hooks[i];
+		c->spec = specp ? *specp : NULL;
+		char what[96];
+		snprintf(what, sizeof(what), "plugin %s at %s", hooks[i]->plugin->name, event_name(ev));
+		rc = call_bounded(d, c, specp, what);
 		if (rc < 0) {
-			char what[96];
-			snprintf(what, sizeof(what), "plugin %s", hooks[i]->plugin->name);
 			fail_msg(vm, rc, what);
 			if (undo_event(ev))
 				stage_undo(d, vm, ev, ran, n_ran, nics_done);
@@ -254,8 +456,11 @@ static void notify(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev)
 {
 	struct reg_hook *hooks[MAX_STEPS];
 	int n = registry_hooks(d->reg, ev, hooks, MAX_STEPS);
-	for (int i = 0; i < n; i++)
-		hooks[i]->fn(hooks[i]->data, vm, ev, NULL);
+	for (int i = 0; i < n; i++) {
+		struct call *c = call_new(CALL_HOOK, vm, ev);
+		c->hook = hooks[i];
+		call_bounded(d, c, NULL, hooks[i]->plugin->name);
+	}
 }
 
 /* ---- the built-in PREPARE work: the VM's disk and the spec skeleton ---- */
@@ -293,14 +498,14 @@ static int prepare_disk(struct cvmm_daemon *d, struct cvmm_vm *vm, const struct 
 		int rc = run_cmd(argv, out, sizeof(out));
 		if (rc != 0) {
 			unlink(tmp);
-			snprintf(vm->errbuf, VM_ERRBUF_LEN, "disk: qemu-img create failed: %s",
+			set_err(vm, "disk: qemu-img create failed: %s",
 				 out[0] ? out : strerror(rc < 0 ? -rc : EIO));
 			return rc < 0 ? rc : -EIO;
 		}
 		if (rename(tmp, path) < 0) {
 			int e = -errno;
 			unlink(tmp);
-			snprintf(vm->errbuf, VM_ERRBUF_LEN, "disk: %s: %s", path, strerror(-e));
+			set_err(vm, "disk: %s: %s", path, strerror(-e));
 			return e;
 		}
 	}
@@ -316,7 +521,7 @@ static int build_spec(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spe
 	char err[512];
 	int rc = image_load(d->cfg->image_path, vm->image, &img, err, sizeof(err));
 	if (rc < 0) {
-		str_copy(vm->errbuf, VM_ERRBUF_LEN, err);
+		set_err(vm, "%s", err);
 		return rc;
 	}
 	struct cvmm_spec *s = spec_new();
@@ -351,7 +556,7 @@ static struct reg_backend *backend_of(struct cvmm_daemon *d, struct cvmm_vm *vm)
 {
 	struct reg_backend *b = registry_backend(d->reg, vm->backend);
 	if (!b)
-		snprintf(vm->errbuf, VM_ERRBUF_LEN, "backend '%s' is not loaded", vm->backend);
+		set_err(vm, "backend '%s' is not loaded", vm->backend);
 	return b;
 }
 
@@ -364,9 +569,9 @@ static void teardown_boot(struct cvmm_daemon *d, struct cvmm_vm *vm)
 	if (b && b->ops.cleanup)
 		b->ops.cleanup(b->data, vm);
 	rm_rf(vm->run_dir);
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
 	vm->pid = 0;
-	pthread_mutex_unlock(&d->lock);
+	vm_unlock(vm);
 }
 
 static int op_start(struct cvmm_daemon *d, struct job *j)
@@ -377,44 +582,45 @@ static int op_start(struct cvmm_daemon *d, struct job *j)
 	int rc;
 	if (!b)
 		return -ENOENT;
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
 	vm->pid = 0;
 	vm->proc_gone = false;
 	vm->stop_requested = false;
 	vm->want_running = true;
-	pthread_mutex_unlock(&d->lock);
-	set_state(vm, VM_STARTING, "");
+	vm_unlock(vm);
+	/* Write 1 of 2: the intent (unless the request wrote it already). */
+	set_state(vm, VM_STARTING, "", !j->intent_saved);
 	if ((rc = mkdir_p(vm->run_dir, 0750)) < 0) {
-		snprintf(vm->errbuf, VM_ERRBUF_LEN, "run directory %s: %s", vm->run_dir,
-			 strerror(-rc));
-		return rc;
+		set_err(vm, "run directory %s: %s", vm->run_dir, strerror(-rc));
+		goto fail_prepare;
 	}
 	/* PREPARE: the core's own part (image, disk) runs first. */
 	if ((rc = build_spec(d, vm, &spec)) < 0)
 		goto fail_prepare;
-	if ((rc = stage_do(d, vm, CVMM_EV_PREPARE, spec)) < 0)
+	if ((rc = stage_do(d, vm, CVMM_EV_PREPARE, &spec)) < 0)
 		goto fail_prepare;
-	if ((rc = stage_do(d, vm, CVMM_EV_PRE_START, spec)) < 0)
+	if ((rc = stage_do(d, vm, CVMM_EV_PRE_START, &spec)) < 0)
 		goto fail_pre_start;
 	if (!b->ops.start) {
 		rc = -ENOTSUP;
-		snprintf(vm->errbuf, VM_ERRBUF_LEN, "backend '%s' cannot start VMs", b->name);
+		set_err(vm, "backend '%s' cannot start VMs", b->name);
 		goto fail_launch;
 	}
 	if ((rc = b->ops.start(b->data, vm, &spec->pub)) < 0) {
 		fail_msg(vm, rc, "launch");
 		goto fail_launch;
 	}
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
 	vm->started = now_real();
-	pthread_mutex_unlock(&d->lock);
+	vm_unlock(vm);
 	if ((rc = stage_do(d, vm, CVMM_EV_STARTED, NULL)) < 0) {
 		if (b->ops.kill)
 			b->ops.kill(b->data, vm);
 		goto fail_launch;
 	}
 	spec_free(spec);
-	set_state(vm, VM_RUNNING, "");
+	/* Write 2 of 2: running, with the pid and what plugins saved. */
+	set_state(vm, VM_RUNNING, "", true);
 	return 0;
 
 fail_launch:
@@ -426,33 +632,34 @@ fail_prepare:
 		b->ops.cleanup(b->data, vm);
 	rm_rf(vm->run_dir);
 	spec_free(spec);
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
 	vm->pid = 0;
 	vm->want_running = j->automatic; /* an auto-restart keeps trying */
-	pthread_mutex_unlock(&d->lock);
-	set_state(vm, VM_FAILED, vm->errbuf);
+	char reason[VM_ERRBUF_LEN];
+	str_copy(reason, sizeof(reason), vm->errbuf ? vm->errbuf : "");
+	vm_unlock(vm);
+	set_state(vm, VM_FAILED, reason, true);
 	return rc;
 }
 
-static bool is_active(enum vm_state s)
-{
-	return s == VM_STARTING || s == VM_RUNNING || s == VM_STOPPING;
-}
-
-static int op_stop(struct cvmm_daemon *d, struct job *j)
+/* keep_want: part of a restart or a resume: the desired state stays. */
+static int do_stop(struct cvmm_daemon *d, struct job *j, bool keep_want)
 {
 	struct cvmm_vm *vm = j->vm;
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
 	enum vm_state st = vm->state;
-	vm->want_running = false;
+	if (!keep_want)
+		vm->want_running = false;
 	vm->stop_requested = true;
-	pthread_mutex_unlock(&d->lock);
+	vm_unlock(vm);
 	if (!is_active(st)) {
 		if (st == VM_EXITED)
-			set_state(vm, VM_STOPPED, "");
+			set_state(vm, VM_STOPPED, "", true);
+		else if (!j->intent_saved && !keep_want)
+			vm_save(vm);
 		return 0;
 	}
-	set_state(vm, VM_STOPPING, "");
+	set_state(vm, VM_STOPPING, "", !j->intent_saved);
 	stage_undo(d, vm, CVMM_EV_STARTED, NULL, 0, 0);
 	struct reg_backend *b = backend_of(d, vm);
 	int rc = 0;
@@ -465,20 +672,66 @@ static int op_stop(struct cvmm_daemon *d, struct job *j)
 	if (rc < 0) {
 		fail_msg(vm, rc, "stop");
 		/* The VM may still run: keep it as it is, say why. */
-		set_state(vm, VM_RUNNING, vm->errbuf);
+		char reason[VM_ERRBUF_LEN];
+		vm_lock(vm);
+		str_copy(reason, sizeof(reason), vm->errbuf ? vm->errbuf : "");
+		vm_unlock(vm);
+		set_state(vm, VM_RUNNING, reason, true);
 		return rc;
 	}
 	teardown_boot(d, vm);
-	set_state(vm, VM_STOPPED, "");
+	set_state(vm, VM_STOPPED, "", true);
 	return 0;
+}
+
+/* Decides an automatic restart after an exit or a failed automatic start:
+ * records it and sets vm->next_restart; the loop arms the timer. */
+static bool plan_restart(struct cvmm_daemon *d, struct cvmm_vm *vm)
+{
+	struct cvmm_config *c = d->cfg;
+	vm_lock(vm);
+	if (!c->ar_enabled || !vm->want_running || vm->removing ||
+	    (vm->state != VM_EXITED && vm->state != VM_FAILED)) {
+		vm_unlock(vm);
+		return false;
+	}
+	double now = now_real();
+	if (vm->state == VM_EXITED && vm->started > 0 && now - vm->started >= c->ar_reset_window)
+		vm->restarts = 0;
+	if (vm->restarts >= c->ar_max_retries) {
+		vm->want_running = false;
+		int n = vm->restarts;
+		vm_unlock(vm);
+		vm_event(vm, "auto-restart",
+			 "gave up after %d restarts (cvm.auto_restart.max_retries = %d)", n,
+			 c->ar_max_retries);
+		vm_save(vm);
+		return true;
+	}
+	double delay = c->ar_initial_backoff * pow(2.0, vm->restarts);
+	if (delay > c->ar_max_backoff)
+		delay = c->ar_max_backoff;
+	vm->restarts++;
+	vm->next_restart = now + delay;
+	int n = vm->restarts;
+	vm_unlock(vm);
+	vm_event(vm, "auto-restart", "restart %d of at most %d in %.1f s", n, c->ar_max_retries,
+		 delay);
+	vm_save(vm);
+	return true;
 }
 
 static int op_exited(struct cvmm_daemon *d, struct job *j)
 {
 	struct cvmm_vm *vm = j->vm;
-	pthread_mutex_lock(&d->lock);
-	bool running = vm->state == VM_RUNNING;
-	pthread_mutex_unlock(&d->lock);
+	vm_lock(vm);
+	bool running = vm->state == VM_RUNNING && vm->proc_gone;
+	char *why = vm->exit_reason;
+	vm->exit_reason = NULL;
+	vm_unlock(vm);
+	if (why)
+		vm_event(vm, "exit", "backend reports the VM ended: %s", why);
+	free(why);
 	if (!running)
 		return 0;
 	notify(d, vm, CVMM_EV_EXITED);
@@ -488,8 +741,47 @@ static int op_exited(struct cvmm_daemon *d, struct job *j)
 	if (b && b->ops.kill)
 		b->ops.kill(b->data, vm);
 	teardown_boot(d, vm);
-	set_state(vm, VM_EXITED, "the VM's process ended without being asked to");
+	set_state(vm, VM_EXITED, "the VM's process ended without being asked to", false);
+	if (!plan_restart(d, vm))
+		vm_save(vm);
 	return 0;
+}
+
+/* Takes the VM out of the table (worker); the loop then lets go of its
+ * watchers and drops the table's reference. */
+static void detach_on_loop(struct cvmm_daemon *d, void *arg)
+{
+	struct cvmm_vm *vm = arg;
+	ev_timer_stop(d->loop, &vm->restart_timer);
+	daemon_unwatch(d, vm);
+	vm_unref(vm); /* the table's */
+}
+
+static void drop_from_table(struct cvmm_daemon *d, struct cvmm_vm *vm)
+{
+	pthread_mutex_lock(&d->lock);
+	daemon_release(d, vm);
+	bool was = daemon_remove_vm(d, vm);
+	pthread_mutex_unlock(&d->lock);
+	vm_lock(vm);
+	vm->gone = true;
+	vm_unlock(vm);
+	if (was)
+		daemon_call_on_loop(d, detach_on_loop, vm);
+}
+
+/* Removes a VM folder: renamed first, so a crash never leaves half of one
+ * under its own name (the daemon deletes .removed-* at start). */
+static int remove_folder(struct cvmm_daemon *d, struct cvmm_vm *vm)
+{
+	char trash[700];
+	snprintf(trash, sizeof(trash), "%s/vms/.removed-%s", d->cfg->data_dir, vm->id);
+	pthread_mutex_lock(&vm->io_lock); /* no manifest or event write in between */
+	int rc = rename(vm->data_dir, trash) < 0 && errno != ENOENT ? -errno : 0;
+	pthread_mutex_unlock(&vm->io_lock);
+	if (rc < 0)
+		return rc;
+	return rm_rf(trash);
 }
 
 static int op_define(struct cvmm_daemon *d, struct job *j)
@@ -497,82 +789,135 @@ static int op_define(struct cvmm_daemon *d, struct job *j)
 	struct cvmm_vm *vm = j->vm;
 	int rc = mkdir_p(vm->data_dir, 0750);
 	if (rc < 0) {
-		snprintf(vm->errbuf, VM_ERRBUF_LEN, "data directory %s: %s", vm->data_dir,
-			 strerror(-rc));
-		return rc;
+		set_err(vm, "data directory %s: %s", vm->data_dir, strerror(-rc));
+		goto fail;
 	}
-	if ((rc = daemon_save_vm(d, vm)) < 0) {
-		snprintf(vm->errbuf, VM_ERRBUF_LEN, "cannot write the manifest: %s", strerror(-rc));
-		rm_rf(vm->data_dir);
-		return rc;
+	/* Write 1: the VM exists, not yet defined: a crash from here on is
+	 * undone at the next start (defined_ok false). */
+	if ((rc = vm_save(vm)) < 0) {
+		set_err(vm, "cannot write the manifest: %s", strerror(-rc));
+		goto fail;
 	}
-	if ((rc = stage_do(d, vm, CVMM_EV_DEFINE, NULL)) < 0) {
-		rm_rf(vm->data_dir);
-		return rc;
-	}
-	pthread_mutex_lock(&d->lock);
+	if ((rc = stage_do(d, vm, CVMM_EV_DEFINE, NULL)) < 0)
+		goto fail;
+	vm_lock(vm);
 	vm->defined_ok = true;
+	vm_unlock(vm);
 	vm_event(vm, "define", "defined from image '%s' (%u vCPU, %llu MiB)", vm->image, vm->vcpu,
 		 (unsigned long long)vm->memory_mb);
-	pthread_mutex_unlock(&d->lock);
-	return daemon_save_vm(d, vm);
+	if ((rc = vm_save(vm)) < 0) {
+		set_err(vm, "cannot write the manifest: %s", strerror(-rc));
+		stage_undo(d, vm, CVMM_EV_DEFINE, NULL, 0, 0);
+		goto fail;
+	}
+	return 0;
+fail:
+	remove_folder(d, vm);
+	drop_from_table(d, vm);
+	return rc;
 }
 
 static int op_remove(struct cvmm_daemon *d, struct job *j)
 {
 	struct cvmm_vm *vm = j->vm;
 	j->force = true;
-	int rc = op_stop(d, j);
-	if (rc < 0)
+	int rc = do_stop(d, j, false);
+	if (rc < 0) {
+		vm_lock(vm);
+		vm->removing = false; /* it still runs: a later DELETE may try again */
+		vm_unlock(vm);
 		return rc;
-	set_state(vm, VM_REMOVING, "");
-	stage_undo(d, vm, CVMM_EV_DEFINE, NULL, 0, 0);
+	}
+	set_state(vm, VM_REMOVING, "", true);
+	vm_lock(vm);
+	bool defined = vm->defined_ok;
+	vm_unlock(vm);
+	if (defined)
+		stage_undo(d, vm, CVMM_EV_DEFINE, NULL, 0, 0);
 	rm_rf(vm->run_dir);
-	rc = rm_rf(vm->data_dir);
+	rc = remove_folder(d, vm);
 	if (rc < 0)
 		log_warn("VM '%s': removing %s: %s", vm->name, vm->data_dir, strerror(-rc));
+	char console[600];
+	snprintf(console, sizeof(console), "%s", vm->name);
+	drop_from_table(d, vm);
+	log_info("VM '%s': removed", console);
 	return 0;
 }
 
+/*
+ * After a daemon restart: brings the VM to its desired state from whatever
+ * the crash left. A live process of a VM that should run is kept when it was
+ * running, and replaced when its start was interrupted (what the start had
+ * done is unknown, so it is undone and done again); a live process of a VM
+ * that should not run is stopped; the leftovers of a dead one are undone and,
+ * if it should run, it starts again.
+ */
 static int op_adopt(struct cvmm_daemon *d, struct job *j)
 {
 	struct cvmm_vm *vm = j->vm;
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
 	enum vm_state st = vm->state;
-	pthread_mutex_unlock(&d->lock);
-	if (!is_active(st))
-		return 0;
-	struct reg_backend *b = backend_of(d, vm);
-	int alive = b && b->ops.adopt ? b->ops.adopt(b->data, vm) : 0;
-	if (alive < 0) {
-		fail_msg(vm, alive, "re-adoption");
-		alive = 0;
+	bool want = vm->want_running, defined = vm->defined_ok;
+	vm_unlock(vm);
+	if (!defined) { /* an interrupted create: nobody was told it exists */
+		log_info("VM '%s': its create was interrupted; removing it", vm->name);
+		j->op = JOB_REMOVE;
+		vm_lock(vm);
+		vm->removing = true;
+		vm_unlock(vm);
+		return op_remove(d, j);
 	}
-	if (alive) {
-		for (int i = 0; i < vm->n_nics; i++) {
-			struct reg_netmode *m = registry_netmode(d->reg, vm_nic_param(vm, i, "mode"));
-			if (m && m->ops.adopt && m->ops.adopt(m->data, vm, (uint32_t)i) < 0)
-				log_warn("VM '%s': networks[%d]: re-adoption failed", vm->name, i);
+	if (st == VM_REMOVING) {
+		j->op = JOB_REMOVE;
+		return op_remove(d, j);
+	}
+	if (is_active(st)) {
+		struct reg_backend *b = backend_of(d, vm);
+		int alive = b && b->ops.adopt ? b->ops.adopt(b->data, vm) : 0;
+		if (alive < 0) {
+			fail_msg(vm, alive, "re-adoption");
+			alive = 0;
 		}
-		pthread_mutex_lock(&d->lock);
-		vm_event(vm, "adopt", "re-adopted after a daemon restart (pid %d)", vm->pid);
-		pthread_mutex_unlock(&d->lock);
-		if (st == VM_RUNNING)
-			return 0;
-		/* An interrupted stop finishes; an interrupted start is undone and,
-		 * if the VM should run, started again (on the loop, afterwards). */
-		j->force = st == VM_STARTING;
-		j->timeout = 30;
-		return op_stop(d, j);
-	}
-	teardown_boot(d, vm);
-	if (st == VM_RUNNING && vm->want_running) {
-		set_state(vm, VM_EXITED, "the VM ended while the daemon was down");
+		if (alive) {
+			for (int i = 0; i < vm->n_nics; i++) {
+				struct reg_netmode *m =
+				    registry_netmode(d->reg, vm_nic_param(vm, i, "mode"));
+				if (m && m->ops.adopt && m->ops.adopt(m->data, vm, (uint32_t)i) < 0)
+					log_warn("VM '%s': networks[%d]: re-adoption failed", vm->name, i);
+			}
+			vm_lock(vm);
+			int pid = vm->pid;
+			vm_unlock(vm);
+			vm_event(vm, "adopt", "re-adopted after a daemon restart (pid %d)", pid);
+			if (st == VM_RUNNING && want)
+				return 0;
+			/* An interrupted stop finishes; an interrupted start is undone. */
+			j->force = st == VM_STARTING;
+			j->timeout = 30;
+			int rc = do_stop(d, j, true);
+			if (rc < 0 || !want)
+				return rc;
+		} else {
+			teardown_boot(d, vm);
+			if (st == VM_RUNNING && want) {
+				set_state(vm, VM_EXITED, "the VM ended while the daemon was down", false);
+				if (!plan_restart(d, vm))
+					vm_save(vm);
+				return 0;
+			}
+			set_state(vm, VM_STOPPED,
+				  st == VM_STARTING ? "the daemon stopped during the start" : "", !want);
+		}
+	} else if (st == VM_EXITED || st == VM_FAILED) {
+		plan_restart(d, vm); /* resumes a pending automatic restart */
 		return 0;
 	}
-	set_state(vm, st == VM_STARTING ? VM_FAILED : VM_STOPPED,
-		  st == VM_STARTING ? "the daemon stopped during the start" : "");
-	return 0;
+	if (!want)
+		return 0;
+	vm_event(vm, "resume", "starting again: the VM should run (desired state running)");
+	j->op = JOB_START;
+	return op_start(d, j);
 }
 
 static int run_job(struct cvmm_daemon *d, struct job *j)
@@ -583,9 +928,9 @@ static int run_job(struct cvmm_daemon *d, struct job *j)
 	case JOB_START:
 		return op_start(d, j);
 	case JOB_STOP:
-		return op_stop(d, j);
+		return do_stop(d, j, false);
 	case JOB_RESTART: {
-		int rc = op_stop(d, j);
+		int rc = do_stop(d, j, true);
 		return rc < 0 ? rc : op_start(d, j);
 	}
 	case JOB_REMOVE:
@@ -604,10 +949,11 @@ static void restart_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct cvmm_vm *vm = w->data;
 	struct cvmm_daemon *d = vm->d;
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
+	bool go = vm->next_restart > 0 && vm->want_running && !is_active(vm->state) &&
+		  !vm->removing && !vm->gone;
 	vm->next_restart = 0;
-	bool go = vm->want_running && !is_active(vm->state) && vm->state != VM_REMOVING;
-	pthread_mutex_unlock(&d->lock);
+	vm_unlock(vm);
 	if (!go)
 		return;
 	struct job *j = job_new(JOB_START, vm);
@@ -615,128 +961,89 @@ static void restart_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	jobs_submit(d, j);
 }
 
-static void maybe_restart(struct cvmm_daemon *d, struct cvmm_vm *vm)
+static void arm_restart_on_loop(struct cvmm_daemon *d, void *arg)
 {
-	struct cvmm_config *c = d->cfg;
-	pthread_mutex_lock(&d->lock);
-	if (!c->ar_enabled || !vm->want_running || (vm->state != VM_EXITED && vm->state != VM_FAILED)) {
-		pthread_mutex_unlock(&d->lock);
-		return;
+	struct cvmm_vm *vm = arg;
+	vm_lock(vm);
+	double at = vm->gone ? 0 : vm->next_restart;
+	vm_unlock(vm);
+	if (at > 0) {
+		double delay = at - now_real();
+		ev_timer_stop(d->loop, &vm->restart_timer);
+		ev_timer_init(&vm->restart_timer, restart_timer_cb, delay > 0 ? delay : 0., 0.);
+		vm->restart_timer.data = vm;
+		ev_timer_start(d->loop, &vm->restart_timer);
 	}
-	double now = now_real();
-	if (vm->state == VM_EXITED && vm->started > 0 && now - vm->started >= c->ar_reset_window)
-		vm->restarts = 0;
-	if (vm->restarts >= c->ar_max_retries) {
-		vm->want_running = false;
-		vm_event(vm, "auto-restart",
-			 "gave up after %d restarts (cvm.auto_restart.max_retries = %d)", vm->restarts,
-			 c->ar_max_retries);
-		pthread_mutex_unlock(&d->lock);
-		daemon_save_vm(d, vm);
-		return;
-	}
-	double delay = c->ar_initial_backoff * pow(2.0, vm->restarts);
-	if (delay > c->ar_max_backoff)
-		delay = c->ar_max_backoff;
-	vm->restarts++;
-	vm->next_restart = now + delay;
-	vm_event(vm, "auto-restart", "restart %d of at most %d in %.1f s", vm->restarts,
-		 c->ar_max_retries, delay);
-	pthread_mutex_unlock(&d->lock);
-	daemon_save_vm(d, vm);
-	ev_timer_stop(d->loop, &vm->restart_timer);
-	ev_timer_init(&vm->restart_timer, restart_timer_cb, delay, 0.);
-	vm->restart_timer.data = vm;
-	ev_timer_start(d->loop, &vm->restart_timer);
+	vm_unref(vm);
 }
 
 /* ---- the pool ---- */
 
-static void job_finished_on_loop(struct cvmm_daemon *d, void *arg)
+/* Caller holds js->mu. */
+static void make_ready(struct jobs *js, struct cvmm_vm *vm)
 {
-	struct job *j = arg;
-	struct cvmm_vm *vm = j->vm;
-	if (j->done)
-		j->done(d, j);
-	if (j->op == JOB_REMOVE && j->result == 0) {
-		ev_timer_stop(d->loop, &vm->restart_timer);
-		daemon_unwatch(d, vm);
-		pthread_mutex_lock(&d->lock);
-		daemon_release(d, vm);
-		daemon_remove_vm(d, vm);
-		pthread_mutex_unlock(&d->lock);
-		vm_free(vm);
-	} else if (j->op == JOB_DEFINE && j->result < 0) {
-		pthread_mutex_lock(&d->lock);
-		daemon_release(d, vm);
-		daemon_remove_vm(d, vm);
-		pthread_mutex_unlock(&d->lock);
-		vm_free(vm);
-	} else {
-		pthread_mutex_lock(&d->lock);
-		bool gone = vm->state == VM_RUNNING && vm->proc_gone && !vm->busy;
-		pthread_mutex_unlock(&d->lock);
-		if (gone)
-			jobs_submit(d, job_new(JOB_EXITED, vm));
-		else if (j->op == JOB_EXITED || j->op == JOB_ADOPT ||
-			 (j->op == JOB_START && j->automatic))
-			maybe_restart(d, vm);
-		if (j->op == JOB_ADOPT && j->result == 0) {
-			pthread_mutex_lock(&d->lock);
-			bool again = vm->want_running && vm->state == VM_STOPPED;
-			pthread_mutex_unlock(&d->lock);
-			if (again)
-				jobs_submit(d, job_new(JOB_START, vm));
-		}
-	}
-	free(j);
+	if (vm->on_ready || vm->job_running || !vm->jq_head)
+		return;
+	vm->on_ready = true;
+	vm->ready_next = NULL;
+	if (js->ready_tail)
+		js->ready_tail->ready_next = vm;
+	else
+		js->ready_head = vm;
+	js->ready_tail = vm;
+	pthread_cond_signal(&js->work);
 }
 
 static void *worker_main(void *arg)
 {
 	struct jobs *js = arg;
 	struct cvmm_daemon *d = js->d;
-	pthread_mutex_lock(&d->lock);
+	pthread_mutex_lock(&js->mu);
 	for (;;) {
-		struct job *j = NULL, *prev = NULL;
-		while (!js->quit) {
-			prev = NULL;
-			for (j = js->head; j; prev = j, j = j->next)
-				if (!j->vm->busy)
-					break;
-			if (j)
-				break;
-			pthread_cond_wait(&js->cond, &d->lock);
-		}
+		while (!js->quit && !js->ready_head)
+			pthread_cond_wait(&js->work, &js->mu);
 		if (js->quit)
 			break;
-		if (prev)
-			prev->next = j->next;
-		else
-			js->head = j->next;
-		if (js->tail == j)
-			js->tail = prev;
-		j->vm->busy = true;
+		struct cvmm_vm *vm = js->ready_head;
+		js->ready_head = vm->ready_next;
+		if (!js->ready_head)
+			js->ready_tail = NULL;
+		vm->on_ready = false;
+		struct job *j = vm->jq_head;
+		vm->jq_head = j->next;
+		if (!vm->jq_head)
+			vm->jq_tail = NULL;
+		vm->job_running = true;
+		js->queued--;
+		js->running++;
+		pthread_mutex_unlock(&js->mu);
+
 		/* Plugins' error messages for this VM land in the job. */
 		j->err[0] = 0;
-		j->vm->errbuf = j->err;
-		js->running++;
-		pthread_mutex_unlock(&d->lock);
-
+		vm_lock(vm);
+		vm->errbuf = j->err;
+		vm_unlock(vm);
 		j->result = run_job(d, j);
+		vm_lock(vm);
+		vm->errbuf = NULL;
+		bool restart = vm->next_restart > 0 && !vm->gone;
+		vm_unlock(vm);
 		if (j->result < 0 && !j->err[0])
 			str_copy(j->err, sizeof(j->err), strerror(-j->result));
+		if (restart)
+			daemon_call_on_loop(d, arm_restart_on_loop, vm_ref(vm));
 
-		pthread_mutex_lock(&d->lock);
-		j->vm->errbuf = NULL;
-		j->vm->busy = false;
+		pthread_mutex_lock(&js->mu);
+		vm->job_running = false;
 		js->running--;
-		pthread_cond_broadcast(&js->cond);
-		pthread_mutex_unlock(&d->lock);
-		daemon_call_on_loop(d, job_finished_on_loop, j);
-		pthread_mutex_lock(&d->lock);
+		j->finished = true;
+		make_ready(js, vm);
+		pthread_cond_broadcast(&js->done);
+		pthread_mutex_unlock(&js->mu);
+		job_unref(j);
+		pthread_mutex_lock(&js->mu);
 	}
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&js->mu);
 	return NULL;
 }
 
@@ -744,7 +1051,9 @@ struct jobs *jobs_new(struct cvmm_daemon *d, int workers)
 {
 	struct jobs *js = xzalloc(sizeof(*js));
 	js->d = d;
-	pthread_cond_init(&js->cond, NULL);
+	pthread_mutex_init(&js->mu, NULL);
+	pthread_cond_init(&js->work, NULL);
+	pthread_cond_init(&js->done, NULL);
 	js->threads = xzalloc(sizeof(pthread_t) * (size_t)workers);
 	for (int i = 0; i < workers; i++) {
 		if (pthread_create(&js->threads[i], NULL, worker_main, js) != 0)
@@ -754,63 +1063,115 @@ struct jobs *jobs_new(struct cvmm_daemon *d, int workers)
 	return js;
 }
 
+void jobs_stop(struct jobs *js)
+{
+	if (!js)
+		return;
+	pthread_mutex_lock(&js->mu);
+	/* Let running jobs finish: killing a half-done start would leak. What
+	 * is still queued was persisted as an intent and resumes at the next
+	 * start; its waiters are answered now. */
+	js->quit = true;
+	pthread_cond_broadcast(&js->work);
+	pthread_mutex_unlock(&js->mu);
+	for (int i = 0; i < js->n_threads; i++)
+		pthread_join(js->threads[i], NULL);
+	js->n_threads = 0;
+	pthread_mutex_lock(&js->mu);
+	for (struct cvmm_vm *vm = js->ready_head, *nv; vm; vm = nv) {
+		nv = vm->ready_next;
+		vm->on_ready = false;
+	}
+	js->ready_head = js->ready_tail = NULL;
+	pthread_mutex_unlock(&js->mu);
+}
+
+/* Called with the VM table intact (daemon_free): drops every queued job. */
+void jobs_drain(struct jobs *js, struct cvmm_vm *vm)
+{
+	pthread_mutex_lock(&js->mu);
+	struct job *j = vm->jq_head;
+	vm->jq_head = vm->jq_tail = NULL;
+	for (struct job *n; j; j = n) {
+		n = j->next;
+		j->result = -ESHUTDOWN;
+		str_copy(j->err, sizeof(j->err), "the daemon is stopping; the request resumes when it starts again");
+		j->finished = true;
+		js->queued--;
+		pthread_mutex_unlock(&js->mu);
+		job_unref(j);
+		pthread_mutex_lock(&js->mu);
+	}
+	pthread_cond_broadcast(&js->done);
+	pthread_mutex_unlock(&js->mu);
+}
+
 void jobs_free(struct jobs *js)
 {
 	if (!js)
 		return;
-	struct cvmm_daemon *d = js->d;
-	pthread_mutex_lock(&d->lock);
-	/* Let running jobs finish: killing a half-done start would leak. */
-	while (js->running)
-		pthread_cond_wait(&js->cond, &d->lock);
-	js->quit = true;
-	pthread_cond_broadcast(&js->cond);
-	pthread_mutex_unlock(&d->lock);
-	for (int i = 0; i < js->n_threads; i++)
-		pthread_join(js->threads[i], NULL);
-	for (struct job *j = js->head, *n; j; j = n) {
-		n = j->next;
-		free(j);
-	}
-	pthread_cond_destroy(&js->cond);
+	jobs_stop(js);
+	pthread_mutex_destroy(&js->mu);
+	pthread_cond_destroy(&js->work);
+	pthread_cond_destroy(&js->done);
 	free(js->threads);
 	free(js);
 }
 
-void jobs_submit(struct cvmm_daemon *d, struct job *j)
+int jobs_submit(struct cvmm_daemon *d, struct job *j)
 {
 	struct jobs *js = d->jobs;
-	if (!js) { /* shutting down: the next start re-adopts and resumes */
-		free(j);
-		return;
+	pthread_mutex_lock(&js->mu);
+	vm_lock(j->vm);
+	bool gone = j->vm->gone;
+	vm_unlock(j->vm);
+	if (js->quit || gone) {
+		j->result = js->quit ? -ESHUTDOWN : -ENOENT;
+		str_copy(j->err, sizeof(j->err),
+			 js->quit ? "the daemon is stopping" : "the VM was removed");
+		j->finished = true;
+		pthread_cond_broadcast(&js->done);
+		pthread_mutex_unlock(&js->mu);
+		job_unref(j);
+		return js->quit ? -ESHUTDOWN : -ENOENT;
 	}
-	pthread_mutex_lock(&d->lock);
+	struct cvmm_vm *vm = j->vm;
 	j->next = NULL;
-	if (js->tail)
-		js->tail->next = j;
+	if (vm->jq_tail)
+		vm->jq_tail->next = j;
 	else
-		js->head = j;
-	js->tail = j;
-	pthread_cond_signal(&js->cond);
-	pthread_mutex_unlock(&d->lock);
+		vm->jq_head = j;
+	vm->jq_tail = j;
+	js->queued++;
+	make_ready(js, vm);
+	pthread_mutex_unlock(&js->mu);
+	return 0;
+}
+
+void job_wait(struct cvmm_daemon *d, struct job *j)
+{
+	struct jobs *js = d->jobs;
+	pthread_mutex_lock(&js->mu);
+	while (!j->finished)
+		pthread_cond_wait(&js->done, &js->mu);
+	pthread_mutex_unlock(&js->mu);
 }
 
 int jobs_pending(struct cvmm_daemon *d)
 {
-	pthread_mutex_lock(&d->lock);
-	int n = d->jobs->running;
-	for (struct job *j = d->jobs->head; j; j = j->next)
-		n++;
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&d->jobs->mu);
+	int n = d->jobs->running + d->jobs->queued;
+	pthread_mutex_unlock(&d->jobs->mu);
 	return n;
 }
 
 void jobs_process_gone(struct cvmm_daemon *d, struct cvmm_vm *vm)
 {
-	pthread_mutex_lock(&d->lock);
+	vm_lock(vm);
 	vm->proc_gone = true;
-	bool submit = vm->state == VM_RUNNING && !vm->busy;
-	pthread_mutex_unlock(&d->lock);
+	bool submit = !vm->gone && !vm->removing;
+	vm_unlock(vm);
+	/* Queued behind whatever runs for the VM; op_exited decides then. */
 	if (submit)
 		jobs_submit(d, job_new(JOB_EXITED, vm));
 }

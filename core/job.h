@@ -1,8 +1,10 @@
 /*
- * job: lifecycle jobs on a bounded worker pool. One job per VM at a time,
- * different VMs in parallel. A job runs the VM through the paired events
- * (DEFINE/UNDEFINE, PREPARE/CLEANUP, PRE_START/POST_STOP, STARTED/STOPPING)
- * and undoes, newest first, whatever ran when a step fails.
+ * job: lifecycle jobs. Each VM has its own serial queue of jobs, and a
+ * bounded pool of workers runs the head job of VMs that have one, different
+ * VMs in parallel. A job holds a reference to its VM for its whole life. It
+ * runs the VM through the paired events (DEFINE/UNDEFINE, PREPARE/CLEANUP,
+ * PRE_START/POST_STOP, STARTED/STOPPING) and undoes, newest first, whatever
+ * ran when a step fails or overruns cvm.hook_timeout.
  */
 #ifndef CVMM_JOB_H
 #define CVMM_JOB_H
@@ -19,26 +21,36 @@ enum job_op { JOB_DEFINE, JOB_START, JOB_STOP, JOB_RESTART, JOB_REMOVE, JOB_EXIT
 
 struct job {
 	enum job_op op;
-	struct cvmm_vm *vm;
-	uint32_t timeout; /* graceful stop, seconds */
-	bool force;       /* stop: kill at once */
-	bool automatic;   /* start: an auto-restart */
-	int result;       /* 0 or -errno */
+	struct cvmm_vm *vm; /* a reference, dropped when the job is freed */
+	uint32_t timeout;   /* graceful stop, seconds */
+	bool force;         /* stop: kill at once */
+	bool automatic;     /* start: an auto-restart */
+	bool intent_saved;  /* the requester persisted the desired state already */
+	int result;         /* 0 or -errno */
 	char err[VM_ERRBUF_LEN]; /* message when result < 0 */
-	/* Runs on the loop thread once the job is over; may be NULL. */
-	void (*done)(struct cvmm_daemon *d, struct job *j);
-	void *ctx;
+	/* Completion: a requester may wait for it (job_wait). */
+	int refs;
+	bool finished;
 	struct job *next;
 };
 
 struct jobs *jobs_new(struct cvmm_daemon *d, int workers);
 /* Stops accepting work, waits for running jobs, joins the workers. */
-void jobs_free(struct jobs *js);
-/* Queues j (allocated by the caller with xzalloc; freed after done). Loop
- * thread. */
-void jobs_submit(struct cvmm_daemon *d, struct job *j);
+void jobs_stop(struct jobs *js);
+/* After jobs_stop: answers vm's queued jobs (-ESHUTDOWN) and drops them. */
+void jobs_drain(struct jobs *js, struct cvmm_vm *vm);
+void jobs_free(struct jobs *js); /* jobs_stop, then frees */
+/* A new job on vm (takes a reference to vm). */
 struct job *job_new(enum job_op op, struct cvmm_vm *vm);
-/* The watched process of vm ended (loop thread). */
+/* Queues j behind vm's other jobs; any thread. Returns 0, or -ESHUTDOWN
+ * when the daemon is stopping (j is then released). */
+int jobs_submit(struct cvmm_daemon *d, struct job *j);
+/* Keeps j after it finishes, for job_wait; release with job_unref. */
+struct job *job_ref(struct job *j);
+void job_unref(struct job *j);
+/* Blocks until j finished; any thread but the loop's. */
+void job_wait(struct cvmm_daemon *d, struct job *j);
+/* The watched process of vm ended (any thread). */
 void jobs_process_gone(struct cvmm_daemon *d, struct cvmm_vm *vm);
 /* Number of jobs queued or running. */
 int jobs_pending(struct cvmm_daemon *d);

@@ -4,6 +4,7 @@
  */
 #include "registry.h"
 #include "daemon.h"
+#include "job.h"
 #include "spec.h"
 #include "loopapi.h"
 #include "util.h"
@@ -222,8 +223,10 @@ static int h_error(cvmm_plugin *p, cvmm_vm *vm, int err, const char *fmt, ...)
 	va_end(ap);
 	if (vm) {
 		/* The first error of a job is the cause; later ones are fallout. */
+		vm_lock(vm);
 		if (vm->errbuf && !vm->errbuf[0])
 			str_copy(vm->errbuf, VM_ERRBUF_LEN, msg);
+		vm_unlock(vm);
 		log_error("%s: VM '%s': %s", p ? p->name : "plugin", vm->name, msg);
 	} else {
 		if (p && p->reg->loading == p && !p->init_err[0])
@@ -427,16 +430,19 @@ static int h_state_set(cvmm_plugin *p, cvmm_vm *vm, const char *key, const char 
 {
 	if (!key || !*key || strlen(key) > 128 || (value && strlen(value) > 4096))
 		return -EINVAL;
-	pthread_mutex_lock(&vm->d->lock);
+	/* Kept in memory; written with the job's next manifest write (a start
+	 * writes it when the VM runs), so a start costs two fsyncs, not one per
+	 * key. Plugins find their runtime objects again by name after a crash. */
+	vm_lock(vm);
 	vm_kv_set(vm, p->name, key, value);
-	pthread_mutex_unlock(&vm->d->lock);
-	return daemon_save_vm(vm->d, vm);
+	vm_unlock(vm);
+	return 0;
 }
 
 static int h_state_get(cvmm_plugin *p, cvmm_vm *vm, const char *key, char *buf, size_t len)
 {
 	int r;
-	pthread_mutex_lock(&vm->d->lock);
+	vm_lock(vm);
 	const char *v = vm_kv_get(vm, p->name, key);
 	if (!v)
 		r = -ENOENT;
@@ -444,7 +450,7 @@ static int h_state_get(cvmm_plugin *p, cvmm_vm *vm, const char *key, char *buf, 
 		r = -ENOSPC;
 	else
 		r = (int)strlen(v);
-	pthread_mutex_unlock(&vm->d->lock);
+	vm_unlock(vm);
 	return r;
 }
 
@@ -470,20 +476,15 @@ static int h_vm_watch_pid(cvmm_vm *vm, int32_t pid)
 	return daemon_watch_pid(vm->d, vm, pid);
 }
 
-static void exited_on_loop(struct cvmm_daemon *d, void *arg);
+/* May come on the loop thread (libvirt's events): no I/O here; the EXITED
+ * job records the reason. */
 static void h_vm_exited(cvmm_vm *vm, const char *reason)
 {
-	pthread_mutex_lock(&vm->d->lock);
-	vm_event(vm, "exit", "backend reports the VM ended: %s", reason ? reason : "unknown");
-	pthread_mutex_unlock(&vm->d->lock);
-	daemon_call_on_loop(vm->d, exited_on_loop, vm);
-}
-
-/* Defined in job.c: the same path a pidfd exit takes. */
-void jobs_process_gone(struct cvmm_daemon *d, struct cvmm_vm *vm);
-static void exited_on_loop(struct cvmm_daemon *d, void *arg)
-{
-	jobs_process_gone(d, arg);
+	vm_lock(vm);
+	free(vm->exit_reason);
+	vm->exit_reason = xstrdup(reason ? reason : "unknown");
+	vm_unlock(vm);
+	jobs_process_gone(vm->d, vm);
 }
 
 static void *h_alloc(size_t n)

@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 
 static const char *state_names[] = {"defined", "starting", "running",  "stopping",
                                     "stopped", "exited",   "removing", "failed"};
@@ -36,7 +37,10 @@ int vm_state_from_name(const char *n)
 bool vm_name_valid(const char *name)
 {
 	size_t l = name ? strlen(name) : 0;
-	if (l < 1 || l > 63 || name[0] == '.')
+	/* A letter or digit first: "-rf" would read as an option to every
+	 * command line it lands on. */
+	if (l < 1 || l > 63 || !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z') ||
+				(name[0] >= '0' && name[0] <= '9')))
 		return false;
 	for (size_t i = 0; i < l; i++) {
 		char c = name[i];
@@ -51,6 +55,9 @@ struct cvmm_vm *vm_alloc(struct cvmm_daemon *d, const char *id)
 {
 	struct cvmm_vm *vm = xzalloc(sizeof(*vm));
 	vm->d = d;
+	vm->refs = 1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->io_lock, NULL);
 	vm->pidfd = -1;
 	str_copy(vm->id, sizeof(vm->id), id);
 	vm->data_dir = xasprintf("%s/vms/%s", d->cfg->data_dir, id);
@@ -65,10 +72,25 @@ void vm_set_reason(struct cvmm_vm *vm, const char *reason)
 	vm->reason = xstrdup(reason ? reason : "");
 }
 
+struct cvmm_vm *vm_ref(struct cvmm_vm *vm)
+{
+	__atomic_add_fetch(&vm->refs, 1, __ATOMIC_RELAXED);
+	return vm;
+}
+
+void vm_unref(struct cvmm_vm *vm)
+{
+	if (vm && __atomic_sub_fetch(&vm->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		vm_free(vm);
+}
+
 void vm_free(struct cvmm_vm *vm)
 {
 	if (!vm)
 		return;
+	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->io_lock);
+	free(vm->exit_reason);
 	for (int i = 0; i < vm->n_nics; i++) {
 		for (int k = 0; k < vm->nics[i].n; k++) {
 			free(vm->nics[i].keys[k]);
@@ -282,7 +304,7 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 	if (!vm_name_valid(json_object_get_string(v)) ||
 	    (size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v))) {
 		snprintf(err, errlen,
-		         "name: must be 1-63 characters of [A-Za-z0-9._-] not starting with '.', "
+		         "name: must be 1-63 characters of [A-Za-z0-9._-] starting with a letter or digit, "
 		         "got '%.80s'",
 		         json_object_get_string(v));
 		goto fail;
@@ -673,6 +695,23 @@ static void events_trim(const char *path)
 	free(text);
 }
 
+int vm_save(struct cvmm_vm *vm)
+{
+	size_t len;
+	char path[600];
+	snprintf(path, sizeof(path), "%s/manifest.json", vm->data_dir);
+	pthread_mutex_lock(&vm->io_lock);
+	vm_lock(vm);
+	char *text = vm_manifest_text(vm, &len);
+	vm_unlock(vm);
+	int r = path_exists(vm->data_dir) ? write_file_atomic(path, text, len, 0640) : -ENOENT;
+	pthread_mutex_unlock(&vm->io_lock);
+	free(text);
+	if (r < 0 && r != -ENOENT)
+		log_error("VM '%s': cannot write %s: %s", vm->name, path, strerror(-r));
+	return r == -ENOENT ? 0 : r;
+}
+
 void vm_event(struct cvmm_vm *vm, const char *type, const char *fmt, ...)
 {
 	char message[512];
@@ -683,19 +722,29 @@ void vm_event(struct cvmm_vm *vm, const char *type, const char *fmt, ...)
 	log_info("VM '%s': %s: %s", vm->name, type, message);
 	char path[600];
 	snprintf(path, sizeof(path), "%s/events.log", vm->data_dir);
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return;
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "time", json_object_new_double(now_real()));
 	json_object_object_add(o, "type", json_object_new_string(type));
 	json_object_object_add(o, "message", json_object_new_string(message));
-	dprintf(fd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	size_t len;
+	const char *line = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+	pthread_mutex_lock(&vm->io_lock);
+	/* No O_CREAT once the folder is gone: a late event of a removed VM must
+	 * not bring its folder back. */
+	int fd = path_exists(vm->data_dir)
+	             ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)
+	             : -1;
+	if (fd >= 0) {
+		struct iovec iov[2] = {{(void *)line, len}, {"\n", 1}};
+		if (writev(fd, iov, 2) < 0)
+			log_warn("VM '%s': %s: %s", vm->name, path, strerror(errno));
+		off_t size = lseek(fd, 0, SEEK_END);
+		close(fd);
+		if (size > VM_EVENTS_LOG_MAX)
+			events_trim(path);
+	}
+	pthread_mutex_unlock(&vm->io_lock);
 	json_object_put(o);
-	off_t size = lseek(fd, 0, SEEK_END);
-	close(fd);
-	if (size > VM_EVENTS_LOG_MAX)
-		events_trim(path);
 }
 
 json_object *vm_events_json(const struct cvmm_vm *vm, int max)

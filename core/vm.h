@@ -9,6 +9,7 @@
 #include <cvmm/plugin.h>
 #include <ev.h>
 #include <json-c/json.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 struct cvmm_daemon;
@@ -44,8 +45,22 @@ struct vm_kv {
 	char *plugin, *key, *value;
 };
 
+/*
+ * A VM is reference-counted, as libvirt's domain objects are: the table
+ * holds one reference, and anything that uses a VM across a thread or a wait
+ * (an API request, a job, a loop callback) holds its own, never a bare
+ * pointer. The last vm_unref() frees it.
+ *
+ * Locks: vm->lock guards the run state below (short, never across I/O or a
+ * plugin call); vm->io_lock serialises the VM's file writes (manifest,
+ * events.log), each of which snapshots the run state under vm->lock. Order:
+ * d->lock, then vm->io_lock, then vm->lock; never d->lock inside a VM lock.
+ */
 struct cvmm_vm {
 	struct cvmm_daemon *d;
+	int refs; /* atomic */
+	pthread_mutex_t lock, io_lock;
+
 	/* Definition: fixed after create. */
 	char id[37];
 	char name[64];
@@ -63,7 +78,7 @@ struct cvmm_vm {
 	char *data_dir; /* <data_dir>/vms/<id> */
 	char *run_dir;  /* <run_path>/vms/<id> */
 
-	/* Run state: guarded by d->lock. */
+	/* Run state: guarded by vm->lock. */
 	enum vm_state state;
 	bool want_running; /* desired state */
 	char *reason; /* never NULL; vm_set_reason() */
@@ -73,14 +88,22 @@ struct cvmm_vm {
 	double next_restart; /* wall time of a scheduled automatic restart, 0 none */
 	int n_kv;
 	struct vm_kv *kv;
-
-	/* Job bookkeeping (guarded by d->lock). */
-	bool busy;         /* a lifecycle job runs for this VM */
+	bool creating;     /* the create is not answered yet: requests get 409 */
+	bool removing;     /* DELETE accepted: every later request gets 409 */
+	bool gone;         /* out of the table: nothing may be queued for it */
 	bool proc_gone;    /* the watched process ended */
 	bool stop_requested; /* the current exit was asked for */
 	bool defined_ok;   /* DEFINE completed (so UNDEFINE must run on remove) */
-	bool reserved;     /* holds vCPU, memory and a CID in the accounting */
+	char *exit_reason; /* what the backend said of an exit, for the EXITED job */
 	char *errbuf; /* the running job's message buffer (VM_ERRBUF_LEN), else NULL */
+
+	/* Accounting: guarded by d->lock. */
+	bool reserved;     /* holds vCPU, memory and a CID in the accounting */
+
+	/* The VM's serial job queue: guarded by the pool's lock (job.c). */
+	struct job *jq_head, *jq_tail;
+	bool job_running, on_ready;
+	struct cvmm_vm *ready_next;
 
 	/* Loop-owned watchers. */
 	ev_io pidfd_watch;
@@ -89,6 +112,11 @@ struct cvmm_vm {
 	ev_timer restart_timer;
 };
 
+#define vm_lock(vm) pthread_mutex_lock(&(vm)->lock)
+#define vm_unlock(vm) pthread_mutex_unlock(&(vm)->lock)
+struct cvmm_vm *vm_ref(struct cvmm_vm *vm);
+void vm_unref(struct cvmm_vm *vm); /* NULL is fine */
+
 /* Validates a create request into a fresh VM (not yet in the table). On
  * error returns -EINVAL with "field: rule" in err. */
 int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **out, bool *start,
@@ -96,16 +124,18 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 bool vm_name_valid(const char *name);
 /* An empty VM of daemon d with id set: paths and reason filled in. */
 struct cvmm_vm *vm_alloc(struct cvmm_daemon *d, const char *id);
-void vm_set_reason(struct cvmm_vm *vm, const char *reason); /* caller holds d->lock */
+void vm_set_reason(struct cvmm_vm *vm, const char *reason); /* caller holds vm->lock */
+/* Frees a VM nobody else saw (a refused create, a bad manifest); a VM that
+ * was in the table goes with its last vm_unref(). */
 void vm_free(struct cvmm_vm *vm);
 
 /* Persisted form. vm_load fills a VM from <dir>/manifest.json. */
 json_object *vm_to_manifest(struct cvmm_vm *vm);
 int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out, char *err,
 		     size_t errlen);
-/* The manifest as JSON text (malloc'd). Caller holds d->lock. */
+/* The manifest as JSON text (malloc'd). Caller holds vm->lock. */
 char *vm_manifest_text(struct cvmm_vm *vm, size_t *len);
-/* API form (caller holds d->lock): written as text, or as an object. */
+/* API form (caller holds vm->lock): written as text, or as an object. */
 struct jw;
 /* fields: NULL for every field, else a comma-separated subset of
  * vm_api_fields (check it with vm_check_fields first). */
@@ -122,10 +152,15 @@ void vm_event(struct cvmm_vm *vm, const char *type, const char *fmt, ...)
 /* The newest `max` events, oldest first: {"events": [...]}. */
 json_object *vm_events_json(const struct cvmm_vm *vm, int max);
 
-/* Plugin key/value state (caller holds d->lock). */
+/* Plugin key/value state (caller holds vm->lock). */
 const char *vm_kv_get(struct cvmm_vm *vm, const char *plugin, const char *key);
 void vm_kv_set(struct cvmm_vm *vm, const char *plugin, const char *key, const char *value);
 
 const char *vm_nic_param(struct cvmm_vm *vm, int i, const char *key);
+
+/* Writes the manifest (atomic, fsync'd) from a snapshot of the VM taken
+ * under vm->lock; serialised by vm->io_lock. Any thread but the loop's;
+ * no lock held. 0 when the VM's folder is gone (removed). */
+int vm_save(struct cvmm_vm *vm);
 
 #endif

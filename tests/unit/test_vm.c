@@ -290,13 +290,14 @@ static void test_names(void)
 	                     "a@b",
 	                     "a$b",
 	                     "a;b",
-	                     /* a NUL inside must not cut the name short to "a" */ "a\\u0000b"};
+	                     /* a NUL inside must not cut the name short to "a" */ "a\\u0000b",
+	                     /* would read as options on a command line */ "-rf", "-", "_x"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		text = xasprintf("{\"name\": \"%s\", \"image\": \"tiny\"}", bad[i]);
 		refused_(d, text, "name: ", NULL, __LINE__);
 		free(text);
 	}
-	const char *good[] = {long63, "a.b_c-1", "A", "0", "web-1.example_X", "a..b", "-"};
+	const char *good[] = {long63, "a.b_c-1", "A", "0", "web-1.example_X", "a..b", "x-"};
 	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
 		text = xasprintf("{\"name\": \"%s\", \"image\": \"tiny\"}", good[i]);
 		struct cvmm_vm *vm = accepted_(d, text, NULL, __LINE__);
