@@ -602,10 +602,10 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 	json_object *o = vm_to_api(vm);
 	vm_unlock(vm);
 	if (start) {
-		/* The manifest says it should run: a crash from here resumes it. */
-		struct job *sj = job_new(JOB_START, vm);
-		sj->intent_saved = true;
-		jobs_submit(d, sj);
+		/* The manifest says it should run (state defined, desired
+		 * running): a crash from here resumes it; the start job writes
+		 * its own intent (nothing of it ran before that write). */
+		jobs_submit(d, job_new(JOB_START, vm));
 	}
 	return send_json(q->conn, 201, o);
 }
@@ -707,8 +707,11 @@ static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *v
 	}
 	vm->want_running = op != JOB_STOP;
 	vm->next_restart = 0;
+	/* A start is under way from here (queued counts): the state says so,
+	 * and so does the manifest written below, so that a daemon killed at
+	 * any point looks for the VM's process at its next start. */
 	if (op == JOB_START && !active(st))
-		vm->state = VM_STARTING; /* what the queued job does first */
+		vm->state = VM_STARTING;
 	vm_unlock(vm);
 	/* The desired state is on disk before the answer: a daemon killed right
 	 * after the 202 still knows what was asked. */
@@ -1068,13 +1071,21 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_conte
 			a->conns->prev = k;
 		a->conns = k;
 		a->n_conns++;
-		bool over = a->n_waiting >= API_MAX_WAITING;
 		a->n_waiting++;
+		/* Too many that have not said who they are: the one that has
+		 * waited longest goes (a slow client, most likely); a real client
+		 * sends its headers at once and is served. */
+		if (a->n_waiting > API_MAX_WAITING) {
+			struct conn *old = NULL;
+			for (struct conn *o = a->conns; o; o = o->next)
+				if (!o->in_request && o->fd >= 0)
+					old = o;
+			if (old) {
+				shutdown(old->fd, SHUT_RDWR);
+				old->fd = -1;
+			}
+		}
 		pthread_mutex_unlock(&a->mu);
-		/* Too many that have not said who they are: this one is not
-		 * served; the others' deadline frees room soon. */
-		if (over && k->fd >= 0)
-			shutdown(k->fd, SHUT_RDWR);
 		*socket_context = k;
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
 		struct conn *k = *socket_context;
@@ -1146,7 +1157,7 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 	mode_t old = umask(0117);
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, 128) < 0) {
+	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
 		int e = errno;
 		snprintf(err, errlen, "address: cannot listen on %s: %s", path, strerror(e));
 		close(fd);
@@ -1181,7 +1192,7 @@ static int listen_tcp(const char *spec, char *err, size_t errlen)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	int r = fd < 0 ? -1 : bind(fd, res->ai_addr, res->ai_addrlen);
 	freeaddrinfo(res);
-	if (r < 0 || listen(fd, 128) < 0) {
+	if (r < 0 || listen(fd, SOMAXCONN) < 0) {
 		int e = errno;
 		snprintf(err, errlen, "address: cannot listen on tcp:%s: %s", spec, strerror(e));
 		if (fd >= 0)

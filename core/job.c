@@ -1022,8 +1022,16 @@ static void *worker_main(void *arg)
 		j->err[0] = 0;
 		vm_lock(vm);
 		vm->errbuf = j->err;
+		/* Once a removal is accepted, nothing but the removal (and the
+		 * resume of one) runs: a start queued just before it is void. */
+		bool void_job = vm->gone || (vm->removing && j->op != JOB_REMOVE && j->op != JOB_ADOPT);
 		vm_unlock(vm);
-		j->result = run_job(d, j);
+		if (void_job) {
+			j->result = -ENOENT;
+			str_copy(j->err, sizeof(j->err), "the VM is being removed");
+		} else {
+			j->result = run_job(d, j);
+		}
 		vm_lock(vm);
 		vm->errbuf = NULL;
 		bool restart = vm->next_restart > 0 && !vm->gone;
