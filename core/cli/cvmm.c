@@ -116,6 +116,9 @@ static int parse_number(const struct command *cmd, const char *opt, const char *
 	char *end = NULL;
 	long long v;
 
+	/* Written on every path: callers test only the return code, and gcc's
+	 * maybe-uninitialized cannot see that a usage error is never 0. */
+	*out = 0;
 	errno = 0;
 	v = (*s >= '0' && *s <= '9') ? strtoll(s, &end, 10) : 0;
 	if (!end || *end || errno || v < min || v > max)
