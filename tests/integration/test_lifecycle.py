@@ -253,13 +253,17 @@ class LibvirtOnly(DaemonTest):
             r = self.lv.virsh("domxml-to-native", "qemu-argv", path, check=False)
             if kvm and not has_kvm:
                 # libvirt refuses virt type kvm where the host has none; the
-                # refusal must be about that alone: everything else of the
-                # document must still be accepted under TCG.
+                # refusal must be about that alone: with the two kvm-only
+                # parts (the type, host-passthrough) swapped for TCG's, the
+                # rest of the document must still be accepted.
                 self.assertNotEqual(r.returncode, 0, "%s accepted without /dev/kvm" % f)
                 self.assertIn("kvm", r.stderr.lower(), f)
+                self.assertIn("<cpu mode='host-passthrough' check='none'/>", xml, f)
                 path = os.path.join(self.d.dir, "tcg-" + f)
                 with open(path, "w") as fh:
-                    fh.write(xml.replace("<domain type='kvm'", "<domain type='qemu'", 1))
+                    fh.write(xml.replace("<domain type='kvm'", "<domain type='qemu'", 1)
+                             .replace("<cpu mode='host-passthrough' check='none'/>",
+                                      "<cpu mode='maximum' check='none'/>"))
                 r = self.lv.virsh("domxml-to-native", "qemu-argv", path, check=False)
             self.assertEqual(r.returncode, 0, "%s: %s" % (f, r.stderr))
             self.assertIn("-uuid" if "<uuid>" in xml else "-name", r.stdout)
