@@ -510,9 +510,12 @@ static const char *const top_keys[] = {
     "plugin",  "gateway",        "host_api", "key_provider", "supervisor", "kms",
     NULL,
 };
-/* Top-level sections owned by plugins: only their type is checked here. */
-static const char *const plugin_sections[] = {
-    "gateway", "host_api", "key_provider", "supervisor", "kms", NULL,
+/* Sections owned by plugins: only their type is checked here; the registry
+ * refuses one that no loaded plugin reads. */
+const char *const config_plugin_owned[] = {
+    "cvm.gpu",      "gpu-vfio", "gateway",    "gateway",    "host_api", "host-api",
+    "key_provider", "key-provider", "supervisor", "supervisor", "kms",      "kms",
+    NULL,
 };
 static const char *const image_keys[] = {"path", NULL};
 static const char *const cvm_keys[] = {
@@ -521,7 +524,6 @@ static const char *const cvm_keys[] = {
     "port_mapping", "auto_restart",       "gpu",
     NULL,
 };
-static const char *const net_keys[] = {"mode", "net", "dhcp_start", "restrict", NULL};
 static const char *const pm_keys[] = {"enabled", "address", "range", NULL};
 static const char *const range_keys[] = {"protocol", "from", "to", NULL};
 static const char *const ar_keys[] = {
@@ -603,96 +605,23 @@ static int load_server(struct loader *L, const config_setting_t *root)
 	return 0;
 }
 
-static int parse_ipv4(const char *s, uint32_t *out)
-{
-	struct in_addr a;
-
-	if (inet_pton(AF_INET, s, &a) != 1)
-		return -1;
-	*out = ntohl(a.s_addr);
-	return 0;
-}
-
-/* a.b.c.d/n */
-static int parse_cidr(const char *s, uint32_t *net, int *prefix)
-{
-	char addr[INET_ADDRSTRLEN];
-	const char *slash = strchr(s, '/');
-	size_t n;
-
-	if (!slash || (n = (size_t)(slash - s)) >= sizeof(addr))
-		return -1;
-	memcpy(addr, s, n);
-	addr[n] = '\0';
-	if (parse_ipv4(addr, net) < 0 || !all_digits(slash + 1, 2) || atoi(slash + 1) > 32)
-		return -1;
-	*prefix = atoi(slash + 1);
-	return 0;
-}
-
-static uint32_t prefix_mask(int prefix)
-{
-	return prefix ? 0xffffffffu << (32 - prefix) : 0;
-}
-
-static void ipv4_str(uint32_t a, char *buf, size_t len)
-{
-	snprintf(buf, len, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
-}
-
+/* Only the default mode is the core's: the keys of a mode (cvm.networking.net,
+ * dhcp_start, restrict for "user") are read and validated by its plugin, and
+ * the registry refuses those that no loaded plugin reads. */
 static int load_networking(struct loader *L, const config_setting_t *cvm)
 {
 	struct cvmm_config *c = L->c;
 	config_setting_t *g;
-	const char *mode = "user", *net = "10.0.2.0/24", *dhcp = NULL;
-	char buf[INET_ADDRSTRLEN];
-	uint32_t base, start;
-	int rc, prefix;
+	const char *mode = "user";
+	int rc;
 
-	if ((rc = opt_group(L, cvm, "networking", &g)) < 0 || (rc = check_keys(L, g, net_keys)))
+	if ((rc = opt_group(L, cvm, "networking", &g)) < 0)
 		return rc;
 	/* Which modes exist is known only once the plugins are loaded. */
 	if ((rc = opt_string(L, g, "mode", false, &mode)) < 0 ||
 	    (rc = set_str(L, &c->net_mode, mode)) < 0)
 		return rc;
-	if ((rc = opt_string(L, g, "net", false, &net)) < 0)
-		return rc;
-	if (parse_cidr(net, &base, &prefix) < 0)
-		return fail(L, member(g, "net"),
-		            "must be an IPv4 network a.b.c.d/n with n from 0 to 32, got \"%s\"",
-		            net);
-	if (base & ~prefix_mask(prefix)) {
-		ipv4_str(base & prefix_mask(prefix), buf, sizeof(buf));
-		return fail(L, member(g, "net"),
-		            "has host bits set (did you mean %s/%d?), got \"%s\"", buf, prefix,
-		            net);
-	}
-	if ((rc = set_str(L, &c->net_user_net, net)) < 0)
-		return rc;
-	if ((rc = opt_string(L, g, "dhcp_start", false, &dhcp)) < 0)
-		return rc;
-	if (dhcp) {
-		if (parse_ipv4(dhcp, &start) < 0)
-			return fail(L, member(g, "dhcp_start"),
-			            "must be an IPv4 address, got \"%s\"", dhcp);
-		if ((start & prefix_mask(prefix)) != base)
-			return fail(L, member(g, "dhcp_start"),
-			            "must be inside cvm.networking.net %s, got \"%s\"", net, dhcp);
-		if ((rc = set_str(L, &c->net_dhcp_start, dhcp)) < 0)
-			return rc;
-	} else {
-		/* Same offset as the default pair 10.0.2.0/24 -> 10.0.2.10. */
-		if (prefix > 27)
-			return fail(
-			    L, member(g, "net"),
-			    "is too small for the default cvm.networking.dhcp_start (network "
-			    "+ 10); set dhcp_start, got \"%s\"",
-			    net);
-		ipv4_str(base + 10, buf, sizeof(buf));
-		if ((rc = set_str(L, &c->net_dhcp_start, buf)) < 0)
-			return rc;
-	}
-	return opt_bool(L, g, "restrict", &c->net_restrict) < 0 ? -EINVAL : 0;
+	return 0;
 }
 
 static int load_range(struct loader *L, config_setting_t *e, struct cvmm_port_range *r)
@@ -865,7 +794,7 @@ static int load_cvm(struct loader *L, const config_setting_t *root)
 	if ((rc = load_networking(L, cvm)) < 0 || (rc = load_port_mapping(L, cvm)) < 0 ||
 	    (rc = load_auto_restart(L, cvm)) < 0)
 		return rc;
-	/* Owned by the GPU plugin. */
+	/* Owned by the GPU plugin (the registry refuses it while none reads it). */
 	return opt_group(L, cvm, "gpu", &gpu) < 0 ? -EINVAL : 0;
 }
 
@@ -969,9 +898,18 @@ static int load_plugins(struct loader *L, const config_setting_t *root)
 			return fail(L, e,
 			            "must be a group { ... } of the plugin's settings, got %s",
 			            type_name(config_setting_type(e)));
+		/* Nobody would read it: a typo of the name, or a plugin left out. */
+		for (j = 0; j < c->n_plugins; j++)
+			if (!strcmp(c->plugins[j], config_setting_name(e)))
+				break;
+		if (j == c->n_plugins)
+			return fail(L, e,
+			            "no plugin \"%s\" in plugins (add it there, or remove this "
+			            "section)",
+			            config_setting_name(e));
 	}
-	for (i = 0; plugin_sections[i]; i++)
-		if ((rc = opt_group(L, root, plugin_sections[i], &g)) < 0)
+	for (i = 2; config_plugin_owned[i]; i += 2)
+		if ((rc = opt_group(L, root, config_plugin_owned[i], &g)) < 0)
 			return rc;
 	return 0;
 }
@@ -1241,7 +1179,8 @@ static int load_common(struct cvmm_config *c, const char *name, const char *text
 		err[0] = '\0';
 	c->path = strdup(name);
 	L.base = path_for_dir ? dir_of(path_for_dir) : getcwd(NULL, 0);
-	if (!c->path || !L.base)
+	c->dir = L.base ? strdup(L.base) : NULL;
+	if (!c->path || !L.base || !c->dir)
 		rc = oom(&L);
 	else
 		rc = load_text(&L, text);
@@ -1274,6 +1213,24 @@ int config_load_string(struct cvmm_config *c, const char *text, char *err, size_
 	return load_common(c, STRING_NAME, text, NULL, err, errlen);
 }
 
+void config_where(const struct cvmm_config *c, const config_setting_t *s, char *buf, size_t len)
+{
+	struct loader L = {.c = (struct cvmm_config *)c, .file = c->path, .base = c->dir};
+	char file[PATH_MAX];
+
+	if (!s) {
+		snprintf(buf, len, "%s", c->path ? c->path : STRING_NAME);
+		return;
+	}
+	snprintf(buf, len, "%s:%u", display_file(&L, config_setting_source_file(s), file, sizeof(file)),
+	         (unsigned)config_setting_source_line(s));
+}
+
+void config_key(const config_setting_t *s, char *buf, size_t len)
+{
+	key_path(s, buf, len);
+}
+
 config_setting_t *config_plugin_section(const struct cvmm_config *c, const char *plugin)
 {
 	config_setting_t *g;
@@ -1295,6 +1252,7 @@ void config_free(struct cvmm_config *c)
 	if (config_root_setting(&c->cfg))
 		config_destroy(&c->cfg);
 	free(c->path);
+	free(c->dir);
 	free(c->address);
 	free(c->run_path);
 	free(c->data_dir);
@@ -1304,8 +1262,6 @@ void config_free(struct cvmm_config *c)
 	free(c->node_name);
 	free(c->default_backend);
 	free(c->net_mode);
-	free(c->net_user_net);
-	free(c->net_dhcp_start);
 	free(c->pm_address);
 	for (i = 0; i < CVMM_MAX_TOKENS; i++) {
 		if (c->tokens[i])

@@ -21,6 +21,7 @@ struct cvmm_port_range {
 struct cvmm_config {
 	config_t cfg; /* the parsed tree; plugin sections are looked up here */
 	char *path;   /* the file it came from */
+	char *dir;    /* absolute directory of path: @include and relative paths */
 
 	/* top-level server keys */
 	char *address;   /* "unix:/run/cvmm/cvmm.sock" or "tcp:127.0.0.1:8080";
@@ -44,11 +45,11 @@ struct cvmm_config {
 	uint32_t cid_pool_size; /* default 1000 */
 	bool vcpu_computed, memory_computed, workers_computed;
 
-	/* cvm.networking */
+	/* cvm.networking: the core owns only the default mode. The other keys
+	 * belong to the plugin of a mode (net, dhcp_start, restrict: net-user),
+	 * which reads and validates them; the registry refuses any key no
+	 * loaded plugin read. */
 	char *net_mode;       /* default "user" */
-	char *net_user_net;   /* default "10.0.2.0/24" */
-	char *net_dhcp_start; /* default "10.0.2.10" */
-	bool net_restrict;    /* default false */
 
 	/* cvm.port_mapping */
 	bool pm_enabled;   /* default false */
@@ -90,6 +91,20 @@ void config_free(struct cvmm_config *c);
  * or NULL when there is none. Borrowed from c->cfg.
  */
 config_setting_t *config_plugin_section(const struct cvmm_config *c, const char *plugin);
+
+/*
+ * Where setting s is written, as "FILE:LINE" (the file an @include names,
+ * resolved like libconfig does), for messages of the form
+ * "FILE:LINE: KEY: what is wrong". s NULL (a key left unset): "FILE".
+ */
+void config_where(const struct cvmm_config *c, const config_setting_t *s, char *buf, size_t len);
+/* Dotted key of s, list elements as [i]: "cvm.port_mapping.range[0].to". */
+void config_key(const config_setting_t *s, char *buf, size_t len);
+
+/* Plugin-owned sections outside plugin.<name> (dstack's vmm.toml layout):
+ * each must be read by a loaded plugin, or the registry refuses it. NULL-
+ * terminated pairs {section, the plugin that will own it}. */
+extern const char *const config_plugin_owned[];
 
 /* Host figures used for computed defaults; overridable for tests. */
 struct config_host {

@@ -11,8 +11,12 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct registry *registry_new(struct cvmm_daemon *d)
 {
@@ -43,7 +47,105 @@ void registry_free(struct registry *r)
 	free(r->backends);
 	free(r->netmodes);
 	free(r->hooks);
+	for (int i = 0; i < r->n_read_keys; i++)
+		free(r->read_keys[i]);
+	free(r->read_keys);
 	free(r);
+}
+
+/* ---- who reads which key ----
+ * Plugins read their settings through the host's cfg_* lookups; those made
+ * while an entry point runs are recorded, and whatever no plugin read is
+ * what no plugin knows: a typo, or a setting of a plugin that is not loaded.
+ * This is why plugins read every setting in their entry point, never later. */
+
+static void note_read(struct registry *r, const char *key)
+{
+	for (int i = 0; i < r->n_read_keys; i++)
+		if (!strcmp(r->read_keys[i], key))
+			return;
+	r->read_keys = realloc(r->read_keys, sizeof(*r->read_keys) * (r->n_read_keys + 1));
+	r->read_keys[r->n_read_keys++] = xstrdup(key);
+}
+
+static int was_read(const struct registry *r, const char *key)
+{
+	for (int i = 0; i < r->n_read_keys; i++)
+		if (!strcmp(r->read_keys[i], key))
+			return 1;
+	return 0;
+}
+
+/* Whether any key at or under prefix was read. */
+static int read_under(const struct registry *r, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	for (int i = 0; i < r->n_read_keys; i++)
+		if (!strncmp(r->read_keys[i], prefix, n) &&
+		    (!r->read_keys[i][n] || r->read_keys[i][n] == '.'))
+			return 1;
+	return 0;
+}
+
+/* The first setting under group g that nobody read. A group with members
+ * is judged by its members; an empty group, a list or a scalar by itself. */
+static config_setting_t *first_unread(const struct registry *r, config_setting_t *g)
+{
+	int n = config_setting_length(g);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(g, (unsigned)i), *u;
+		char key[512];
+		if (config_setting_type(e) == CONFIG_TYPE_GROUP && config_setting_length(e) > 0) {
+			if ((u = first_unread(r, e)))
+				return u;
+			continue;
+		}
+		config_key(e, key, sizeof(key));
+		if (!was_read(r, key))
+			return e;
+	}
+	return NULL;
+}
+
+/* "a, b, c": the keys read under prefix, relative to it. */
+static void keys_read_under(const struct registry *r, const char *prefix, char *buf, size_t len)
+{
+	size_t n = strlen(prefix), used = 0;
+	buf[0] = '\0';
+	for (int i = 0; i < r->n_read_keys && used < len; i++)
+		if (!strncmp(r->read_keys[i], prefix, n) && r->read_keys[i][n] == '.')
+			used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? ", " : "",
+						 r->read_keys[i] + n + 1);
+}
+
+/* "FILE:LINE: KEY: " + message, for setting s of the daemon's config. */
+static int config_error(struct registry *r, config_setting_t *s, char *err, size_t errlen,
+			const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int config_error(struct registry *r, config_setting_t *s, char *err, size_t errlen,
+			const char *fmt, ...)
+{
+	char where[PATH_MAX + 16], key[512], msg[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	config_where(r->d->cfg, s, where, sizeof(where));
+	config_key(s, key, sizeof(key));
+	snprintf(err, errlen, "%s: %s: %s", where, key, msg);
+	return -EINVAL;
+}
+
+/* After a plugin's entry point: every key of plugin.<name> must have been read. */
+static int check_section_read(struct registry *r, struct cvmm_plugin *p, char *err, size_t errlen)
+{
+	config_setting_t *sec = config_plugin_section(r->d->cfg, p->name), *u;
+	char prefix[256], known[400];
+	if (!sec || config_setting_type(sec) != CONFIG_TYPE_GROUP || !(u = first_unread(r, sec)))
+		return 0;
+	snprintf(prefix, sizeof(prefix), "plugin.%s", p->name);
+	keys_read_under(r, prefix, known, sizeof(known));
+	return config_error(r, u, err, errlen, "unknown key (%s reads: %s)", p->name,
+			    known[0] ? known : "no settings");
 }
 
 /* Registrations made by a plugin that is then refused are dropped. */
@@ -102,9 +204,16 @@ int registry_load(struct registry *r, const char *path, const char *name, char *
 		plugin_free(p);
 		return -EPROTO;
 	}
-	if (rc < 0) {
+	if (rc >= 0)
+		rc = check_section_read(r, p, err, errlen);
+	else if (p->init_err_is_config)
+		snprintf(err, errlen, "%s", p->init_err);
+	else
 		snprintf(err, errlen, "plugin %s: initialisation failed: %s", path,
 			 p->init_err[0] ? p->init_err : strerror(-rc));
+	if (rc < 0) {
+		if (p->init_err_is_config)
+			rc = -EINVAL;
 		drop_registrations(r, p);
 		plugin_free(p);
 		return rc;
@@ -121,20 +230,161 @@ int registry_load(struct registry *r, const char *path, const char *name, char *
 	return 0;
 }
 
+/* The setting of the i-th name in plugins, or NULL when plugins is unset. */
+static config_setting_t *plugins_elem(struct cvmm_config *c, int i)
+{
+	config_setting_t *seq = config_lookup(&c->cfg, "plugins");
+	return seq ? config_setting_get_elem(seq, (unsigned)i) : NULL;
+}
+
+static int check_plugin_dir(struct registry *r, char *err, size_t errlen)
+{
+	struct cvmm_config *c = r->d->cfg;
+	config_setting_t *s = config_lookup(&c->cfg, "plugin_dir");
+	struct stat st;
+	errno = 0;
+	if (stat(c->plugin_dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	if (s)
+		return config_error(r, s, err, errlen, "\"%s\" is not a directory of plugins: %s",
+				    c->plugin_dir, errno ? strerror(errno) : "not a directory");
+	snprintf(err, errlen,
+		 "%s: plugin_dir: not set, and the default \"%s\" is not a directory: %s (set "
+		 "plugin_dir to where the plugins are installed)",
+		 c->path, c->plugin_dir, errno ? strerror(errno) : "not a directory");
+	return -EINVAL;
+}
+
+/* The keys of a section no plugin read: cvm.networking (but its mode), and
+ * the sections owned by plugins that may not be loaded (cvm.gpu, ...). */
+static int check_owned_sections(struct registry *r, char *err, size_t errlen)
+{
+	struct cvmm_config *c = r->d->cfg;
+	config_setting_t *g, *u;
+	char known[400];
+
+	g = config_lookup(&c->cfg, "cvm.networking");
+	note_read(r, "cvm.networking.mode"); /* the core's */
+	if (g && config_setting_type(g) == CONFIG_TYPE_GROUP && (u = first_unread(r, g))) {
+		const char *k = config_setting_name(u);
+		int user = k && (!strcmp(k, "net") || !strcmp(k, "dhcp_start") ||
+				 !strcmp(k, "restrict"));
+		keys_read_under(r, "cvm.networking", known, sizeof(known));
+		if (user && !registry_netmode(r, "user"))
+			return config_error(r, u, err, errlen,
+					    "belongs to network mode \"user\", whose plugin "
+					    "net-user is not in plugins");
+		return config_error(r, u, err, errlen,
+				    "unknown key (the loaded plugins read: %s)", known);
+	}
+	for (int i = 0; config_plugin_owned[i]; i += 2) {
+		const char *sec = config_plugin_owned[i], *owner = config_plugin_owned[i + 1];
+		g = config_lookup(&c->cfg, sec);
+		if (!g)
+			continue;
+		if (!read_under(r, sec))
+			return config_error(r, g, err, errlen,
+					    "no loaded plugin handles %s (the %s plugin is not "
+					    "available yet)",
+					    sec, owner);
+		if (config_setting_type(g) == CONFIG_TYPE_GROUP && (u = first_unread(r, g))) {
+			keys_read_under(r, sec, known, sizeof(known));
+			return config_error(r, u, err, errlen,
+					    "unknown key (the loaded plugins read: %s)", known);
+		}
+	}
+	return 0;
+}
+
+static int check_provided(struct registry *r, char *err, size_t errlen)
+{
+	struct cvmm_config *c = r->d->cfg;
+	config_setting_t *s;
+	char have[256] = "";
+	size_t n = 0;
+
+	if (!registry_backend(r, c->default_backend)) {
+		for (int i = 0; i < r->n_backends && n < sizeof(have); i++)
+			n += (size_t)snprintf(have + n, sizeof(have) - n, "%s%s", n ? ", " : "",
+					      r->backends[i].name);
+		if ((s = config_lookup(&c->cfg, "cvm.backend")))
+			return config_error(r, s, err, errlen,
+					    "no loaded plugin provides backend \"%s\" (loaded "
+					    "backends: %s; add its plugin to plugins)",
+					    c->default_backend, n ? have : "none");
+		snprintf(err, errlen,
+			 "%s: cvm.backend: not set, and no loaded plugin provides the default "
+			 "backend \"%s\" (loaded backends: %s)",
+			 c->path, c->default_backend, n ? have : "none");
+		return -EINVAL;
+	}
+	/* Unset, the default "user" may be missing: VMs then name their networks. */
+	s = config_lookup(&c->cfg, "cvm.networking.mode");
+	if (s && !registry_netmode(r, c->net_mode)) {
+		for (int i = 0; i < r->n_netmodes && n < sizeof(have); i++)
+			n += (size_t)snprintf(have + n, sizeof(have) - n, "%s%s", n ? ", " : "",
+					      r->netmodes[i].name);
+		return config_error(r, s, err, errlen,
+				    "no loaded plugin provides network mode \"%s\" (loaded "
+				    "modes: %s; add its plugin to plugins)",
+				    c->net_mode, n ? have : "none");
+	}
+	return 0;
+}
+
+/* Where plugins act on the host: not at load, which --check-config also does. */
+static int run_daemon_start(struct registry *r, char *err, size_t errlen)
+{
+	struct reg_hook *hooks[64];
+	int n = registry_hooks(r, CVMM_EV_DAEMON_START, hooks, 64);
+	for (int i = 0; i < n; i++) {
+		struct cvmm_plugin *p = hooks[i]->plugin;
+		p->init_err[0] = '\0';
+		r->starting = p;
+		int rc = hooks[i]->fn(hooks[i]->data, NULL, CVMM_EV_DAEMON_START, NULL);
+		r->starting = NULL;
+		if (rc < 0) {
+			snprintf(err, errlen, "plugin %s: at daemon start: %s", p->file,
+				 p->init_err[0] ? p->init_err : strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
 int registry_load_all(struct registry *r, char *err, size_t errlen)
 {
 	struct cvmm_config *c = r->d->cfg;
+	int rc;
+	if ((rc = check_plugin_dir(r, err, errlen)) < 0)
+		return rc;
 	for (int i = 0; i < c->n_plugins; i++) {
 		char path[1024];
 		if (str_printf(path, sizeof(path), "%s/%s.so", c->plugin_dir, c->plugins[i]) < 0) {
 			snprintf(err, errlen, "plugin %s: path too long", c->plugins[i]);
 			return -ENAMETOOLONG;
 		}
-		int rc = registry_load(r, path, c->plugins[i], err, errlen);
+		if (access(path, F_OK) < 0) {
+			config_setting_t *s = plugins_elem(c, i);
+			if (s)
+				return config_error(r, s, err, errlen,
+						    "no plugin \"%s\" in plugin_dir %s (%s: %s)",
+						    c->plugins[i], c->plugin_dir, path,
+						    strerror(errno));
+			snprintf(err, errlen,
+				 "%s: plugins: not set, and the default plugin \"%s\" is not in "
+				 "plugin_dir %s (%s: %s)",
+				 c->path, c->plugins[i], c->plugin_dir, path, strerror(errno));
+			return -EINVAL;
+		}
+		rc = registry_load(r, path, c->plugins[i], err, errlen);
 		if (rc < 0)
 			return rc;
 	}
-	return 0;
+	if ((rc = check_owned_sections(r, err, errlen)) < 0 ||
+	    (rc = check_provided(r, err, errlen)) < 0)
+		return rc;
+	return r->check_only ? 0 : run_daemon_start(r, err, errlen);
 }
 
 struct reg_backend *registry_backend(struct registry *r, const char *name)
@@ -206,6 +456,47 @@ json_object *registry_plugins_json(struct registry *r)
 
 /* ---- The host API table ---- */
 
+/* Records msg as the plugin's error at load or daemon start, located. */
+static void set_init_err(cvmm_plugin *p, int is_config, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_init_err(cvmm_plugin *p, int is_config, const char *fmt, ...)
+{
+	va_list ap;
+	if ((p->reg->loading != p && p->reg->starting != p) || p->init_err[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(p->init_err, sizeof(p->init_err), fmt, ap);
+	va_end(ap);
+	p->init_err_is_config = is_config;
+}
+
+/*
+ * A plugin's message about one of its settings starts with the key
+ * ("plugin.net-overlay.vni: required"); at load it becomes the config error
+ * "FILE:LINE: plugin.net-overlay.vni: required", at the key's line, or at its
+ * closest ancestor's when the key is unset. Other messages stay as they are.
+ */
+static int locate_message(cvmm_plugin *p, const char *msg, char *out, size_t len)
+{
+	struct cvmm_config *c = p->reg->d->cfg;
+	char key[256], where[PATH_MAX + 16];
+	size_t n = strspn(msg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+	if (!n || n >= sizeof(key) || (msg[n] != ':' && msg[n] != ' ') || !strchr(msg, '.'))
+		return 0;
+	memcpy(key, msg, n);
+	key[n] = '\0';
+	const char *top_end = strchr(key, '.');
+	size_t top = top_end ? (size_t)(top_end - key) : n;
+	if (!(top == 6 && !strncmp(key, "plugin", 6)) && !(top == 3 && !strncmp(key, "cvm", 3)))
+		return 0;
+	config_setting_t *s = NULL;
+	for (char *dot; !(s = config_lookup(&c->cfg, key)) && (dot = strrchr(key, '.'));)
+		*dot = '\0';
+	config_where(c, s, where, sizeof(where));
+	snprintf(out, len, "%s: %s", where, msg);
+	return 1;
+}
+
 static void h_log(cvmm_plugin *p, int level, const char *fmt, ...)
 {
 	va_list ap;
@@ -228,10 +519,13 @@ static int h_error(cvmm_plugin *p, cvmm_vm *vm, int err, const char *fmt, ...)
 			str_copy(vm->errbuf, VM_ERRBUF_LEN, msg);
 		vm_unlock(vm);
 		log_error("%s: VM '%s': %s", p ? p->name : "plugin", vm->name, msg);
+	} else if (p) {
+		char located[sizeof(p->init_err)];
+		int is_config = locate_message(p, msg, located, sizeof(located));
+		set_init_err(p, is_config, "%s", is_config ? located : msg);
+		log_error("%s: %s", p->name, is_config ? located : msg);
 	} else {
-		if (p && p->reg->loading == p && !p->init_err[0])
-			str_copy(p->init_err, sizeof(p->init_err), msg);
-		log_error("%s: %s", p ? p->name : "plugin", msg);
+		log_error("plugin: %s", msg);
 	}
 	return err < 0 ? err : -EIO;
 }
@@ -290,34 +584,33 @@ static int h_register_hook(cvmm_plugin *p, uint32_t event, int32_t priority, cvm
 	return 0;
 }
 
-/* Config lookups: relative paths live under plugin.<name>. */
+/* Config lookups: relative paths live under plugin.<name>. A lookup made
+ * while the plugin's entry point runs marks the key as known. */
 static config_setting_t *cfg_find(cvmm_plugin *p, const char *path)
 {
 	config_t *cfg = &p->reg->d->cfg->cfg;
-	if (path[0] == '.')
-		return config_lookup(cfg, path + 1);
 	char full[512];
-	if (str_printf(full, sizeof(full), "plugin.%s.%s", p->name, path) < 0)
+	if (path[0] == '.') {
+		if (str_printf(full, sizeof(full), "%s", path + 1) < 0)
+			return NULL;
+	} else if (str_printf(full, sizeof(full), "plugin.%s.%s", p->name, path) < 0) {
 		return NULL;
+	}
+	if (p->reg->loading == p)
+		note_read(p->reg, full);
 	return config_lookup(cfg, full);
 }
 
 static int cfg_type_error(cvmm_plugin *p, config_setting_t *s, const char *path, const char *want)
 {
-	const char *file = config_setting_source_file(s);
-	if (p->reg->loading == p && !p->init_err[0])
-		snprintf(p->init_err, sizeof(p->init_err), "%s:%d: %s%s%s%s: must be %s",
-			 file ? file : p->reg->d->cfg->path, config_setting_source_line(s),
-			 path[0] == '.' ? "" : "plugin.", path[0] == '.' ? "" : p->name,
-			 path[0] == '.' ? "" : ".", path[0] == '.' ? path + 1 : path, want);
-	if (path[0] == '.')
-		log_error("%s:%d: %s: must be %s", file ? file : p->reg->d->cfg->path,
-			  config_setting_source_line(s), path + 1, want);
-	else
-		log_error("%s:%d: plugin.%s.%s: must be %s", file ? file : p->reg->d->cfg->path,
-			  config_setting_source_line(s), p->name, path, want);
+	char where[PATH_MAX + 16], key[512];
+	config_where(p->reg->d->cfg, s, where, sizeof(where));
+	config_key(s, key, sizeof(key));
+	set_init_err(p, 1, "%s: %s: must be %s", where, key, want);
+	log_error("%s: %s: must be %s", where, key, want);
 	return -EINVAL;
 }
+
 
 static int h_cfg_string(cvmm_plugin *p, const char *path, const char **out)
 {

@@ -19,6 +19,7 @@ struct cvmm_plugin {
 	uint32_t abi_major, abi_minor;
 	void *handle;
 	char init_err[512]; /* first error it reported while initialising */
+	int init_err_is_config; /* init_err is "FILE:LINE: KEY: ..." (a config error) */
 };
 
 struct reg_backend {
@@ -55,14 +56,33 @@ struct registry {
 	struct reg_hook *hooks;
 	int n_hooks;
 	struct cvmm_plugin *loading; /* the plugin whose entry point runs */
+	struct cvmm_plugin *starting; /* the plugin whose DAEMON_START hook runs */
+	/* Every key a plugin looked up while its entry point ran, as an
+	 * absolute dotted path: a key of a plugin's section (or of a section a
+	 * plugin owns) that nobody read is refused as unknown. */
+	char **read_keys;
+	int n_read_keys;
+	/* `cvmmd --check-config`: plugins are loaded and validate their
+	 * sections, nothing else; DAEMON_START hooks do not run. */
+	int check_only;
 };
 
 struct registry *registry_new(struct cvmm_daemon *d);
 void registry_free(struct registry *r);
 /* Loads one plugin file. On refusal returns a negative errno and one line
- * in err naming the file and both ABI versions. */
+ * in err naming the file and both ABI versions, or for a configuration
+ * error (-EINVAL) "FILE:LINE: plugin.NAME.KEY: ..." (a key of the plugin's
+ * section it did not read during its entry point is such an error). */
 int registry_load(struct registry *r, const char *path, const char *name, char *err, size_t errlen);
-/* Loads every plugin named in the config from plugin_dir. */
+/*
+ * Loads every plugin named in the config from plugin_dir, then checks what
+ * only the loaded set can tell: cvm.backend and cvm.networking.mode are
+ * provided, every key of cvm.networking but mode and of the plugin-owned
+ * sections (cvm.gpu, gateway, ...) was read by a plugin. Unless check_only,
+ * it then runs the DAEMON_START hooks (where plugins act on the host, e.g.
+ * reconcile what they left behind). Errors are one line; -EINVAL for a
+ * configuration error.
+ */
 int registry_load_all(struct registry *r, char *err, size_t errlen);
 
 struct reg_backend *registry_backend(struct registry *r, const char *name);

@@ -10,7 +10,7 @@ sock=/run/cvmm/cvmm.sock
 log=/var/log/cvmmd-demo.log
 
 scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCVMM_WERROR=ON >/dev/null
 cmake --build build -j"$(nproc)" --target runtime
 scripts/build-test-guest.sh
 build/core/cvmmd --check-config "$conf"

@@ -49,7 +49,7 @@ struct command {
 static const struct command commands[];
 
 static const char global_usage[] =
-    "usage: cvmm [--socket PATH | --url URL] [--token T] [--json] COMMAND ...";
+    "usage: cvmm [--socket PATH | --url URL] [--token T] [--json] [--timeout S] COMMAND ...";
 
 /* ---- usage ------------------------------------------------------------------ */
 
@@ -64,10 +64,13 @@ static void print_help(void)
 	       "  --url URL      reach the daemon over TCP instead, e.g. http://127.0.0.1:8080\n"
 	       "  --token T      bearer token (else $CVMM_TOKEN)\n"
 	       "  --json         print the daemon's JSON instead of tables\n"
+	       "  --timeout S    give up when the daemon has not answered in S seconds\n"
+	       "                 (default 60; 0: wait forever; logs -f: for the reply to\n"
+	       "                 start); connecting is given 5 s\n"
 	       "  -h, --help     this text; COMMAND --help shows one command\n"
 	       "  -V, --version  the version of this client\n"
 	       "\nExit codes: 0 success, 1 the daemon refused the request, 2 usage error,\n"
-	       "3 daemon unreachable, 4 not found, 5 conflict.\n");
+	       "3 daemon unreachable or not answering in time, 4 not found, 5 conflict.\n");
 }
 
 static void print_command_usage(FILE *f, const struct command *cmd)
@@ -116,6 +119,9 @@ static int parse_number(const struct command *cmd, const char *opt, const char *
 	char *end = NULL;
 	long long v;
 
+	/* Written on every path: callers test only the return code, and gcc's
+	 * maybe-uninitialized cannot see that a usage error is never 0. */
+	*out = 0;
 	errno = 0;
 	v = (*s >= '0' && *s <= '9') ? strtoll(s, &end, 10) : 0;
 	if (!end || *end || errno || v < min || v > max)
@@ -718,7 +724,10 @@ static int cmd_logs(struct cli *cli, const struct command *cmd, int argc, char *
 		r = out_of_memory();
 		goto cleanup;
 	}
-	/* Runs until the daemon ends the body; Ctrl-C simply ends the process. */
+	/* Runs until the daemon ends the body; Ctrl-C simply ends the process.
+	 * Following, the time limit only covers the wait for the reply. */
+	if (follow)
+		http_client_set_stream(cli->http, 1);
 	r = http_request(cli->http, "GET", path, NULL, write_stdout, NULL, &resp);
 	if (r < 0)
 		r = transport_exit(cli, r);
@@ -790,10 +799,12 @@ int main(int argc, char **argv)
 	                                     {"url", required_argument, NULL, 'u'},
 	                                     {"token", required_argument, NULL, 't'},
 	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"timeout", required_argument, NULL, 'T'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {"version", no_argument, NULL, 'V'},
 	                                     {0}};
 	const char *socket_path = NULL, *url = NULL, *token = NULL;
+	long long timeout_s = HTTP_TOTAL_TIMEOUT_MS / 1000;
 	const struct command *cmd;
 	struct cli cli = {0};
 	char *base_url = NULL;
@@ -813,6 +824,10 @@ int main(int argc, char **argv)
 			break;
 		case 'j':
 			cli.json = 1;
+			break;
+		case 'T':
+			if ((r = parse_number(NULL, "--timeout", optarg, 0, 86400 * 365, &timeout_s)))
+				return r;
 			break;
 		case 'h':
 			print_help();
@@ -865,8 +880,10 @@ int main(int argc, char **argv)
 		return EXIT_REFUSED;
 	}
 	cli.http = http_client_new(socket_path, base_url, token);
-	if (cli.http)
+	if (cli.http) {
+		http_client_set_timeouts(cli.http, HTTP_CONNECT_TIMEOUT_MS, (long)timeout_s * 1000);
 		r = cmd->run(&cli, cmd, argc - optind, argv + optind);
+	}
 	else
 		r = out_of_memory();
 	http_client_free(cli.http);

@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@ struct http_client {
 	const char *socket_path;
 	const char *base_url;
 	char *auth_header; /* "Authorization: Bearer ..." or NULL */
+	long connect_ms, total_ms; /* 0: no limit */
+	int stream;                /* total_ms bounds only the wait for the status */
 	char error[CURL_ERROR_SIZE + 512];
 };
 
@@ -27,6 +30,7 @@ struct transfer {
 	char *buf;
 	size_t len, cap;
 	int sink_errno; /* set when the sink refused data */
+	int timed_out;  /* the progress callback gave up waiting for the status */
 };
 
 struct http_client *http_client_new(const char *socket_path, const char *base_url,
@@ -38,6 +42,8 @@ struct http_client *http_client_new(const char *socket_path, const char *base_ur
 		return NULL;
 	c->socket_path = socket_path;
 	c->base_url = base_url;
+	c->connect_ms = HTTP_CONNECT_TIMEOUT_MS;
+	c->total_ms = HTTP_TOTAL_TIMEOUT_MS;
 	c->curl = curl_easy_init();
 	if (!c->curl)
 		goto fail;
@@ -60,6 +66,17 @@ void http_client_free(struct http_client *c)
 		curl_easy_cleanup(c->curl);
 	free(c->auth_header);
 	free(c);
+}
+
+void http_client_set_timeouts(struct http_client *c, long connect_ms, long total_ms)
+{
+	c->connect_ms = connect_ms;
+	c->total_ms = total_ms;
+}
+
+void http_client_set_stream(struct http_client *c, int stream)
+{
+	c->stream = stream;
 }
 
 const char *http_error(const struct http_client *c)
@@ -127,6 +144,24 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
 		return n;
 	}
 	return keep(t, data, n) == 0 ? n : 0;
+}
+
+/* Streaming: the limit applies until the status line is in, not after. */
+static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+	struct transfer *t = userdata;
+	long status = 0;
+	curl_off_t elapsed_us = 0;
+
+	curl_easy_getinfo(t->c->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status)
+		return 0;
+	curl_easy_getinfo(t->c->curl, CURLINFO_TOTAL_TIME_T, &elapsed_us);
+	if (elapsed_us / 1000 < t->c->total_ms)
+		return 0;
+	t->timed_out = 1;
+	return 1;
 }
 
 static int add_header(struct curl_slist **list, const char *header)
@@ -197,8 +232,17 @@ int http_request(struct http_client *c, const char *method, const char *path, co
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &t);
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, curl_msg);
-	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 10L);
-	/* No overall timeout: "logs -f" streams for as long as the VM lives. */
+	/* curl's own default connect limit is 300 s; 0 here means none. */
+	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS,
+	                 c->connect_ms > 0 ? c->connect_ms : (long)INT32_MAX);
+	if (c->total_ms > 0 && !c->stream) {
+		curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, c->total_ms);
+	} else if (c->total_ms > 0) {
+		/* "logs -f" streams for as long as the VM lives. */
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &t);
+		curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+	}
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 
 	rc = curl_easy_perform(c->curl);
@@ -214,6 +258,27 @@ int http_request(struct http_client *c, const char *method, const char *path, co
 		snprintf(c->error, sizeof(c->error), "cannot write output: %s",
 		         strerror(t.sink_errno));
 		r = -EPIPE;
+	} else if (rc == CURLE_OPERATION_TIMEDOUT ||
+	           (rc == CURLE_ABORTED_BY_CALLBACK && t.timed_out)) {
+		curl_off_t connected_us = 0, elapsed_us = 0;
+
+		/* A reused connection has no connect time: what ran out is told
+		 * by the time spent. */
+		curl_easy_getinfo(c->curl, CURLINFO_CONNECT_TIME_T, &connected_us);
+		curl_easy_getinfo(c->curl, CURLINFO_TOTAL_TIME_T, &elapsed_us);
+		if (!t.timed_out && !connected_us &&
+		    !(c->total_ms > 0 && elapsed_us / 1000 + 50 >= c->total_ms))
+			snprintf(c->error, sizeof(c->error),
+			         "cannot connect to cvmmd %s %s: no connection within %.1f s",
+			         c->base_url ? "at" : "on socket", http_endpoint(c),
+			         (double)c->connect_ms / 1000);
+		else
+			snprintf(c->error, sizeof(c->error),
+			         "cvmmd %s %s did not answer %s %s within %.1f s (is it hung? "
+			         "--timeout SECONDS waits longer)",
+			         c->base_url ? "at" : "on socket", http_endpoint(c), method, path,
+			         (double)c->total_ms / 1000);
+		r = -ETIMEDOUT;
 	} else {
 		describe_failure(c, rc, curl_msg);
 		r = rc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO;

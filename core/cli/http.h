@@ -24,11 +24,24 @@ struct http_client *http_client_new(const char *socket_path, const char *base_ur
                                     const char *token);
 void http_client_free(struct http_client *c);
 
+/* Default limits: a daemon that accepts but never answers must not hang
+ * the CLI. */
+#define HTTP_CONNECT_TIMEOUT_MS 5000L
+#define HTTP_TOTAL_TIMEOUT_MS 60000L
+
+/* Limits of the next requests: connect_ms to connect, total_ms for the
+ * whole exchange (0: none). */
+void http_client_set_timeouts(struct http_client *c, long connect_ms, long total_ms);
+/* stream set: total_ms only bounds the wait for the reply's status, and the
+ * body may then go on indefinitely (logs -f). */
+void http_client_set_stream(struct http_client *c, int stream);
+
 /* One request. path starts with "/v1/"; body is a JSON text or NULL. A 2xx
  * body goes to sink if one is given, anything else is kept in resp->body.
  * Returns 0 once an HTTP status came back (whatever it is), -ECONNREFUSED if
- * the daemon could not be reached, -EPIPE if the sink refused data, -EIO for
- * any other transport failure; http_error() then says what happened. */
+ * the daemon could not be reached, -ETIMEDOUT if it did not answer within
+ * the limits, -EPIPE if the sink refused data, -EIO for any other transport
+ * failure; http_error() then says what happened. */
 int http_request(struct http_client *c, const char *method, const char *path, const char *body,
                  http_sink_fn sink, void *sink_data, struct http_response *resp);
 const char *http_error(const struct http_client *c);

@@ -826,6 +826,24 @@ static int read_config(void)
 	return 0;
 }
 
+/* At daemon start, not at load (`cvmmd --check-config` loads plugins too). */
+static int on_daemon_start(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, keeper_main, NULL) != 0)
+		return host->error(self, NULL, -EAGAIN, "cannot start the reconnect thread");
+	pthread_detach(t);
+	/* Connect now so GET /v1/host tells; a libvirtd that is not there yet
+	 * is not an error of the daemon's: the first operation retries. */
+	char err[768];
+	pthread_mutex_lock(&conn_mu);
+	if (conn_open(err, sizeof(err)) < 0)
+		host->log(self, CVMM_LOG_WARN, "libvirt at %s: %s (will retry on first use)",
+		          conf.uri, err);
+	pthread_mutex_unlock(&conn_mu);
+	return 0;
+}
+
 CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
                                         const struct cvmm_host_api *h, cvmm_plugin *p,
                                         struct cvmm_plugin_desc *desc)
@@ -847,18 +865,8 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 		                   "the daemon offers no event-loop slots (io_add, timer_add)");
 	if (virInitialize() < 0)
 		return host->error(self, NULL, -EIO, "virInitialize: %s", lv_msg());
-	pthread_t t;
-	if (pthread_create(&t, NULL, keeper_main, NULL) != 0)
-		return host->error(self, NULL, -EAGAIN, "cannot start the reconnect thread");
-	pthread_detach(t);
 	set_info("libvirt at %s, domain type %s: not connected yet", conf.uri, conf.type);
-	/* Connect now so GET /v1/host tells; a libvirtd that is not there yet
-	 * is not an error of the daemon's: the first operation retries. */
-	char err[768];
-	pthread_mutex_lock(&conn_mu);
-	if (conn_open(err, sizeof(err)) < 0)
-		host->log(self, CVMM_LOG_WARN, "libvirt at %s: %s (will retry on first use)",
-		          conf.uri, err);
-	pthread_mutex_unlock(&conn_mu);
+	if ((r = host->register_hook(self, CVMM_EV_DAEMON_START, 0, on_daemon_start, NULL)) < 0)
+		return r;
 	return host->register_backend(self, "libvirt", &ops, NULL);
 }

@@ -49,6 +49,7 @@ static struct {
 	char accel_why[256]; /* why, for GET /v1/host */
 	int vsock;
 	int sandbox;
+	const char *probe_kernel; /* plugin.backend-qemu.probe_kernel, or NULL */
 } conf;
 
 /* ---- small process helpers ---- */
@@ -91,9 +92,8 @@ static void last_error(const char *path, char *out, size_t len)
  * of the first image under image.path, else the host's /boot/vmlinuz*. */
 static int find_probe_kernel(char *out, size_t len)
 {
-	const char *k;
-	if (host->cfg_string(self, "probe_kernel", &k) == 0) {
-		snprintf(out, len, "%s", k);
+	if (conf.probe_kernel) {
+		snprintf(out, len, "%s", conf.probe_kernel);
 		return access(out, R_OK) == 0 ? 0 : -errno;
 	}
 	const char *images = NULL;
@@ -593,6 +593,10 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 	if (host->cfg_bool(self, "sandbox", &b) == -EINVAL)
 		return -EINVAL;
 	conf.sandbox = b;
+	/* Read here even when no probe will use it: settings are read at load. */
+	conf.probe_kernel = NULL;
+	if (host->cfg_string(self, "probe_kernel", &conf.probe_kernel) == -EINVAL)
+		return -EINVAL;
 	int r = choose_accel();
 	if (r < 0)
 		return r;

@@ -54,6 +54,8 @@ static int nl_errno(int nlerr)
 
 static int sock_open(struct nl_sock **out, char *err, size_t errlen)
 {
+	/* Set on every path: gcc cannot see that nl_errno() is never 0 here. */
+	*out = NULL;
 	struct nl_sock *sk = nl_socket_alloc();
 	if (!sk) {
 		snprintf(err, errlen, "netlink: out of memory");

@@ -822,6 +822,13 @@ static int reconcile(void)
 	return save();
 }
 
+/* At daemon start, not at load: `cvmmd --check-config` loads the plugin too,
+ * and must not take down a bridge the running daemon uses. */
+static int on_daemon_start(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
+{
+	return reconcile();
+}
+
 static const struct cvmm_netmode_ops ops = {
 	.struct_size = sizeof(struct cvmm_netmode_ops),
 	.can_map_ports = 1,
@@ -845,7 +852,7 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 	int r;
 	if ((r = read_config()) < 0)
 		return r;
-	if ((r = reconcile()) < 0)
+	if ((r = host->register_hook(self, CVMM_EV_DAEMON_START, 0, on_daemon_start, NULL)) < 0)
 		return r;
 	return host->register_netmode(self, "bridge", &ops, NULL);
 }

@@ -632,16 +632,7 @@ static int read_config(void)
 		memcpy(conf.dns, tmp.dns, sizeof(conf.dns));
 		conf.n_dns = tmp.n_dns;
 	}
-	/* The host API cannot list a section's keys, but it can count them. */
-	int total = host->cfg_count(self, ".plugin.net-passt");
-	if (total > present)
-		return host->error(
-		    self, NULL, -EINVAL,
-		    "plugin.net-passt: %d setting(s) not known to this plugin (known: passt, "
-		    "address, netmask, gateway, dns, map_host_loopback, map_guest_addr, no_map_gw, "
-		    "ipv4_only, interface)",
-		    total - present);
-
+	/* Keys of the section this plugin did not read are refused by the host. */
 	if ((r = find_binary(bin, conf.binary, sizeof(conf.binary))) < 0)
 		return host->error(self, NULL, r,
 		                   "plugin.net-passt.passt: cannot find an executable '%s': %s "

@@ -2,7 +2,9 @@
  * net-user: QEMU's user-mode network (slirp). No host resources: the NIC
  * lives inside the VM's process, so setup only describes it in the spec, and
  * port mappings become hostfwd rules of that process. The subnet, DHCP start
- * and restrict flag come from cvm.networking, overridable per NIC with
+ * and restrict flag come from cvm.networking (dstack's place for them; this
+ * plugin is their one reader and validator, at load, so that
+ * `cvmmd --check-config` sees every mistake), overridable per NIC with
  * "net", "dhcp_start" and "restrict".
  */
 #include <cvmm/plugin.h>
@@ -16,16 +18,12 @@
 static const struct cvmm_host_api *host;
 static cvmm_plugin *self;
 
-static const char *param(cvmm_vm *vm, uint32_t i, const char *key, const char *cfg_path,
-			 const char *fallback)
-{
-	const char *v = host->vm_nic_param(vm, i, key);
-	if (v)
-		return v;
-	if (host->cfg_string(self, cfg_path, &v) == 0)
-		return v;
-	return fallback;
-}
+/* cvm.networking, read once at load. */
+static struct {
+	char net[64];
+	char dhcp_start[64];
+	int restrict_;
+} conf;
 
 static int parse_bool(const char *s, int *out)
 {
@@ -43,33 +41,118 @@ static int restrict_of(cvmm_vm *vm, uint32_t i, int *out)
 	const char *v = host->vm_nic_param(vm, i, "restrict");
 	if (v)
 		return parse_bool(v, out);
-	int32_t b = 0;
-	host->cfg_bool(self, ".cvm.networking.restrict", &b);
-	*out = b;
+	*out = conf.restrict_;
 	return 0;
 }
 
-/* net must be a.b.c.d/n; dhcp_start an address inside it. */
-static int check_net(cvmm_vm *vm, uint32_t i, const char *net, const char *dhcp)
+/* a.b.c.d/n with n 8..30 and no host bits; 0 or -EINVAL. */
+static int parse_net(const char *net, uint32_t *base, uint32_t *mask)
 {
 	char buf[64];
+	struct in_addr a;
 	snprintf(buf, sizeof(buf), "%s", net);
-	char *slash = strchr(buf, '/');
-	struct in_addr a, d;
-	long prefix = slash ? strtol(slash + 1, NULL, 10) : -1;
-	if (slash)
-		*slash = 0;
-	if (!slash || inet_pton(AF_INET, buf, &a) != 1 || prefix < 8 || prefix > 30)
-		return host->error(self, vm, -EINVAL,
-				   "networks[%u].net: must be an IPv4 network a.b.c.d/n with n 8..30, got '%s'",
-				   i, net);
+	char *slash = strchr(buf, '/'), *end = NULL;
+	if (!slash)
+		return -EINVAL;
+	*slash = 0;
+	long prefix = strtol(slash + 1, &end, 10);
+	if (!slash[1] || *end || inet_pton(AF_INET, buf, &a) != 1 || prefix < 8 || prefix > 30)
+		return -EINVAL;
+	*mask = ~0u << (32 - prefix);
+	*base = ntohl(a.s_addr);
+	return *base & ~*mask ? -EINVAL : 0;
+}
+
+/* QEMU's own choice: the 15th address of the network (10.0.2.15 in 10.0.2.0/24). */
+static int default_dhcp_start(uint32_t base, uint32_t mask, char *out, size_t len)
+{
+	uint32_t a = base + 15;
+	if ((a & mask) != base || (a | mask) == 0xffffffffu)
+		return -ERANGE;
+	snprintf(out, len, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+	return 0;
+}
+
+/* dhcp must be a host address of base/mask. */
+static int dhcp_inside(const char *dhcp, uint32_t base, uint32_t mask)
+{
+	struct in_addr d;
 	if (inet_pton(AF_INET, dhcp, &d) != 1)
+		return -EINVAL;
+	uint32_t a = ntohl(d.s_addr);
+	return (a & mask) == base && a != base && (a | mask) != 0xffffffffu ? 0 : -ERANGE;
+}
+
+/*
+ * A NIC's net and DHCP start: its own, else the configured ones. A NIC that
+ * sets only net gets that network's default DHCP start, not the configured
+ * one (which belongs to another network).
+ */
+static int nic_addresses(cvmm_vm *vm, uint32_t i, const char **net, char *dhcp, size_t len)
+{
+	const char *n = host->vm_nic_param(vm, i, "net"), *d = host->vm_nic_param(vm, i, "dhcp_start");
+	uint32_t base, mask;
+	*net = n ? n : conf.net;
+	if (parse_net(*net, &base, &mask) < 0)
 		return host->error(self, vm, -EINVAL,
-				   "networks[%u].dhcp_start: must be an IPv4 address, got '%s'", i, dhcp);
-	uint32_t mask = prefix ? htonl(~0u << (32 - prefix)) : 0;
-	if ((a.s_addr & mask) != (d.s_addr & mask))
+				   "networks[%u].net: must be an IPv4 network a.b.c.d/n with n 8..30 and no host bits, got '%s'",
+				   i, *net);
+	if (!d && !n)
+		d = conf.dhcp_start;
+	if (d) {
+		int r = dhcp_inside(d, base, mask);
+		if (r == -EINVAL)
+			return host->error(self, vm, r,
+					   "networks[%u].dhcp_start: must be an IPv4 address, got '%s'", i, d);
+		if (r < 0)
+			return host->error(self, vm, -EINVAL,
+					   "networks[%u].dhcp_start: %s is not a host address of %s", i, d,
+					   *net);
+		snprintf(dhcp, len, "%s", d);
+		return 0;
+	}
+	if (default_dhcp_start(base, mask, dhcp, len) < 0)
 		return host->error(self, vm, -EINVAL,
-				   "networks[%u].dhcp_start: %s is outside %s", i, dhcp, net);
+				   "networks[%u].net: %s is too small for the default DHCP start (network + 15); set dhcp_start",
+				   i, *net);
+	return 0;
+}
+
+/* cvm.networking.{net,dhcp_start,restrict}: read and checked at load. */
+static int read_config(void)
+{
+	const char *net = "10.0.2.0/24", *dhcp = NULL;
+	uint32_t base, mask;
+	int32_t b = 0;
+	int r;
+	if ((r = host->cfg_string(self, ".cvm.networking.net", &net)) < 0 && r != -ENOENT)
+		return r;
+	if ((r = host->cfg_string(self, ".cvm.networking.dhcp_start", &dhcp)) < 0 && r != -ENOENT)
+		return r;
+	if ((r = host->cfg_bool(self, ".cvm.networking.restrict", &b)) < 0 && r != -ENOENT)
+		return r;
+	if (parse_net(net, &base, &mask) < 0 || strlen(net) >= sizeof(conf.net))
+		return host->error(self, NULL, -EINVAL,
+				   "cvm.networking.net: must be an IPv4 network a.b.c.d/n with n from 8 to 30 and no host bits, got \"%s\"",
+				   net);
+	snprintf(conf.net, sizeof(conf.net), "%s", net);
+	if (dhcp) {
+		r = dhcp_inside(dhcp, base, mask);
+		if (r == -EINVAL)
+			return host->error(self, NULL, r,
+					   "cvm.networking.dhcp_start: must be an IPv4 address, got \"%s\"",
+					   dhcp);
+		if (r < 0)
+			return host->error(self, NULL, -EINVAL,
+					   "cvm.networking.dhcp_start: must be a host address inside cvm.networking.net %s, got \"%s\"",
+					   net, dhcp);
+		snprintf(conf.dhcp_start, sizeof(conf.dhcp_start), "%s", dhcp);
+	} else if (default_dhcp_start(base, mask, conf.dhcp_start, sizeof(conf.dhcp_start)) < 0) {
+		return host->error(self, NULL, -EINVAL,
+				   "cvm.networking.net: %s is too small for the default dhcp_start (network + 15); set cvm.networking.dhcp_start",
+				   net);
+	}
+	conf.restrict_ = b != 0;
 	return 0;
 }
 
@@ -94,9 +177,9 @@ static int nu_define(void *data, cvmm_vm *vm, uint32_t i, const struct cvmm_port
 					   i, key);
 	}
 	int r;
-	const char *net = param(vm, i, "net", ".cvm.networking.net", "10.0.2.0/24");
-	const char *dhcp = param(vm, i, "dhcp_start", ".cvm.networking.dhcp_start", "10.0.2.15");
-	if ((r = check_net(vm, i, net, dhcp)) < 0)
+	const char *net;
+	char dhcp[64];
+	if ((r = nic_addresses(vm, i, &net, dhcp, sizeof(dhcp))) < 0)
 		return r;
 	int rs;
 	if (restrict_of(vm, i, &rs) < 0)
@@ -128,16 +211,17 @@ static int nu_setup(void *data, cvmm_vm *vm, uint32_t i, cvmm_spec *spec,
 		snprintf(nic.mac, sizeof(nic.mac), "%s", mac);
 	else
 		mac_for(vm, i, nic.mac, sizeof(nic.mac));
-	snprintf(nic.user_net, sizeof(nic.user_net), "%s",
-		 param(vm, i, "net", ".cvm.networking.net", "10.0.2.0/24"));
-	snprintf(nic.user_dhcp_start, sizeof(nic.user_dhcp_start), "%s",
-		 param(vm, i, "dhcp_start", ".cvm.networking.dhcp_start", "10.0.2.15"));
+	const char *net;
+	int r = nic_addresses(vm, i, &net, nic.user_dhcp_start, sizeof(nic.user_dhcp_start));
+	if (r < 0)
+		return r;
+	snprintf(nic.user_net, sizeof(nic.user_net), "%s", net);
 	int rs = 0;
 	restrict_of(vm, i, &rs);
 	nic.user_restrict = (uint32_t)rs;
 	nic.n_ports = n_ports;
 	nic.ports = ports;
-	int r = host->spec_add_nic(spec, &nic);
+	r = host->spec_add_nic(spec, &nic);
 	if (r < 0)
 		return host->error(self, vm, r, "networks[%u]: cannot add the NIC: %s", i, strerror(-r));
 	host->state_set(self, vm, "mac", nic.mac);
@@ -161,5 +245,8 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 		return -EPROTO;
 	host = h;
 	self = p;
+	int r = read_config();
+	if (r < 0)
+		return r;
 	return host->register_netmode(self, "user", &ops, NULL);
 }

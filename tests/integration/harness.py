@@ -151,7 +151,7 @@ cvm = {
   %(cvm_backend)s
   max_allocable_vcpu = 16; max_allocable_memory_in_mb = 16384;
   cid_start = 1000; cid_pool_size = 100;
-  networking = { mode = "user"; };
+  %(networking)s
   port_mapping = { enabled = true; address = "127.0.0.1";
     range = ( { protocol = "tcp"; from = 20000; to = 40000; },
               { protocol = "udp"; from = 20000; to = 40000; } ); };
@@ -164,6 +164,8 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
 """ % dict(sock=self.sock, run=self.run, data=self.data, pdir=self.plugin_dir, images=IMAGES,
                 ar=auto_restart, auth=auth, extra=extra, sections=plugin_sections,
                 cvm_backend=cvm_backend,
+                # A default mode no loaded plugin provides is refused.
+                networking='networking = { mode = "user"; };' if "net-user" in plugins else "",
                 plugins=", ".join('"%s"' % p for p in plugins)))
         self.proc = None
 

@@ -1,7 +1,12 @@
 """The CLI and the daemon's front door: exit codes scripts rely on, clear
 errors, config checking."""
 import os
+import shutil
+import socket
 import subprocess
+import tempfile
+import threading
+import time
 import unittest
 
 from harness import CVMM, CVMMD, DaemonTest
@@ -52,6 +57,107 @@ class CheckConfig(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
         finally:
             os.unlink(f.name)
+
+
+class HungDaemon:
+    """A unix socket that accepts and reads requests like cvmmd, but answers
+    only what it is told to: GET /v1/vms/x (so the CLI resolves VM x), and
+    "/logs" with a body trickled over `trickle` seconds when that is set.
+    Everything else gets no answer at all."""
+
+    def __init__(self, trickle=None):
+        self.dir = tempfile.mkdtemp(prefix="cvmm-hung-")
+        self.sock = os.path.join(self.dir, "cvmm.sock")
+        self.trickle = trickle
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(self.sock)
+        self.srv.listen(16)
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = c.recv(4096)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                path = head.split(b" ")[1].decode()
+                if path == "/v1/vms/x":
+                    body = b'{"id": "x", "name": "x", "state": "running"}'
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                elif "/logs" in path and self.trickle:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                              b"Connection: close\r\n\r\n")
+                    end = time.monotonic() + self.trickle
+                    n = 0
+                    while time.monotonic() < end:
+                        c.sendall(b"line %d\n" % n)
+                        n += 1
+                        time.sleep(0.25)
+                    c.sendall(b"done\n")
+                    c.close()
+                    return
+                else:
+                    return  # never answer; the connection stays open
+        except OSError:
+            return
+
+    def close(self):
+        self.srv.close()
+        for c in self.conns:
+            c.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class CliTimeout(unittest.TestCase):
+    """A daemon that accepts but never answers must not hang the CLI."""
+
+    def run_cli(self, sock, *args):
+        t0 = time.monotonic()
+        p = subprocess.run([CVMM, "--socket", sock] + list(args), capture_output=True,
+                           text=True, timeout=60)
+        return p, time.monotonic() - t0
+
+    def test_hung_daemon_times_out(self):
+        h = HungDaemon()
+        self.addCleanup(h.close)
+        p, took = self.run_cli(h.sock, "--timeout", "2", "list")
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("did not answer GET /v1/vms", p.stderr)
+        self.assertIn("within 2.0 s", p.stderr)
+        self.assertIn(h.sock, p.stderr)
+        self.assertTrue(1.9 <= took < 10, took)
+        # Following the console: the limit covers the wait for the reply.
+        p, took = self.run_cli(h.sock, "--timeout", "1", "logs", "-f", "x")
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("did not answer GET /v1/vms/x/logs", p.stderr)
+        self.assertTrue(0.9 <= took < 10, took)
+        bad = self.run_cli(h.sock, "--timeout", "soon", "list")[0]
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--timeout", bad.stderr)
+
+    def test_logs_follow_streams_past_the_timeout(self):
+        h = HungDaemon(trickle=2.5)
+        self.addCleanup(h.close)
+        p, took = self.run_cli(h.sock, "--timeout", "1", "logs", "-f", "x")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(p.stdout.startswith("line 0\n"), p.stdout)
+        self.assertTrue(p.stdout.endswith("done\n"), p.stdout)
+        self.assertGreaterEqual(took, 2.4)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ class Config(unittest.TestCase):
         if os.geteuid() != 0:
             self.skipTest("needs root")
         cases = [
-            ('adress = "10.0.2.3";', "plugin.net-passt: 1 setting(s) not known"),
+            ('adress = "10.0.2.3";', "plugin.net-passt.adress: unknown key"),
             ('map_guest_addr = "10.0.2.3";', "has no --map-guest-addr option"),
             ('no_map_gw = false; map_host_loopback = "10.0.2.9";',
              "has no --map-host-loopback option"),

@@ -447,7 +447,7 @@ static void test_fail_plugin(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
 
 	/* Configured: fails "define" for VMs named bad*, with its message. */
-	if (ctx_open(&c, "plugins = [];\nplugin = { test-fail = { event = \"define\"; "
+	if (ctx_open(&c, "plugins = [\"test-fail\"];\nplugin = { test-fail = { event = \"define\"; "
 	                 "name_prefix = \"bad\"; message = \"no define for you\"; }; };") < 0) {
 		CU_FAIL("context");
 		free(vm);
@@ -475,7 +475,7 @@ static void test_fail_plugin(void)
 	ctx_close(&c);
 
 	/* Defaults: every VM, the default message naming the event. */
-	if (ctx_open(&c, "plugins = [];\nplugin = { test-fail = { event = \"started\"; }; };") <
+	if (ctx_open(&c, "plugins = [\"test-fail\"];\nplugin = { test-fail = { event = \"started\"; }; };") <
 	    0) {
 		CU_FAIL("context");
 		free(vm);
@@ -489,7 +489,7 @@ static void test_fail_plugin(void)
 	ctx_close(&c);
 
 	/* An event it does not know refuses the plugin, registering nothing. */
-	if (ctx_open(&c, "plugins = [];\nplugin = { test-fail = { event = \"boot\"; }; };") < 0) {
+	if (ctx_open(&c, "plugins = [\"test-fail\"];\nplugin = { test-fail = { event = \"boot\"; }; };") < 0) {
 		CU_FAIL("context");
 		free(vm);
 		return;
