@@ -5,8 +5,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 static int resolve(const char *dir, const char *img, json_object *meta, const char *key, bool need,
 		   char *out, size_t outlen, char *err, size_t errlen)
@@ -103,4 +107,171 @@ json_object *image_list_json(const char *image_path)
 	}
 	closedir(d);
 	return a;
+}
+
+/* ---- the disk a VM's overlay is based on ---- */
+
+#define QCOW2_HEADER_LEN 104 /* version 3's; version 2's is 72 */
+
+static uint64_t be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Reads the size from an open file; st is its stat. */
+static int disk_size_fd(int fd, const char *path, const struct stat *st, uint64_t *size,
+			bool *qcow2, char *err, size_t errlen)
+{
+	unsigned char h[QCOW2_HEADER_LEN];
+	ssize_t n;
+	while ((n = pread(fd, h, sizeof(h), 0)) < 0 && errno == EINTR)
+		;
+	if (n < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	*qcow2 = n >= 4 && !memcmp(h, "QFI\xfb", 4);
+	if (!*qcow2) {
+		*size = (uint64_t)st->st_size;
+		return 0;
+	}
+	/* Version 2 headers end after 72 bytes; the size sits at 24 in both. */
+	uint32_t version = n >= 8 ? be32(h + 4) : 0;
+	if (n < 72 || (version != 2 && version != 3) || (version == 3 && n < QCOW2_HEADER_LEN)) {
+		snprintf(err, errlen, "%s: not a valid qcow2 file (version %u, %zd header bytes)",
+			 path, version, n);
+		return -EINVAL;
+	}
+	*size = be64(h + 24);
+	return 0;
+}
+
+int image_disk_size(const char *path, uint64_t *size, bool *qcow2, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? -errno : 0;
+	if (r < 0)
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
+	else
+		r = disk_size_fd(fd, path, &st, size, qcow2, err, errlen);
+	close(fd);
+	return r;
+}
+
+int image_base_identify(const struct image *img, struct image_base_id *id, char *err, size_t errlen)
+{
+	memset(id, 0, sizeof(*id));
+	if (!img->hda[0])
+		return 0;
+	/* One open file for stat and header: both describe the same file even
+	 * if it is being replaced right now. */
+	int fd = open(img->hda, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "image '%s': hda: %s: %s", img->name, img->hda, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	char derr[512];
+	bool qcow2;
+	int r = fstat(fd, &st) < 0 ? -errno : 0;
+	if (r < 0)
+		snprintf(derr, sizeof(derr), "%s: %s", img->hda, strerror(-r));
+	else
+		r = disk_size_fd(fd, img->hda, &st, &id->virtual_size, &qcow2, derr, sizeof(derr));
+	close(fd);
+	if (r < 0) {
+		snprintf(err, errlen, "image '%s': hda: %s", img->name, derr);
+		return r;
+	}
+	str_copy(id->path, sizeof(id->path), img->hda);
+	id->dev = (uint64_t)st.st_dev;
+	id->ino = (uint64_t)st.st_ino;
+	id->size = (uint64_t)st.st_size;
+	id->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	id->recorded = true;
+	return 0;
+}
+
+static void fmt_time_ns(int64_t ns, char *out, size_t len)
+{
+	time_t s = (time_t)(ns / 1000000000);
+	struct tm tm;
+	char day[32] = "?";
+	if (gmtime_r(&s, &tm))
+		strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, len, "%s.%09lldZ", day, (long long)(ns % 1000000000));
+}
+
+/* Appends ", what a -> b" (the first without the comma) to buf. */
+static void add_change(char *buf, size_t len, const char *what, const char *a, const char *b)
+{
+	size_t l = strlen(buf);
+	if (l < len)
+		snprintf(buf + l, len - l, "%s%s %s -> %s", l ? ", " : "", what, a, b);
+}
+
+static void add_change_u64(char *buf, size_t len, const char *what, uint64_t a, uint64_t b)
+{
+	char sa[24], sb[24];
+	snprintf(sa, sizeof(sa), "%llu", (unsigned long long)a);
+	snprintf(sb, sizeof(sb), "%llu", (unsigned long long)b);
+	add_change(buf, len, what, sa, sb);
+}
+
+int image_check_base(const struct image *img, const struct image_base_id *rec, const char *vm_name,
+		     char *err, size_t errlen)
+{
+	static const char hint[] =
+	    "; the VM's disk is an overlay on that file: restore the original file, or create "
+	    "the VM again";
+	if (!rec || !rec->recorded)
+		return 0;
+	if (!img->hda[0]) {
+		snprintf(err, errlen,
+			 "image '%s' no longer has a disk (hda); VM '%s' was created on %s%s",
+			 img->name, vm_name, rec->path, hint);
+		return -ESTALE;
+	}
+	struct image_base_id now;
+	int r = image_base_identify(img, &now, err, errlen);
+	if (r < 0)
+		return r;
+	bool replaced = now.dev != rec->dev || now.ino != rec->ino;
+	char changes[512] = "";
+	if (now.dev != rec->dev)
+		add_change_u64(changes, sizeof(changes), "device", rec->dev, now.dev);
+	if (now.ino != rec->ino)
+		add_change_u64(changes, sizeof(changes), "inode", rec->ino, now.ino);
+	if (now.size != rec->size)
+		add_change_u64(changes, sizeof(changes), "size", rec->size, now.size);
+	if (now.virtual_size != rec->virtual_size)
+		add_change_u64(changes, sizeof(changes), "virtual size", rec->virtual_size,
+			       now.virtual_size);
+	if (now.mtime_ns != rec->mtime_ns) {
+		char a[48], b[48];
+		fmt_time_ns(rec->mtime_ns, a, sizeof(a));
+		fmt_time_ns(now.mtime_ns, b, sizeof(b));
+		add_change(changes, sizeof(changes), "mtime", a, b);
+	}
+	if (!changes[0])
+		return 0; /* the same file, perhaps reached by another path now */
+	snprintf(err, errlen, "image '%s': disk %s was %s since VM '%s' was created (%s)%s",
+		 img->name, now.path, replaced ? "replaced" : "modified", vm_name, changes, hint);
+	return -ESTALE;
 }

@@ -7,6 +7,8 @@
 #define CVMM_IMAGE_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 struct image {
 	char name[64];
@@ -19,5 +21,27 @@ struct image {
 
 int image_load(const char *image_path, const char *name, struct image *img, char *err, size_t errlen);
 json_object *image_list_json(const char *image_path);
+
+/* The virtual size of a disk file without running qemu-img: a qcow2's
+ * header says it, any other file is taken as raw (its length). qcow2 is set
+ * to whether it is a qcow2. Cheap (one stat, one 104-byte read). */
+int image_disk_size(const char *path, uint64_t *size, bool *qcow2, char *err, size_t errlen);
+
+/* What a VM's disk overlay depends on: the image's hda file, which the
+ * overlay names by path only. Recorded when the VM is created (or its disk
+ * first made), compared before each start. */
+struct image_base_id {
+	bool recorded;
+	char path[512];
+	uint64_t dev, ino, size, virtual_size;
+	int64_t mtime_ns;
+};
+int image_base_identify(const struct image *img, struct image_base_id *id, char *err, size_t errlen);
+/* 0 when img's hda is still the file recorded; -ESTALE with what changed
+ * ("image 'tiny': disk ... was replaced since VM 'x' was created (inode A ->
+ * B, ...)") when it was replaced, modified or dropped; another -errno when
+ * it cannot be examined. Nothing recorded: 0. */
+int image_check_base(const struct image *img, const struct image_base_id *recorded,
+		     const char *vm_name, char *err, size_t errlen);
 
 #endif

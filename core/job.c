@@ -468,6 +468,10 @@ static void notify(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev)
 static int prepare_disk(struct cvmm_daemon *d, struct cvmm_vm *vm, const struct image *img,
 			struct cvmm_spec *spec)
 {
+	/* The disk overlays the image's file by path: refuse a changed one. */
+	int brc = vm_base_check(vm, img, vm->errbuf, VM_ERRBUF_LEN);
+	if (brc < 0)
+		return brc;
 	if (!img->hda[0] && !vm->disk_gb)
 		return 0;
 	char path[600], size[32], backing[700], out[1024];

@@ -11,6 +11,7 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -237,6 +238,20 @@ static int nic_add(struct vm_nic *nic, const char *k, const char *v)
 	return 0;
 }
 
+bool vm_mac_valid(const char *mac)
+{
+	unsigned b[6];
+	char tail;
+	if (!mac || strlen(mac) != 17 ||
+	    sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+		   &tail) != 6)
+		return false;
+	for (int i = 0; i < 17; i++)
+		if (i % 3 == 2 ? mac[i] != ':' : !isxdigit((unsigned char)mac[i]))
+			return false;
+	return !(b[0] & 1) && (b[0] | b[1] | b[2] | b[3] | b[4] | b[5]);
+}
+
 static int parse_networks(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object *a, char *err,
                           size_t errlen)
 {
@@ -271,10 +286,98 @@ static int parse_networks(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object
 			const char *s = json_object_get_string(v);
 			if (strlen(s) > 255)
 				FAIL("networks[%zu].%s: longer than 255 characters", i, k);
+			char mac[18];
+			if (!strcmp(k, "mac")) {
+				/* One rule for every mode; stored lower-case, as
+				 * plugins and the kernel print MACs. */
+				if (!json_object_is_type(v, json_type_string) || !vm_mac_valid(s))
+					FAIL("networks[%zu].mac: must be a unicast MAC address "
+					     "aa:bb:cc:dd:ee:ff, got '%.32s'",
+					     i, s);
+				for (int c = 0; c < 18; c++)
+					mac[c] = (char)tolower((unsigned char)s[c]);
+				s = mac;
+			}
 			if (nic_add(nic, k, s) < 0)
 				FAIL("networks[%zu]: at most %d parameters", i, VM_MAX_NIC_PARAMS);
 		}
 	}
+	return 0;
+}
+
+#define GIB (1024ull * 1024 * 1024)
+
+/* "2 GiB", "2.5 GiB", "64 MiB": a disk's size as users think of it. */
+static void fmt_size(uint64_t bytes, char *out, size_t len)
+{
+	if (bytes % GIB == 0)
+		snprintf(out, len, "%llu GiB", (unsigned long long)(bytes / GIB));
+	else if (bytes >= GIB)
+		snprintf(out, len, "%.1f GiB", (double)bytes / (double)GIB);
+	else
+		snprintf(out, len, "%.0f MiB", (double)bytes / (1024.0 * 1024.0));
+}
+
+/*
+ * disk_gb against the image's disk: smaller would cut the guest's file
+ * system short (the guest then fails to mount its root while cvmm says
+ * running). 0 or absent keeps its old meaning, the image's size: now
+ * written as that size in GiB, rounded up, so the API shows the disk the
+ * VM gets. An image without a disk gets a blank one of disk_gb, or none.
+ */
+static int disk_size_rule(struct cvmm_vm *vm, const struct image *img, int64_t want, char *err,
+			  size_t errlen)
+{
+	uint64_t need = vm->base.recorded ? vm->base.virtual_size : 0;
+	uint64_t need_gb = (need + GIB - 1) / GIB;
+	if (want == 0) {
+		if (need_gb > 65536)
+			FAIL("disk_gb: image '%s' has a disk larger than 65536 GiB", img->name);
+		vm->disk_gb = (uint32_t)need_gb;
+		return 0;
+	}
+	if ((uint64_t)want * GIB < need) {
+		char has[32];
+		fmt_size(need, has, sizeof(has));
+		FAIL("disk_gb: must be at least %llu GiB (image '%s' has a %s disk)",
+		     (unsigned long long)need_gb, img->name, has);
+	}
+	vm->disk_gb = (uint32_t)want;
+	return 0;
+}
+
+int vm_base_check(struct cvmm_vm *vm, const struct image *img, char *err, size_t errlen)
+{
+	char disk[600];
+	if (str_printf(disk, sizeof(disk), "%s/disk.qcow2", vm->data_dir) < 0) {
+		snprintf(err, errlen, "disk: %s/disk.qcow2: path too long", vm->data_dir);
+		return -ENAMETOOLONG;
+	}
+	vm_lock(vm);
+	struct image_base_id rec = vm->base;
+	vm_unlock(vm);
+	if (path_exists(disk) && rec.recorded)
+		return image_check_base(img, &rec, vm->name, err, errlen);
+	/* No disk yet: it will be made on the file there now, which may have
+	 * changed since the create; nothing depends on the old one. A disk
+	 * without a record is older than the record: it is taken as is. */
+	struct image_base_id now;
+	int r = image_base_identify(img, &now, err, errlen);
+	if (r < 0)
+		return r;
+	if (now.recorded && !path_exists(disk) && vm->disk_gb &&
+	    (uint64_t)vm->disk_gb * GIB < now.virtual_size) {
+		char has[32];
+		fmt_size(now.virtual_size, has, sizeof(has));
+		snprintf(err, errlen,
+			 "disk_gb: VM '%s' has %u GiB, less than image '%s''s disk now has (%s): "
+			 "create the VM again with a larger disk_gb",
+			 vm->name, vm->disk_gb, img->name, has);
+		return -EINVAL;
+	}
+	vm_lock(vm);
+	vm->base = now;
+	vm_unlock(vm);
 	return 0;
 }
 
@@ -331,10 +434,14 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 	if ((r = get_uint(req, "memory_mb", "memory_mb", 16, 16 * 1024 * 1024, &x, err, errlen)))
 		goto fail;
 	vm->memory_mb = (uint64_t)x;
+	if ((r = image_base_identify(&img, &vm->base, err, errlen)) < 0)
+		goto fail;
 	x = 0;
 	if ((r = get_uint(req, "disk_gb", "disk_gb", 0, 65536, &x, err, errlen)))
 		goto fail;
-	vm->disk_gb = (uint32_t)x;
+	r = -EINVAL;
+	if ((r = disk_size_rule(vm, &img, x, err, errlen)) < 0)
+		goto fail;
 	r = -EINVAL;
 	const char *backend = d->cfg->default_backend;
 	if (json_object_object_get_ex(req, "backend", &v)) {
@@ -486,11 +593,18 @@ static void write_nics_runtime(struct cvmm_vm *vm, struct jw *w)
 		jw_kstr(w, "mode", mode ? mode : "");
 		char prefix[16];
 		size_t pl = (size_t)snprintf(prefix, sizeof(prefix), "nic%d.", i);
+		bool mac = false;
 		for (int k = 0; k < vm->n_kv; k++) {
 			const char *key = vm->kv[k].key;
-			if (!strncmp(key, prefix, pl) && key[pl] && strcmp(key + pl, "mode"))
+			if (!strncmp(key, prefix, pl) && key[pl] && strcmp(key + pl, "mode")) {
 				jw_kstr(w, key + pl, vm->kv[k].value);
+				mac |= !strcmp(key + pl, "mac");
+			}
 		}
+		/* A mode that publishes no MAC uses the one asked for. */
+		const char *asked = vm_nic_param(vm, i, "mac");
+		if (!mac && asked)
+			jw_kstr(w, "mac", asked);
 		jw_end_obj(w);
 	}
 	jw_end_arr(w);
@@ -535,8 +649,17 @@ json_object *vm_to_api(struct cvmm_vm *vm)
 	return parse_written(&w);
 }
 
+/* 64-bit unsigned values go as decimal strings: JSON readers keep int64 at
+ * most, and device numbers and sizes need not fit. */
+static const char *u64str(uint64_t v, char buf[24])
+{
+	snprintf(buf, 24, "%llu", (unsigned long long)v);
+	return buf;
+}
+
 char *vm_manifest_text(struct cvmm_vm *vm, size_t *len)
 {
+	char num[4][24];
 	struct jw w;
 	jw_init(&w);
 	jw_obj(&w);
@@ -544,6 +667,18 @@ char *vm_manifest_text(struct cvmm_vm *vm, size_t *len)
 	jw_key(&w, "definition");
 	jw_obj(&w);
 	write_definition(vm, &w, NULL);
+	if (vm->base.recorded) {
+		/* Only the manifest's: host paths stay out of the API. */
+		jw_key(&w, "base");
+		jw_obj(&w);
+		jw_kstr(&w, "path", vm->base.path);
+		jw_kstr(&w, "dev", u64str(vm->base.dev, num[0]));
+		jw_kstr(&w, "ino", u64str(vm->base.ino, num[1]));
+		jw_kstr(&w, "size", u64str(vm->base.size, num[2]));
+		jw_kstr(&w, "virtual_size", u64str(vm->base.virtual_size, num[3]));
+		jw_kint(&w, "mtime_ns", vm->base.mtime_ns);
+		jw_end_obj(&w);
+	}
 	jw_end_obj(&w);
 	jw_kstr(&w, "state", vm_state_name(vm->state));
 	jw_kstr(&w, "reason", vm->reason);
@@ -591,6 +726,11 @@ static int64_t jint(json_object *o, const char *k)
 	json_object *v;
 	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
 }
+static uint64_t ju64(json_object *o, const char *k)
+{
+	const char *s = jstr(o, k);
+	return s ? strtoull(s, NULL, 10) : 0;
+}
 static double jdbl(json_object *o, const char *k)
 {
 	json_object *v;
@@ -620,6 +760,17 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 	vm->disk_gb = (uint32_t)jint(def, "disk_gb");
 	vm->cid = (uint32_t)jint(def, "cid");
 	vm->created = jdbl(def, "created");
+	if (json_object_object_get_ex(def, "base", &v) && json_object_is_type(v, json_type_object) &&
+	    jstr(v, "path")) {
+		struct image_base_id *b = &vm->base;
+		str_copy(b->path, sizeof(b->path), jstr(v, "path"));
+		b->dev = ju64(v, "dev");
+		b->ino = ju64(v, "ino");
+		b->size = ju64(v, "size");
+		b->virtual_size = ju64(v, "virtual_size");
+		b->mtime_ns = jint(v, "mtime_ns");
+		b->recorded = true;
+	}
 	if (json_object_object_get_ex(def, "networks", &v) &&
 	    json_object_is_type(v, json_type_array)) {
 		vm->nics = xzalloc(sizeof(*vm->nics) * (json_object_array_length(v) + 1));

@@ -6,6 +6,8 @@
 #ifndef CVMM_VM_H
 #define CVMM_VM_H
 
+#include "image.h"
+
 #include <cvmm/plugin.h>
 #include <ev.h>
 #include <json-c/json.h>
@@ -75,6 +77,10 @@ struct cvmm_vm {
 	int n_ports;
 	struct cvmm_port_map *ports; /* n_ports */
 	double created;
+	/* The image's disk file the VM's disk overlays (recorded: the image
+	 * has one). Set at create; set again at a start that makes the disk
+	 * anew, under d->lock (vm_base_check). */
+	struct image_base_id base;
 	char *data_dir; /* <data_dir>/vms/<id> */
 	char *run_dir;  /* <run_path>/vms/<id> */
 
@@ -162,5 +168,13 @@ const char *vm_nic_param(struct cvmm_vm *vm, int i, const char *key);
  * under vm->lock; serialised by vm->io_lock. Any thread but the loop's;
  * no lock held. 0 when the VM's folder is gone (removed). */
 int vm_save(struct cvmm_vm *vm);
+/* Before a start uses the VM's disk (<data_dir>/disk.qcow2), on a worker:
+ * with the disk made, refuses (-ESTALE, err says which image and what
+ * changed) when the image's disk file is no longer the one recorded;
+ * without it (or with nothing recorded: a VM older than the record),
+ * records the file there now, and refuses a disk_gb below its size. */
+int vm_base_check(struct cvmm_vm *vm, const struct image *img, char *err, size_t errlen);
+/* A MAC as the API accepts it: aa:bb:cc:dd:ee:ff, unicast, not all zero. */
+bool vm_mac_valid(const char *mac);
 
 #endif

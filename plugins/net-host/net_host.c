@@ -196,6 +196,12 @@ static int nh_define(void *data, cvmm_vm *vm, uint32_t i, const struct cvmm_port
 		    self, vm, -EINVAL,
 		    "networks[%u].mac: must be a unicast MAC address aa:bb:cc:dd:ee:ff, got '%s'",
 		    i, mac);
+	/* Shown from the create on, not only once the macvtap exists. */
+	char mac_key[32], derived[18];
+	if (!mac)
+		mac_for(vm, i, derived, sizeof(derived));
+	snprintf(mac_key, sizeof(mac_key), "nic%u.mac", i);
+	host->state_set(self, vm, mac_key, mac ? mac : derived);
 	const char *ifname = interface_of(vm, i);
 	if (!ifname)
 		return host->error(self, vm, -EINVAL,

@@ -156,6 +156,33 @@ static int read_config(void)
 	return 0;
 }
 
+/* Locally administered, stable across boots: 52:54:00 + bytes of the id. */
+static void mac_for(cvmm_vm *vm, uint32_t i, char *out, size_t len)
+{
+	const char *id = host->vm_id(vm);
+	unsigned h = 2166136261u;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	h = (h ^ i) * 16777619u;
+	snprintf(out, len, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
+}
+
+/* NIC i's MAC: the one chosen at DEFINE and published as "nic<i>.mac"
+ * (what the API shows); for a VM defined before that, chosen now. */
+static void nic_mac(cvmm_vm *vm, uint32_t i, char *out, size_t len)
+{
+	char key[32];
+	snprintf(key, sizeof(key), "nic%u.mac", i);
+	if (host->state_get(self, vm, key, out, len) > 0)
+		return;
+	const char *mac = host->vm_nic_param(vm, i, "mac");
+	if (mac)
+		snprintf(out, len, "%s", mac);
+	else
+		mac_for(vm, i, out, len);
+	host->state_set(self, vm, key, out);
+}
+
 static int nu_define(void *data, cvmm_vm *vm, uint32_t i, const struct cvmm_port_map *const *ports,
 		     uint32_t n_ports)
 {
@@ -184,18 +211,10 @@ static int nu_define(void *data, cvmm_vm *vm, uint32_t i, const struct cvmm_port
 	int rs;
 	if (restrict_of(vm, i, &rs) < 0)
 		return host->error(self, vm, -EINVAL, "networks[%u].restrict: must be true or false", i);
+	/* Chosen now, so that it is known (and shown) before the first boot. */
+	char mac[18];
+	nic_mac(vm, i, mac, sizeof(mac));
 	return 0;
-}
-
-/* Locally administered, stable across boots: 52:54:00 + bytes of the id. */
-static void mac_for(cvmm_vm *vm, uint32_t i, char *out, size_t len)
-{
-	const char *id = host->vm_id(vm);
-	unsigned h = 2166136261u;
-	for (const char *p = id; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	h = (h ^ i) * 16777619u;
-	snprintf(out, len, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
 }
 
 static int nu_setup(void *data, cvmm_vm *vm, uint32_t i, cvmm_spec *spec,
@@ -206,11 +225,7 @@ static int nu_setup(void *data, cvmm_vm *vm, uint32_t i, cvmm_spec *spec,
 	nic.struct_size = sizeof(nic);
 	nic.kind = CVMM_NIC_USER;
 	snprintf(nic.id, sizeof(nic.id), "net%u", i);
-	const char *mac = host->vm_nic_param(vm, i, "mac");
-	if (mac)
-		snprintf(nic.mac, sizeof(nic.mac), "%s", mac);
-	else
-		mac_for(vm, i, nic.mac, sizeof(nic.mac));
+	nic_mac(vm, i, nic.mac, sizeof(nic.mac));
 	const char *net;
 	int r = nic_addresses(vm, i, &net, nic.user_dhcp_start, sizeof(nic.user_dhcp_start));
 	if (r < 0)
@@ -224,7 +239,10 @@ static int nu_setup(void *data, cvmm_vm *vm, uint32_t i, cvmm_spec *spec,
 	r = host->spec_add_nic(spec, &nic);
 	if (r < 0)
 		return host->error(self, vm, r, "networks[%u]: cannot add the NIC: %s", i, strerror(-r));
-	host->state_set(self, vm, "mac", nic.mac);
+	/* Where versions before "nic<i>.mac" kept it (unseen by the API). */
+	char old[32];
+	if (host->state_get(self, vm, "mac", old, sizeof(old)) >= 0)
+		host->state_set(self, vm, "mac", NULL);
 	return 0;
 }
 

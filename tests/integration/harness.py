@@ -105,9 +105,11 @@ class Daemon:
     def __init__(self, plugins=("backend-qemu", "net-user"), extra="", plugin_sections="",
                  auto_restart="enabled = true; interval = 5; max_retries = 3; "
                               "initial_backoff = 1.0; max_backoff = 4.0; reset_window = 300.0;",
-                 auth_tokens=None, backend="qemu", libvirt_uri=None, libvirt_options=""):
+                 auth_tokens=None, backend="qemu", libvirt_uri=None, libvirt_options="",
+                 image_path=IMAGES):
         """backend: cvm.backend. "libvirt" adds backend-libvirt to the plugins,
-        with plugin.backend-libvirt.uri = libvirt_uri plus libvirt_options."""
+        with plugin.backend-libvirt.uri = libvirt_uri plus libvirt_options.
+        image_path: image.path (default: where image 'tiny' was built)."""
         self.dir = tempfile.mkdtemp(prefix="cvmm-it-")
         self.backend = backend
         cvm_backend = ""
@@ -161,7 +163,7 @@ cvm = {
 %(extra)s
 plugins = [ %(plugins)s ];
 plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
-""" % dict(sock=self.sock, run=self.run, data=self.data, pdir=self.plugin_dir, images=IMAGES,
+""" % dict(sock=self.sock, run=self.run, data=self.data, pdir=self.plugin_dir, images=image_path,
                 ar=auto_restart, auth=auth, extra=extra, sections=plugin_sections,
                 cvm_backend=cvm_backend,
                 # A default mode no loaded plugin provides is refused.

@@ -112,6 +112,31 @@ static struct cvmm_daemon *new_daemon(struct cvmm_config *c, const char *text, b
 	return dd;
 }
 
+/* A qcow2 header saying size (the rest of the file is not read). */
+static int write_qcow2(const char *path, uint64_t size)
+{
+	unsigned char h[104] = {'Q', 'F', 'I', 0xfb, 0, 0, 0, 3};
+	for (int i = 0; i < 8; i++)
+		h[24 + i] = (unsigned char)(size >> (56 - 8 * i));
+	return write_file_atomic(path, h, sizeof(h), 0644);
+}
+
+/* Image <name> under the test's image path whose hda is size bytes. */
+static int make_disk_image(const char *name, uint64_t size)
+{
+	char *dir = xasprintf("%s/images/%s", tmpdir, name);
+	char *k = xasprintf("%s/vmlinuz", dir), *m = xasprintf("%s/metadata.json", dir);
+	char *hda = xasprintf("%s/hda.qcow2", dir);
+	int r = mkdir_p(dir, 0755) || write_text(k, "kernel") ||
+	        write_text(m, "{\"kernel\": \"vmlinuz\", \"hda\": \"hda.qcow2\"}") ||
+	        write_qcow2(hda, size);
+	free(dir);
+	free(k);
+	free(m);
+	free(hda);
+	return r ? -1 : 0;
+}
+
 static int suite_init(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -126,7 +151,7 @@ static int suite_init(void)
 	free(k);
 	free(i);
 	free(m);
-	if (r)
+	if (r || make_disk_image("big", 2560ull << 20) || make_disk_image("small", 64ull << 20))
 		return -1;
 	char *text = xasprintf("run_path = \"%s/run\";\n"
 	                       "data_dir = \"%s/data\";\n"
@@ -443,6 +468,181 @@ static void test_registry_lookups(void)
 	cfg_r.net_mode = saved;
 }
 
+static void test_disk_size(void)
+{
+	/* Absent or 0: the image's disk, in GiB rounded up. */
+	struct cvmm_vm *vm = ACCEPTED("{\"name\": \"a\", \"image\": \"big\"}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	CU_ASSERT_EQUAL(vm->disk_gb, 3);
+	CU_ASSERT_TRUE(vm->base.recorded);
+	CU_ASSERT_EQUAL(vm->base.virtual_size, 2560ull << 20);
+	CU_ASSERT_PTR_NOT_NULL(strstr(vm->base.path, "/images/big/hda.qcow2"));
+	vm_free(vm);
+	vm = ACCEPTED("{\"name\": \"a\", \"image\": \"big\", \"disk_gb\": 0}");
+	if (vm)
+		CU_ASSERT_EQUAL(vm->disk_gb, 3);
+	vm_free(vm);
+	vm = ACCEPTED("{\"name\": \"a\", \"image\": \"small\"}");
+	if (vm)
+		CU_ASSERT_EQUAL(vm->disk_gb, 1);
+	vm_free(vm);
+	/* Smaller than the image's disk: the guest would not find its root. */
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"big\", \"disk_gb\": 2}", "disk_gb: ",
+	             "disk_gb: must be at least 3 GiB (image 'big' has a 2.5 GiB disk)");
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"big\", \"disk_gb\": 1}", "disk_gb: ",
+	             "at least 3 GiB");
+	/* As large or larger: the disk grows, the guest's file system does not. */
+	vm = ACCEPTED("{\"name\": \"a\", \"image\": \"big\", \"disk_gb\": 3}");
+	if (vm)
+		CU_ASSERT_EQUAL(vm->disk_gb, 3);
+	vm_free(vm);
+	vm = ACCEPTED("{\"name\": \"a\", \"image\": \"small\", \"disk_gb\": 40}");
+	if (vm)
+		CU_ASSERT_EQUAL(vm->disk_gb, 40);
+	vm_free(vm);
+	/* No disk in the image: none, or a blank one of disk_gb. */
+	vm = ACCEPTED("{\"name\": \"a\", \"image\": \"tiny\", \"disk_gb\": 5}");
+	if (vm) {
+		CU_ASSERT_EQUAL(vm->disk_gb, 5);
+		CU_ASSERT_FALSE(vm->base.recorded);
+	}
+	vm_free(vm);
+	/* An image whose disk is not a readable qcow2 is refused, named. */
+	char *hda = xasprintf("%s/images/small/hda.qcow2", tmpdir);
+	CU_ASSERT_EQUAL_FATAL(write_file_atomic(hda, "QFI\xfb\0\0\0\3", 8, 0644), 0);
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"small\"}", "image 'small': hda: ",
+	             "not a valid qcow2 file");
+	CU_ASSERT_EQUAL(write_qcow2(hda, 64ull << 20), 0);
+	free(hda);
+}
+
+static void test_macs(void)
+{
+	static const char *const bad[] = {
+	    "01:00:5e:00:00:01",  /* multicast */
+	    "ff:ff:ff:ff:ff:ff",  /* broadcast */
+	    "00:00:00:00:00:00",  /* nobody's */
+	    "52:54:00:ab:cd",     "52:54:00:ab:cd:ef:01", "52-54-00-ab-cd-ef", "52:54:00:ab:cd:eg",
+	    "52:54:00:ab:cd:ef ", " 2:54:00:ab:cd:ef",    "5254.00ab.cdef",    "",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		char *text = xasprintf("{\"name\": \"a\", \"image\": \"tiny\", \"networks\": "
+		                       "[{\"mode\": \"user\"}, {\"mode\": \"user\", \"mac\": \"%s\"}]}",
+		                       bad[i]);
+		refused_(d, text, "networks[1].mac: ", "must be a unicast MAC address", __LINE__);
+		free(text);
+	}
+	REFUSED_WITH("{\"name\": \"a\", \"image\": \"tiny\", \"networks\": [{\"mode\": \"user\", "
+	             "\"mac\": 525400}]}",
+	             "networks[0].mac: ", "unicast");
+	/* Upper case is accepted and kept as plugins print MACs; a locally
+	 * administered one is as good as any. */
+	struct cvmm_vm *vm = ACCEPTED(
+	    "{\"name\": \"a\", \"image\": \"tiny\", \"networks\": [{\"mode\": \"user\", "
+	    "\"mac\": \"52:54:00:AB:cD:eF\"}, {\"mode\": \"user\", \"mac\": \"02:00:00:00:00:01\"}, "
+	    "{\"mode\": \"user\"}]}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(vm, 0, "mac"), "52:54:00:ab:cd:ef");
+	CU_ASSERT_STRING_EQUAL(vm_nic_param(vm, 1, "mac"), "02:00:00:00:00:01");
+	/* The API shows what a NIC's mode published, else the MAC asked for. */
+	vm_kv_set(vm, "net-user", "nic1.mac", "52:54:00:00:00:99");
+	vm_kv_set(vm, "net-user", "nic2.mac", "52:54:00:00:00:02");
+	json_object *o = vm_to_api(vm), *nics = NULL;
+	CU_ASSERT_TRUE_FATAL(json_object_object_get_ex(o, "nics", &nics));
+	const char *want[] = {"52:54:00:ab:cd:ef", "52:54:00:00:00:99", "52:54:00:00:00:02"};
+	for (size_t i = 0; i < 3; i++) {
+		json_object *n = json_object_array_get_idx(nics, i), *m = NULL;
+		CU_ASSERT_TRUE(json_object_object_get_ex(n, "mac", &m) &&
+		               !strcmp(json_object_get_string(m), want[i]));
+		/* Once only: the JSON object must not hold the key twice. */
+		const char *text = json_object_to_json_string(n);
+		CU_ASSERT_PTR_NULL(strstr(strstr(text, "\"mac\"") + 1, "\"mac\""));
+	}
+	json_object_put(o);
+	vm_free(vm);
+}
+
+/* Replaces the image's disk file by another (a new version of the image). */
+static void replace_hda(const char *image, uint64_t size)
+{
+	char *hda = xasprintf("%s/images/%s/hda.qcow2", tmpdir, image);
+	char *tmp = xasprintf("%s.new", hda);
+	CU_ASSERT_EQUAL(write_qcow2(tmp, size), 0);
+	CU_ASSERT_EQUAL(rename(tmp, hda), 0);
+	free(hda);
+	free(tmp);
+}
+
+static void test_base_check(void)
+{
+	struct cvmm_vm *vm = ACCEPTED("{\"name\": \"basevm\", \"image\": \"small\"}");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	struct image img;
+	char err[1024] = "";
+	char *disk = xasprintf("%s/disk.qcow2", vm->data_dir);
+	CU_ASSERT_EQUAL_FATAL(image_load(cfg.image_path, "small", &img, err, sizeof(err)), 0);
+	struct image_base_id at_create = vm->base;
+
+	/* Never started: a new image version is simply what the disk is made on. */
+	replace_hda("small", 64ull << 20);
+	CU_ASSERT_EQUAL(vm_base_check(vm, &img, err, sizeof(err)), 0);
+	CU_ASSERT_TRUE(vm->base.recorded);
+	CU_ASSERT_NOT_EQUAL(vm->base.ino, at_create.ino);
+
+	/* Its disk made: the same file passes, a replaced one is refused. */
+	CU_ASSERT_EQUAL_FATAL(mkdir_p(vm->data_dir, 0750), 0);
+	CU_ASSERT_EQUAL_FATAL(write_text(disk, "overlay"), 0);
+	CU_ASSERT_EQUAL(vm_base_check(vm, &img, err, sizeof(err)), 0);
+	struct image_base_id used = vm->base;
+	replace_hda("small", 64ull << 20);
+	err[0] = 0;
+	CU_ASSERT_EQUAL(vm_base_check(vm, &img, err, sizeof(err)), -ESTALE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "image 'small': disk "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "/images/small/hda.qcow2 was replaced since VM "
+	                                   "'basevm' was created (inode "));
+	CU_ASSERT_EQUAL(vm->base.ino, used.ino); /* the record stays */
+	/* ... and again at the next try. */
+	CU_ASSERT_EQUAL(vm_base_check(vm, &img, err, sizeof(err)), -ESTALE);
+
+	/* A VM from before the record: taken as it is, recorded now. */
+	memset(&vm->base, 0, sizeof(vm->base));
+	CU_ASSERT_EQUAL(vm_base_check(vm, &img, err, sizeof(err)), 0);
+	CU_ASSERT_TRUE(vm->base.recorded);
+	CU_ASSERT_EQUAL(vm_base_check(vm, &img, err, sizeof(err)), 0);
+
+	/* No disk yet, and the image's disk grew past disk_gb: refused. */
+	unlink(disk);
+	replace_hda("small", 5ull << 30);
+	err[0] = 0;
+	CU_ASSERT_EQUAL(vm_base_check(vm, &img, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "disk_gb: VM 'basevm' has 1 GiB, less than image "
+	                                   "'small''s disk now has (5 GiB)"));
+	replace_hda("small", 64ull << 20);
+
+	/* Through the manifest: the record survives a daemon restart. */
+	CU_ASSERT_EQUAL(vm_base_check(vm, &img, err, sizeof(err)), 0);
+	json_object *m = vm_to_manifest(vm);
+	struct cvmm_vm *back = NULL;
+	CU_ASSERT_EQUAL(vm_from_manifest(d, m, &back, err, sizeof(err)), 0);
+	json_object_put(m);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+	CU_ASSERT_TRUE(back->base.recorded);
+	CU_ASSERT_STRING_EQUAL(back->base.path, vm->base.path);
+	CU_ASSERT_EQUAL(back->base.dev, vm->base.dev);
+	CU_ASSERT_EQUAL(back->base.ino, vm->base.ino);
+	CU_ASSERT_EQUAL(back->base.size, vm->base.size);
+	CU_ASSERT_EQUAL(back->base.virtual_size, vm->base.virtual_size);
+	CU_ASSERT_EQUAL(back->base.mtime_ns, vm->base.mtime_ns);
+	/* Host paths stay out of the API. */
+	json_object *api = vm_to_api(vm), *v;
+	CU_ASSERT_FALSE(json_object_object_get_ex(api, "base", &v));
+	json_object_put(api);
+	vm_free(back);
+	rm_rf(vm->data_dir);
+	free(disk);
+	vm_free(vm);
+}
+
 /* ---- manifest ------------------------------------------------------------ */
 
 static void test_manifest_round_trip(void)
@@ -620,6 +820,9 @@ int main(void)
 	    !CU_add_test(s, "request: defaults", test_defaults) ||
 	    !CU_add_test(s, "request: every field", test_all_fields) ||
 	    !CU_add_test(s, "request: backend and network mode lookups", test_registry_lookups) ||
+	    !CU_add_test(s, "request: disk_gb against the image's disk", test_disk_size) ||
+	    !CU_add_test(s, "request: MACs", test_macs) ||
+	    !CU_add_test(s, "start: the image's disk is the one recorded", test_base_check) ||
 	    !CU_add_test(s, "manifest round trip", test_manifest_round_trip) ||
 	    !CU_add_test(s, "manifest refused", test_manifest_refused) ||
 	    !CU_add_test(s, "API form", test_api_form)) {
