@@ -126,11 +126,16 @@ int cp_spawn_detached(char *const argv[], const char *errlog, const int *fds, in
 			for (int k = 0; k < n_fds; k++)
 				if (dup2(moved[k], fd_base + k) < 0)
 					_exit(126);
-			/* Nothing else of the daemon's stays open in the helper. */
-			for (int fd = 3; fd < 1024; fd++)
-				if (fd != pfd[1] &&
-				    (fd < fd_base || fd >= fd_base + n_fds))
-					close(fd);
+			/* Nothing else of the daemon's stays open in the helper
+			 * (its API alone may hold thousands of descriptors): one
+			 * system call per range, not one close() per number. */
+			if (n_fds) {
+				if (fd_base > 3)
+					close_range(3, (unsigned)fd_base - 1, 0);
+				close_range((unsigned)(fd_base + n_fds), ~0U, 0);
+			} else {
+				close_range(3, ~0U, 0);
+			}
 			execvp(argv[0], argv);
 			dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
 			_exit(127);
