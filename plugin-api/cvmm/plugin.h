@@ -1,6 +1,6 @@
 /*
- * cvmm/plugin.h: the whole plugin ABI of cvmm, version 1.1 (1.0 plus the
- * slots marked "added in 1.1").
+ * cvmm/plugin.h: the whole plugin ABI of cvmm, version 1.2 (1.0 plus the
+ * slots marked "added in 1.1" and "added in 1.2").
  *
  * A plugin is a shared object exporting exactly one symbol, CVMM_PLUGIN_ENTRY.
  * The daemon calls it once with its ABI version and its host-API table; the
@@ -19,7 +19,9 @@
  *    failure; the human message goes through host->error(), and reaches the
  *    API client;
  *  - hooks and ops run on worker threads and may block; one lifecycle job per
- *    VM runs at a time, so calls for one VM never overlap.
+ *    VM runs at a time, so calls for one VM never overlap — except after a
+ *    step overran cvm.hook_timeout: the job then gives up on it and runs
+ *    the undo while the late call may still be inside the plugin.
  */
 #ifndef CVMM_PLUGIN_H
 #define CVMM_PLUGIN_H
@@ -32,7 +34,7 @@ extern "C" {
 #endif
 
 #define CVMM_ABI_MAJOR 1
-#define CVMM_ABI_MINOR 1
+#define CVMM_ABI_MINOR 2
 
 #define CVMM_PLUGIN_EXPORT __attribute__((visibility("default")))
 #define CVMM_PLUGIN_ENTRY cvmm_plugin_init
@@ -116,6 +118,60 @@ struct cvmm_spec_nic {
 	 * the guest (virtio-net's host_mtu) does so. */
 	uint32_t mtu;
 	uint32_t reserved1;
+	/* Added in 1.2. The id of the PCIe port (struct cvmm_spec_pcie) the
+	 * NIC sits under; "" = the backend's default place. */
+	char bus[32];
+};
+
+/* Added in 1.2: a host PCI device passed through (VFIO). */
+#define CVMM_HOSTDEV_ROM_OFF 1 /* no option ROM (rombar=0) */
+
+struct cvmm_spec_hostdev {
+	uint32_t struct_size;
+	uint32_t flags;     /* CVMM_HOSTDEV_* */
+	char id[32];        /* unique within the spec, e.g. "gpu0" */
+	char host[16];      /* host address "0000:12:00.0" */
+	char rom_file[256]; /* option ROM file instead of the device's own; "" none */
+	/* Functions passed together: hostdevs with the same non-empty group
+	 * become functions of one guest slot (function 0 multifunction=on). */
+	char group[32];
+	uint32_t function; /* guest function number within the group */
+	uint32_t reserved;
+	char bus[32]; /* id of the PCIe port it sits under; "" = default */
+};
+
+/* Added in 1.2: a NUMA cell of the guest. */
+struct cvmm_spec_numa {
+	uint32_t struct_size;
+	uint32_t id;           /* cell number, 0.. */
+	char cpus[64];         /* guest vCPUs of the cell, e.g. "0-47" */
+	uint64_t memory_mb;    /* memory of the cell */
+	int32_t host_node;     /* host node whose memory backs the cell; -1 none */
+	uint32_t hugepage_kb;  /* 0: normal pages; else the page size, e.g. 2048 */
+};
+
+/* Added in 1.2: vCPU pinning (one per vCPU pinned). */
+struct cvmm_spec_pin {
+	uint32_t struct_size;
+	uint32_t vcpu;
+	char host_cpus[64]; /* host CPU list, e.g. "3" or "0-3,8" */
+};
+
+/* Added in 1.2: an element of the guest's PCIe hierarchy. */
+#define CVMM_PCIE_EXPANDER 1   /* a host bridge of its own (pxb-pcie) for a NUMA cell */
+#define CVMM_PCIE_ROOT_PORT 2  /* pcie-root-port */
+#define CVMM_PCIE_SWITCH_UP 3  /* switch upstream port (x3130-upstream) */
+#define CVMM_PCIE_SWITCH_DOWN 4 /* switch downstream port (xio3130-downstream) */
+
+struct cvmm_spec_pcie {
+	uint32_t struct_size;
+	uint32_t kind;      /* CVMM_PCIE_* */
+	char id[32];        /* unique within the spec */
+	char parent[32];    /* id of the element above; "" = the root complex */
+	int32_t numa_cell;  /* EXPANDER: the guest cell it belongs to; -1 none */
+	uint32_t bus_nr;    /* EXPANDER: its first bus number */
+	uint32_t chassis;   /* ROOT_PORT / SWITCH_DOWN */
+	uint32_t port;      /* ROOT_PORT / SWITCH_DOWN */
 };
 
 #define CVMM_DISK_QCOW2 1
@@ -159,6 +215,18 @@ struct cvmm_launch_spec {
 	char serial_log[256]; /* where the serial console must be captured */
 	char run_dir[256];    /* the VM's run directory (sockets, pid file) */
 	uint64_t serial_log_max; /* bytes kept of the console log */
+	/* Added in 1.2: topology and passthrough. sockets/cores/threads 0 =
+	 * the backend's default (one socket, vcpus cores). */
+	uint32_t sockets, cores, threads;
+	uint32_t n_numa;
+	const struct cvmm_spec_numa *const *numa;
+	uint32_t n_pins;
+	const struct cvmm_spec_pin *const *pins;
+	char emulator_cpus[64]; /* host CPUs for the emulator threads; "" any */
+	uint32_t n_hostdevs;
+	const struct cvmm_spec_hostdev *const *hostdevs;
+	uint32_t n_pcie;
+	const struct cvmm_spec_pcie *const *pcie; /* parents before children */
 };
 
 /* ---- Ops tables a plugin registers. ---------------------------------- */
@@ -274,10 +342,13 @@ struct cvmm_host_api {
 	 * keys; returns the key, or NULL past the last one. */
 	const char *(*vm_nic_param_at)(cvmm_vm *vm, uint32_t i, uint32_t k, const char **value);
 
-	/* Per-VM plugin state: small string key/values, persisted atomically
-	 * with the VM's manifest before the next stage runs, and kept across
-	 * daemon restarts. value NULL deletes. get copies into buf; returns
-	 * the length, or -ENOENT. */
+	/* Per-VM plugin state: small string key/values, kept across daemon
+	 * restarts. Since 1.2 written with the VM's manifest at the job's next
+	 * write (a start writes it once the VM runs, a define once defined)
+	 * rather than at every set: after a daemon killed in the middle of a
+	 * job, a plugin finds what it made by name, not only by its state.
+	 * value NULL deletes. get copies into buf; returns the length, or
+	 * -ENOENT. */
 	int (*state_set)(cvmm_plugin *p, cvmm_vm *vm, const char *key, const char *value);
 	int (*state_get)(cvmm_plugin *p, cvmm_vm *vm, const char *key, char *buf, size_t len);
 
@@ -314,7 +385,46 @@ struct cvmm_host_api {
 	int (*timer_add)(cvmm_plugin *p, int64_t period_ms, cvmm_timer_fn fn, void *data);
 	int (*timer_update)(cvmm_plugin *p, int timer, int64_t period_ms);
 	int (*timer_remove)(cvmm_plugin *p, int timer);
+
+	/* Added in 1.2: the launch spec's topology and passthrough parts. */
+	int (*spec_add_hostdev)(cvmm_spec *s, const struct cvmm_spec_hostdev *dev);
+	int (*spec_set_topology)(cvmm_spec *s, uint32_t sockets, uint32_t cores, uint32_t threads);
+	int (*spec_add_numa)(cvmm_spec *s, const struct cvmm_spec_numa *cell);
+	int (*spec_add_pin)(cvmm_spec *s, const struct cvmm_spec_pin *pin);
+	int (*spec_set_emulator_cpus)(cvmm_spec *s, const char *host_cpus);
+	int (*spec_add_pcie)(cvmm_spec *s, const struct cvmm_spec_pcie *elem);
+
+	/* Added in 1.2: parts of the API a plugin owns. From the entry point
+	 * only. A top-level field of the create body ("gpus"): validate gets
+	 * the field's value as JSON text on a request thread, before anything
+	 * is reserved, and returns 0 or a negative errno with the reason in
+	 * err ("gpus.count: must be ..."); the value is stored with the VM and
+	 * read back with vm_request_field (JSON text, NULL if absent). */
+	int (*register_request_field)(cvmm_plugin *p, const char *field,
+				      int (*validate)(void *data, const char *json, char *err,
+						      size_t errlen),
+				      void *data);
+	const char *(*vm_request_field)(cvmm_vm *vm, const char *field);
+	/* JSON text the plugin adds under key to GET /v1/host (host_info) and
+	 * to every VM's object (vm_info); either may be NULL. Write into buf,
+	 * return the length or a negative errno. Called on request threads. */
+	int (*register_info)(cvmm_plugin *p, const char *key,
+			     int (*host_info)(void *data, char *buf, size_t len),
+			     int (*vm_info)(void *data, cvmm_vm *vm, char *buf, size_t len), void *data);
+	/* A route of the plugin's own under /v1 ("GET", "gpus" serves GET
+	 * /v1/gpus), authenticated like every other. fn writes a JSON answer
+	 * into buf and returns its length (status 200), or a negative errno
+	 * with the reason through host->error (status from the errno). */
+	int (*register_route)(cvmm_plugin *p, const char *method, const char *path,
+			      int (*fn)(void *data, const char *body, char *buf, size_t len),
+			      void *data);
 };
+
+/* Added in 1.2: whether the host's table has a slot (it is as large as the
+ * plugin needs and the slot is set), e.g. CVMM_HOST_HAS(host, spec_add_pin). */
+#define CVMM_HOST_HAS(host, slot)                                                                  \
+	((host)->struct_size >= offsetof(struct cvmm_host_api, slot) + sizeof((host)->slot) &&      \
+	 (host)->slot != NULL)
 
 /* ---- Handshake. ------------------------------------------------------- */
 

@@ -502,6 +502,44 @@ static void test_fail_plugin(void)
 	free(vm);
 }
 
+/* ---- the frozen 1.1 plugin --------------------------------------------- */
+
+struct abi11_probe { /* as in tests/plugins/test_abi11.c */
+	uint32_t struct_size, minor, mtu_offset, nic_size, host_size, calls;
+};
+
+static void test_abi11_loads(void)
+{
+	struct ctx c;
+	if (ctx_open(&c, "plugins = [];") < 0) {
+		CU_FAIL("context");
+		return;
+	}
+	char err[1024] = "";
+	int rc = registry_load(c.reg, TEST_PLUGIN("test-abi11"), "test-abi11", err, sizeof(err));
+	if (rc < 0)
+		printf("\n    %s\n", err);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	struct cvmm_plugin *p = find_plugin(c.reg, "test-abi11");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(p->abi_major, 1);
+	CU_ASSERT_EQUAL(p->abi_minor, 1);
+	struct reg_hook *hooks[8];
+	int n = registry_hooks(c.reg, CVMM_EV_DAEMON_START, hooks, 8);
+	struct abi11_probe *probe = NULL;
+	for (int i = 0; i < n; i++)
+		if (!strcmp(hooks[i]->plugin->name, "test-abi11"))
+			probe = hooks[i]->data;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(probe);
+	CU_ASSERT_EQUAL(probe->minor, 1);
+	/* What 1.1 added stays where 1.1 put it; later minors only append. */
+	CU_ASSERT_EQUAL(probe->mtu_offset, offsetof(struct cvmm_spec_nic, mtu));
+	CU_ASSERT_TRUE(probe->nic_size <= sizeof(struct cvmm_spec_nic));
+	CU_ASSERT_TRUE(probe->host_size < sizeof(struct cvmm_host_api));
+	CU_ASSERT_EQUAL(CVMM_ABI_MINOR, 2);
+	ctx_close(&c);
+}
+
 int main(void)
 {
 	static const struct {
@@ -509,6 +547,7 @@ int main(void)
 		CU_TestFunc fn;
 	} tests[] = {
 	    {"1.0-frozen plugin loads, its hook registered", test_abi10_loads},
+	    {"1.1-frozen plugin loads, its additions in place", test_abi11_loads},
 	    {"host table whole, 1.0 layout a prefix", test_host_table_and_layout_prefix},
 	    {"frozen 1.0 header unchanged", test_frozen_header_unchanged},
 	    {"major 2 refused", test_major2_refused},
