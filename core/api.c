@@ -200,6 +200,8 @@ int api_token_ok(struct cvmm_daemon *d, const char *hdr)
 	return ok;
 }
 
+static void add_plugin_infos(struct cvmm_daemon *d, json_object *o, struct cvmm_vm *vm);
+
 static json_object *host_json(struct cvmm_daemon *d)
 {
 	struct cvmm_config *c = d->cfg;
@@ -269,6 +271,7 @@ static json_object *host_json(struct cvmm_daemon *d)
 	json_object_object_add(pm, "address", json_object_new_string(c->pm_address));
 	json_object_object_add(o, "port_mapping", pm);
 	json_object_object_add(o, "uptime", json_object_new_double(now_real() - d->started_at));
+	add_plugin_infos(d, o, NULL);
 	return o;
 }
 
@@ -491,6 +494,93 @@ static json_object *parse_body(struct req *q, char *err, size_t errlen)
 	return NULL;
 }
 
+/* ---- what plugins add (ABI 1.2) ---- */
+
+#define PLUGIN_JSON_MAX (256 * 1024)
+
+/* A plugin's JSON text, checked, as a json-c object (NULL if it failed:
+ * logged; an answer never breaks for one plugin). */
+static json_object *plugin_json(struct reg_info *in, struct cvmm_vm *vm)
+{
+	char *buf = malloc(PLUGIN_JSON_MAX), err[512];
+	if (!buf)
+		return NULL;
+	registry_call_begin(err, sizeof(err));
+	int n = vm ? in->vm_info(in->data, vm, buf, PLUGIN_JSON_MAX)
+		   : in->host_info(in->data, buf, PLUGIN_JSON_MAX);
+	registry_call_end();
+	json_object *o = NULL;
+	if (n >= 0 && n < PLUGIN_JSON_MAX) {
+		buf[n] = 0;
+		o = json_tokener_parse(buf);
+		if (!o)
+			log_warn("plugin %s: its \"%s\" is not JSON; left out", in->plugin->name, in->key);
+	} else {
+		log_warn("plugin %s: \"%s\": %s", in->plugin->name, in->key, err[0] ? err : strerror(n < 0 ? -n : ENOSPC));
+	}
+	free(buf);
+	return o;
+}
+
+static void add_plugin_infos(struct cvmm_daemon *d, json_object *o, struct cvmm_vm *vm)
+{
+	for (int i = 0; i < d->reg->n_infos; i++) {
+		struct reg_info *in = &d->reg->infos[i];
+		if (vm ? !in->vm_info : !in->host_info)
+			continue;
+		json_object *v = plugin_json(in, vm);
+		if (v)
+			json_object_object_add(o, in->key, v);
+	}
+}
+
+static void write_plugin_infos(struct cvmm_daemon *d, struct jw *w, struct cvmm_vm *vm)
+{
+	for (int i = 0; i < d->reg->n_infos; i++) {
+		struct reg_info *in = &d->reg->infos[i];
+		if (!in->vm_info)
+			continue;
+		json_object *v = plugin_json(in, vm);
+		if (!v)
+			continue;
+		size_t len;
+		const char *t = json_object_to_json_string_length(v, JSON_C_TO_STRING_PLAIN, &len);
+		jw_key(w, in->key);
+		jw_raw(w, t, len);
+		json_object_put(v);
+	}
+}
+
+static bool has_vm_infos(struct cvmm_daemon *d)
+{
+	for (int i = 0; i < d->reg->n_infos; i++)
+		if (d->reg->infos[i].vm_info)
+			return true;
+	return false;
+}
+
+static enum MHD_Result plugin_route(struct api *a, struct req *q, struct reg_route *rt)
+{
+	char err[1024];
+	size_t cap = 1 << 20;
+	char *buf = malloc(cap);
+	if (!buf)
+		return send_error(q->conn, 500, "out of memory");
+	registry_call_begin(err, sizeof(err));
+	int n = rt->fn(rt->data, q->body ? q->body : "", buf, cap);
+	registry_call_end();
+	enum MHD_Result ret;
+	if (n < 0 || (size_t)n >= cap) {
+		int e = n < 0 ? n : -ENOSPC;
+		unsigned st = status_for(e);
+		ret = send_error(q->conn, st, "%s", err[0] ? err : strerror(-e));
+	} else {
+		ret = send_text(q->conn, 200, "application/json", buf, (size_t)n);
+	}
+	free(buf);
+	return ret;
+}
+
 /* ---- routes ---- */
 
 static bool active(enum vm_state s)
@@ -514,11 +604,20 @@ static enum MHD_Result send_vm_list(struct cvmm_daemon *d, struct MHD_Connection
 	jw_arr(&w);
 	int n;
 	struct cvmm_vm **vms = daemon_get_vms(d, &n);
+	bool infos = !fields && has_vm_infos(d);
 	for (int i = 0; i < n; i++) {
 		vm_lock(vms[i]);
-		if (!vms[i]->gone)
-			vm_write_api(vms[i], &w, fields);
+		bool gone = vms[i]->gone;
+		if (!gone) {
+			jw_obj(&w);
+			vm_write_api_members(vms[i], &w, fields);
+		}
 		vm_unlock(vms[i]);
+		if (gone)
+			continue;
+		if (infos) /* outside the VM's lock: plugin code may take it */
+			write_plugin_infos(d, &w, vms[i]);
+		jw_end_obj(&w);
 	}
 	daemon_put_vms(vms, n);
 	jw_end_arr(&w);
@@ -537,6 +636,7 @@ static json_object *vm_snapshot(struct cvmm_vm *vm)
 	vm_lock(vm);
 	json_object *o = vm_to_api(vm);
 	vm_unlock(vm);
+	add_plugin_infos(vm->d, o, vm);
 	return o;
 }
 
@@ -601,6 +701,7 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 		vm->state = VM_STARTING; /* the job is queued; say so at once */
 	json_object *o = vm_to_api(vm);
 	vm_unlock(vm);
+	add_plugin_infos(d, o, vm);
 	if (start) {
 		/* The manifest says it should run (state defined, desired
 		 * running): a crash from here resumes it; the start job writes
@@ -623,6 +724,9 @@ static enum MHD_Result vm_remove(struct api *a, struct req *q, struct cvmm_vm *v
 	vm->want_running = false;
 	vm->next_restart = 0;
 	vm_unlock(vm);
+	/* What was queued for the VM is moot now: the removal need not wait
+	 * for starts and graceful stops that would be undone at once. */
+	jobs_cancel_queued(d, vm, "superseded by the VM's removal");
 	struct job *j = job_ref(job_new(JOB_REMOVE, vm));
 	jobs_submit(d, j);
 	job_wait(d, j);
@@ -729,7 +833,13 @@ static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *v
 		ret = send_error(q->conn, 503, "VM '%s': the daemon is stopping; the request resumes when it starts again", vm->name);
 		goto out;
 	}
-	ret = send_json(q->conn, 202, vm_snapshot(vm));
+	json_object *o = vm_snapshot(vm);
+	/* The state the request leads to (the VM may still finish a stop
+	 * queued before it); "desired" says the same. */
+	json_object_object_add(o, "state",
+			       json_object_new_string(op == JOB_STOP ? (active(st) ? "stopping" : vm_state_name(st))
+								     : "starting"));
+	ret = send_json(q->conn, 202, o);
 out:
 	json_object_put(body);
 	return ret;
@@ -930,6 +1040,9 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 		json_object_object_add(o, "images", image_list_json(d->cfg->image_path));
 		return send_json(q->conn, 200, o);
 	}
+	struct reg_route *rt = registry_route(d->reg, method, p);
+	if (rt)
+		return plugin_route(a, q, rt);
 	if (!strcmp(p, "vms") || !strcmp(p, "vms/")) {
 		if (get)
 			return send_vm_list(d, q->conn);

@@ -649,6 +649,8 @@ void daemon_free(struct cvmm_daemon *d)
 		daemon_put_vms(vms, n);
 	}
 	api_close(d);
+	if (d->jobs) /* it started: plugins hear that it stops (not after --check-config) */
+		registry_notify(d->reg, CVMM_EV_DAEMON_STOP);
 	wake_cb(d->loop, &d->wake, 0); /* loop calls still queued hold references */
 	loopapi_free_all(d);
 	for (int i = 0; i < d->n_vms; i++) {

@@ -1160,6 +1160,58 @@ int jobs_submit(struct cvmm_daemon *d, struct job *j)
 	return 0;
 }
 
+int jobs_cancel_queued(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *why)
+{
+	struct jobs *js = d->jobs;
+	int n = 0;
+	pthread_mutex_lock(&js->mu);
+	struct job *j = vm->jq_head, *keep = NULL, *keep_tail = NULL;
+	vm->jq_head = vm->jq_tail = NULL;
+	struct job *dropped = NULL;
+	for (struct job *next; j; j = next) {
+		next = j->next;
+		j->next = NULL;
+		if (j->op == JOB_START || j->op == JOB_STOP || j->op == JOB_RESTART ||
+		    j->op == JOB_EXITED) {
+			j->result = -ECANCELED;
+			str_copy(j->err, sizeof(j->err), why);
+			j->finished = true;
+			j->next = dropped;
+			dropped = j;
+			js->queued--;
+			n++;
+			continue;
+		}
+		if (keep_tail)
+			keep_tail->next = j;
+		else
+			keep = j;
+		keep_tail = j;
+	}
+	vm->jq_head = keep;
+	vm->jq_tail = keep_tail;
+	if (!keep && vm->on_ready) { /* take it off the ready list */
+		struct cvmm_vm **pp = &js->ready_head, *prev = NULL;
+		while (*pp && *pp != vm) {
+			prev = *pp;
+			pp = &(*pp)->ready_next;
+		}
+		if (*pp) {
+			*pp = vm->ready_next;
+			if (js->ready_tail == vm)
+				js->ready_tail = prev;
+		}
+		vm->on_ready = false;
+	}
+	pthread_cond_broadcast(&js->done);
+	pthread_mutex_unlock(&js->mu);
+	for (struct job *next; dropped; dropped = next) {
+		next = dropped->next;
+		job_unref(dropped);
+	}
+	return n;
+}
+
 void job_wait(struct cvmm_daemon *d, struct job *j)
 {
 	struct jobs *js = d->jobs;

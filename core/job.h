@@ -48,6 +48,10 @@ int jobs_submit(struct cvmm_daemon *d, struct job *j);
 /* Keeps j after it finishes, for job_wait; release with job_unref. */
 struct job *job_ref(struct job *j);
 void job_unref(struct job *j);
+/* Drops vm's queued (not running) start, stop, restart and exit jobs: a
+ * removal supersedes them. Their waiters get -ECANCELED with why. Returns
+ * how many. */
+int jobs_cancel_queued(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *why);
 /* Blocks until j finished; any thread but the loop's. */
 void job_wait(struct cvmm_daemon *d, struct job *j);
 /* The watched process of vm ended (any thread). */

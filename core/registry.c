@@ -166,6 +166,21 @@ static void drop_registrations(struct registry *r, struct cvmm_plugin *p)
 		if (r->hooks[i].plugin != p)
 			r->hooks[j++] = r->hooks[i];
 	r->n_hooks = j;
+	j = 0;
+	for (int i = 0; i < r->n_fields; i++)
+		if (r->fields[i].plugin != p)
+			r->fields[j++] = r->fields[i];
+	r->n_fields = j;
+	j = 0;
+	for (int i = 0; i < r->n_infos; i++)
+		if (r->infos[i].plugin != p)
+			r->infos[j++] = r->infos[i];
+	r->n_infos = j;
+	j = 0;
+	for (int i = 0; i < r->n_routes; i++)
+		if (r->routes[i].plugin != p)
+			r->routes[j++] = r->routes[i];
+	r->n_routes = j;
 }
 
 int registry_load(struct registry *r, const char *path, const char *name, char *err, size_t errlen)
@@ -505,6 +520,11 @@ static void h_log(cvmm_plugin *p, int level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Where host->error(p, NULL, ...) lands while a route or info call runs on
+ * this thread (registry_call_begin). */
+static __thread char *call_err;
+static __thread size_t call_errlen;
+
 static int h_error(cvmm_plugin *p, cvmm_vm *vm, int err, const char *fmt, ...)
 {
 	char msg[1024];
@@ -519,6 +539,10 @@ static int h_error(cvmm_plugin *p, cvmm_vm *vm, int err, const char *fmt, ...)
 			str_copy(vm->errbuf, VM_ERRBUF_LEN, msg);
 		vm_unlock(vm);
 		log_error("%s: VM '%s': %s", p ? p->name : "plugin", vm->name, msg);
+	} else if (call_err) {
+		if (!call_err[0])
+			str_copy(call_err, call_errlen, msg);
+		log_warn("%s: %s", p ? p->name : "plugin", msg);
 	} else if (p) {
 		char located[sizeof(p->init_err)];
 		int is_config = locate_message(p, msg, located, sizeof(located));
@@ -582,6 +606,132 @@ static int h_register_hook(cvmm_plugin *p, uint32_t event, int32_t priority, cvm
 	r->hooks[r->n_hooks] = (struct reg_hook){event, priority, fn, data, p, r->n_hooks};
 	r->n_hooks++;
 	return 0;
+}
+
+/* ---- plugin-owned parts of the API (1.2) ---- */
+
+/* Fields the core's create body has: a plugin may not claim them. */
+static const char *const core_fields[] = {"name", "image", "vcpu", "memory_mb", "disk_gb", "networks",
+					  "ports", "backend", "start", NULL};
+
+static bool ident_ok(const char *s, size_t max)
+{
+	size_t l = s ? strlen(s) : 0;
+	if (!l || l >= max)
+		return false;
+	for (size_t i = 0; i < l; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+		      s[i] == '-' || (s[i] == '/' && i > 0)))
+			return false;
+	return true;
+}
+
+static int h_register_request_field(cvmm_plugin *p, const char *field, reg_validate_fn validate,
+				    void *data)
+{
+	struct registry *r = p->reg;
+	if (r->loading != p)
+		return -EPERM;
+	if (!validate || !ident_ok(field, sizeof(r->fields[0].name)) || strchr(field, '/'))
+		return -EINVAL;
+	for (int i = 0; core_fields[i]; i++)
+		if (!strcmp(core_fields[i], field))
+			return -EEXIST;
+	if (registry_field(r, field))
+		return -EEXIST;
+	r->fields = realloc(r->fields, sizeof(*r->fields) * (r->n_fields + 1));
+	struct reg_field *f = &r->fields[r->n_fields++];
+	*f = (struct reg_field){.validate = validate, .data = data, .plugin = p};
+	str_copy(f->name, sizeof(f->name), field);
+	return 0;
+}
+
+struct reg_field *registry_field(struct registry *r, const char *name)
+{
+	for (int i = 0; i < r->n_fields; i++)
+		if (!strcmp(r->fields[i].name, name))
+			return &r->fields[i];
+	return NULL;
+}
+
+static const char *h_vm_request_field(cvmm_vm *vm, const char *field)
+{
+	return vm_field_get(vm, field);
+}
+
+static int h_register_info(cvmm_plugin *p, const char *key, reg_host_info_fn host_info,
+			   reg_vm_info_fn vm_info, void *data)
+{
+	struct registry *r = p->reg;
+	if (r->loading != p)
+		return -EPERM;
+	if ((!host_info && !vm_info) || !ident_ok(key, sizeof(r->infos[0].key)) || strchr(key, '/'))
+		return -EINVAL;
+	for (int i = 0; i < r->n_infos; i++)
+		if (!strcmp(r->infos[i].key, key))
+			return -EEXIST;
+	r->infos = realloc(r->infos, sizeof(*r->infos) * (r->n_infos + 1));
+	struct reg_info *f = &r->infos[r->n_infos++];
+	*f = (struct reg_info){.host_info = host_info, .vm_info = vm_info, .data = data, .plugin = p};
+	str_copy(f->key, sizeof(f->key), key);
+	return 0;
+}
+
+/* Paths the core serves: a plugin's route may not shadow them. */
+static const char *const core_routes[] = {"host", "plugins", "images", "vms", NULL};
+
+static int h_register_route(cvmm_plugin *p, const char *method, const char *path, reg_route_fn fn,
+			    void *data)
+{
+	struct registry *r = p->reg;
+	if (r->loading != p)
+		return -EPERM;
+	if (!fn || !method || (strcmp(method, "GET") && strcmp(method, "POST") && strcmp(method, "DELETE")) ||
+	    !ident_ok(path, sizeof(r->routes[0].path)))
+		return -EINVAL;
+	for (int i = 0; core_routes[i]; i++) {
+		size_t l = strlen(core_routes[i]);
+		if (!strncmp(path, core_routes[i], l) && (path[l] == 0 || path[l] == '/'))
+			return -EEXIST;
+	}
+	if (registry_route(r, method, path))
+		return -EEXIST;
+	r->routes = realloc(r->routes, sizeof(*r->routes) * (r->n_routes + 1));
+	struct reg_route *rt = &r->routes[r->n_routes++];
+	*rt = (struct reg_route){.fn = fn, .data = data, .plugin = p};
+	str_copy(rt->method, sizeof(rt->method), method);
+	str_copy(rt->path, sizeof(rt->path), path);
+	return 0;
+}
+
+struct reg_route *registry_route(struct registry *r, const char *method, const char *path)
+{
+	for (int i = 0; i < r->n_routes; i++)
+		if (!strcmp(r->routes[i].method, method) && !strcmp(r->routes[i].path, path))
+			return &r->routes[i];
+	return NULL;
+}
+
+void registry_call_begin(char *err, size_t errlen)
+{
+	call_err = err;
+	call_errlen = errlen;
+	if (err && errlen)
+		err[0] = 0;
+}
+
+void registry_call_end(void)
+{
+	call_err = NULL;
+	call_errlen = 0;
+}
+
+void registry_notify(struct registry *r, uint32_t event)
+{
+	struct reg_hook *hooks[64];
+	int n = registry_hooks(r, event, hooks, 64);
+	for (int i = 0; i < n; i++)
+		hooks[i]->fn(hooks[i]->data, NULL, event, NULL);
 }
 
 /* Config lookups: relative paths live under plugin.<name>. A lookup made
@@ -865,6 +1015,10 @@ static const struct cvmm_host_api host_api = {
 	.timer_add = h_timer_add,
 	.timer_update = h_timer_update,
 	.timer_remove = h_timer_remove,
+	.register_request_field = h_register_request_field,
+	.vm_request_field = h_vm_request_field,
+	.register_info = h_register_info,
+	.register_route = h_register_route,
 };
 
 const struct cvmm_host_api *registry_host_api(void)

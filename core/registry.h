@@ -45,6 +45,35 @@ struct reg_hook {
 	int order;
 };
 
+/* Added in ABI 1.2: parts of the API a plugin owns. */
+typedef int (*reg_validate_fn)(void *data, const char *json, char *err, size_t errlen);
+typedef int (*reg_host_info_fn)(void *data, char *buf, size_t len);
+typedef int (*reg_vm_info_fn)(void *data, cvmm_vm *vm, char *buf, size_t len);
+typedef int (*reg_route_fn)(void *data, const char *body, char *buf, size_t len);
+
+struct reg_field {
+	char name[32];
+	reg_validate_fn validate;
+	void *data;
+	struct cvmm_plugin *plugin;
+};
+
+struct reg_info {
+	char key[32];
+	reg_host_info_fn host_info;
+	reg_vm_info_fn vm_info;
+	void *data;
+	struct cvmm_plugin *plugin;
+};
+
+struct reg_route {
+	char method[8];
+	char path[64];
+	reg_route_fn fn;
+	void *data;
+	struct cvmm_plugin *plugin;
+};
+
 struct registry {
 	struct cvmm_daemon *d;
 	struct cvmm_plugin **plugins;
@@ -55,6 +84,12 @@ struct registry {
 	int n_netmodes;
 	struct reg_hook *hooks;
 	int n_hooks;
+	struct reg_field *fields;
+	int n_fields;
+	struct reg_info *infos;
+	int n_infos;
+	struct reg_route *routes;
+	int n_routes;
 	struct cvmm_plugin *loading; /* the plugin whose entry point runs */
 	struct cvmm_plugin *starting; /* the plugin whose DAEMON_START hook runs */
 	/* Every key a plugin looked up while its entry point ran, as an
@@ -91,6 +126,15 @@ struct reg_netmode *registry_netmode(struct registry *r, const char *name);
 int registry_hooks(struct registry *r, uint32_t event, struct reg_hook **out, int max);
 
 const struct cvmm_host_api *registry_host_api(void);
+
+struct reg_field *registry_field(struct registry *r, const char *name);
+struct reg_route *registry_route(struct registry *r, const char *method, const char *path);
+/* Runs a plugin's route or info call; a message the plugin reports with
+ * host->error(p, NULL, ...) meanwhile lands in err. */
+void registry_call_begin(char *err, size_t errlen);
+void registry_call_end(void);
+/* Dispatches a notification (DAEMON_START, DAEMON_STOP) to its hooks. */
+void registry_notify(struct registry *r, uint32_t event);
 json_object *registry_plugins_json(struct registry *r);
 
 #endif

@@ -92,6 +92,11 @@ void vm_free(struct cvmm_vm *vm)
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->io_lock);
 	free(vm->exit_reason);
+	for (int i = 0; i < vm->n_fields; i++) {
+		free(vm->fields[i].name);
+		free(vm->fields[i].json);
+	}
+	free(vm->fields);
 	for (int i = 0; i < vm->n_nics; i++) {
 		for (int k = 0; k < vm->nics[i].n; k++) {
 			free(vm->nics[i].keys[k]);
@@ -391,8 +396,16 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 		snprintf(err, errlen, "body: must be a JSON object");
 		return -EINVAL;
 	}
-	if ((r = check_keys(req, "", keys, err, errlen)))
-		return r;
+	/* Unknown fields stay refused; a field a plugin registered is its. */
+	json_object_object_foreach(req, key, val)
+	{
+		(void)val;
+		bool ok = false;
+		for (int i = 0; keys[i]; i++)
+			ok |= !strcmp(key, keys[i]);
+		if (!ok && !(d->reg && registry_field(d->reg, key)))
+			FAIL("%s: unknown field", key);
+	}
 	char id[37];
 	uuid_generate_str(id);
 	struct cvmm_vm *vm = vm_alloc(d, id);
@@ -481,6 +494,26 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 	}
 	if (json_object_object_get_ex(req, "ports", &v) && (r = parse_ports(d, vm, v, err, errlen)))
 		goto fail;
+	if (d->reg && d->reg->n_fields) {
+		json_object_object_foreach(req, fkey, fval)
+		{
+			struct reg_field *f = registry_field(d->reg, fkey);
+			if (!f)
+				continue;
+			const char *text = json_object_to_json_string_ext(fval, JSON_C_TO_STRING_PLAIN);
+			err[0] = 0;
+			registry_call_begin(err, errlen);
+			r = f->validate(f->data, text, err, errlen);
+			registry_call_end();
+			if (r < 0) {
+				if (!err[0])
+					snprintf(err, errlen, "%s: refused by plugin %s: %s", fkey,
+					         f->plugin->name, strerror(-r));
+				goto fail;
+			}
+			vm_field_set(vm, fkey, text);
+		}
+	}
 	vm->created = now_real();
 	vm->state = VM_DEFINED;
 	*out = vm;
@@ -497,7 +530,8 @@ fail:
 const char *const vm_api_fields[] = {"id",        "name",     "image",   "backend",      "vcpu",
                                      "memory_mb", "disk_gb",  "cid",     "networks",     "ports",
                                      "created",   "nics",     "state",   "reason",       "desired",
-                                     "pid",       "restarts", "started", "next_restart", NULL};
+                                     "pid",       "restarts", "started", "next_restart", "fields",
+                                     NULL};
 
 /* fields: NULL for all, else a comma-separated list (checked by the caller). */
 static bool want(const char *fields, const char *key)
@@ -578,6 +612,31 @@ static void write_definition(struct cvmm_vm *vm, struct jw *w, const char *f)
 	}
 	if (want(f, "created"))
 		jw_kdouble(w, "created", vm->created);
+	if (vm->n_fields && want(f, "fields")) {
+		jw_key(w, "fields");
+		jw_obj(w);
+		for (int i = 0; i < vm->n_fields; i++) {
+			jw_key(w, vm->fields[i].name);
+			jw_raw(w, vm->fields[i].json, strlen(vm->fields[i].json));
+		}
+		jw_end_obj(w);
+	}
+}
+
+const char *vm_field_get(struct cvmm_vm *vm, const char *name)
+{
+	for (int i = 0; i < vm->n_fields; i++)
+		if (!strcmp(vm->fields[i].name, name))
+			return vm->fields[i].json;
+	return NULL;
+}
+
+void vm_field_set(struct cvmm_vm *vm, const char *name, const char *json)
+{
+	vm->fields = realloc(vm->fields, sizeof(*vm->fields) * (size_t)(vm->n_fields + 1));
+	if (!vm->fields)
+		abort();
+	vm->fields[vm->n_fields++] = (struct vm_field){xstrdup(name), xstrdup(json)};
 }
 
 /* Each NIC's mode plus the runtime facts its network plugin published as
@@ -613,6 +672,12 @@ static void write_nics_runtime(struct cvmm_vm *vm, struct jw *w)
 void vm_write_api(struct cvmm_vm *vm, struct jw *w, const char *f)
 {
 	jw_obj(w);
+	vm_write_api_members(vm, w, f);
+	jw_end_obj(w);
+}
+
+void vm_write_api_members(struct cvmm_vm *vm, struct jw *w, const char *f)
+{
 	write_definition(vm, w, f);
 	if (want(f, "nics"))
 		write_nics_runtime(vm, w);
@@ -630,7 +695,6 @@ void vm_write_api(struct cvmm_vm *vm, struct jw *w, const char *f)
 		jw_kdouble(w, "started", vm->started);
 	if (vm->next_restart > 0 && want(f, "next_restart"))
 		jw_kdouble(w, "next_restart", vm->next_restart);
-	jw_end_obj(w);
 }
 
 static json_object *parse_written(struct jw *w)
@@ -760,6 +824,12 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 	vm->disk_gb = (uint32_t)jint(def, "disk_gb");
 	vm->cid = (uint32_t)jint(def, "cid");
 	vm->created = jdbl(def, "created");
+	if (json_object_object_get_ex(def, "fields", &v) && json_object_is_type(v, json_type_object)) {
+		json_object_object_foreach(v, fk, fv)
+		{
+			vm_field_set(vm, fk, json_object_to_json_string_ext(fv, JSON_C_TO_STRING_PLAIN));
+		}
+	}
 	if (json_object_object_get_ex(def, "base", &v) && json_object_is_type(v, json_type_object) &&
 	    jstr(v, "path")) {
 		struct image_base_id *b = &vm->base;

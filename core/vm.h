@@ -77,9 +77,11 @@ struct cvmm_vm {
 	int n_ports;
 	struct cvmm_port_map *ports; /* n_ports */
 	double created;
+	int n_fields;
+	struct vm_field { char *name, *json; } *fields; /* plugin-owned request fields (ABI 1.2) */
 	/* The image's disk file the VM's disk overlays (recorded: the image
 	 * has one). Set at create; set again at a start that makes the disk
-	 * anew, under d->lock (vm_base_check). */
+	 * anew, under vm->lock (vm_base_check). */
 	struct image_base_id base;
 	char *data_dir; /* <data_dir>/vms/<id> */
 	char *run_dir;  /* <run_path>/vms/<id> */
@@ -146,6 +148,8 @@ struct jw;
 /* fields: NULL for every field, else a comma-separated subset of
  * vm_api_fields (check it with vm_check_fields first). */
 void vm_write_api(struct cvmm_vm *vm, struct jw *w, const char *fields);
+/* The members only, without the braces (plugins' parts go after them). */
+void vm_write_api_members(struct cvmm_vm *vm, struct jw *w, const char *fields);
 extern const char *const vm_api_fields[];
 int vm_check_fields(const char *fields, char *err, size_t errlen);
 json_object *vm_to_api(struct cvmm_vm *vm);
@@ -163,6 +167,10 @@ const char *vm_kv_get(struct cvmm_vm *vm, const char *plugin, const char *key);
 void vm_kv_set(struct cvmm_vm *vm, const char *plugin, const char *key, const char *value);
 
 const char *vm_nic_param(struct cvmm_vm *vm, int i, const char *key);
+
+/* A plugin-owned request field's value (JSON text), or NULL. Fixed after create. */
+const char *vm_field_get(struct cvmm_vm *vm, const char *name);
+void vm_field_set(struct cvmm_vm *vm, const char *name, const char *json);
 
 /* Writes the manifest (atomic, fsync'd) from a snapshot of the VM taken
  * under vm->lock; serialised by vm->io_lock. Any thread but the loop's;
