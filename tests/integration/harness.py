@@ -71,27 +71,35 @@ def _libtirpc():
 
 
 def daemon_env(plugins=()):
-    """The environment of a cvmmd (and what it runs).
+    """The environment of a cvmmd (and so of what it runs).
 
     ASan build + backend-libvirt: the sanitizer runtime intercepts the sunrpc
-    XDR functions (xdr_int, xdr_string, ... : sanitizer_common's XDR
-    interceptors) and looks up the real ones once, at its start, with
+    XDR functions (xdrmem_create, xdr_int, ...: sanitizer_common's XDR
+    interceptors) and looks the real ones up once, when it starts, with
     dlsym(RTLD_NEXT). glibc 2.32+ no longer exports them (compat symbols
-    only, which dlsym does not return) and libtirpc, which does, only
-    arrives later, with the dlopen of backend-libvirt.so -> libvirt.so.
-    The interceptors stay bound to NULL; libvirt's XDR calls resolve to
-    them (the executable comes first in symbol lookup) and the first RPC
-    to libvirtd jumps to address 0. Preloading libtirpc makes it part of
-    the initial link map, so the runtime finds the real functions.
+    only, e.g. xdrmem_create@GLIBC_2.2.5 without a default version, which
+    dlsym does not return) and libtirpc, which does, only arrives later,
+    with the dlopen of backend-libvirt.so -> libvirt.so. The interceptors
+    stay bound to NULL, libvirt's calls resolve to them (the ASan runtime
+    comes before libtirpc in symbol lookup) and the first RPC to libvirtd
+    jumps to address 0 (SEGV in virNetMessageEncodeHeader). Preloading
+    libtirpc puts it in the initial link map ahead of the runtime, so
+    libvirt's XDR calls go straight to libtirpc. verify_asan_link_order=0:
+    the runtime otherwise refuses to run when it is not first in that map,
+    which matters only for the functions libtirpc defines (XDR, not malloc).
+    (Preloading the runtime first as well would also be correct, but the
+    preload reaches every child: QEMU, passt and dnsmasq would then run
+    under ASan's allocator.)
     Leak checking stays on; reports go to stderr, which is the log."""
     env = dict(os.environ)
     if SANITIZER == "asan":
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1:"
-                                       "print_summary=1:handle_abort=1")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        opts = "" if "ASAN_OPTIONS" in env else "detect_leaks=1:abort_on_error=1:print_summary=1"
         tirpc = _libtirpc()
         if "backend-libvirt" in plugins and tirpc:
             env["LD_PRELOAD"] = " ".join(p for p in (env.get("LD_PRELOAD"), tirpc) if p)
+            opts += ":verify_asan_link_order=0" if opts else "verify_asan_link_order=0"
+        env["ASAN_OPTIONS"] = ":".join(o for o in (env.get("ASAN_OPTIONS"), opts) if o)
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     elif SANITIZER == "tsan":
         # Report every race (not only the first) and keep running: the
         # test reads them all from the log.
