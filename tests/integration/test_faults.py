@@ -283,7 +283,8 @@ def _per_backend(*classes):
     for cls in classes:
         if "libvirt" in BACKENDS:
             name = cls.__name__ + "_libvirt"
-            globals()[name] = type(name, (LibvirtInNetns, cls), {"__module__": __name__})
+            globals()[name] = type(name, (LibvirtInNetns, cls), {
+                "__module__": __name__, "libvirt_netns": Faults.libvirt_netns})
         if "qemu" not in BACKENDS:
             del globals()[cls.__name__]
 
