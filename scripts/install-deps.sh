@@ -1,6 +1,9 @@
 #!/bin/sh
 # install-deps.sh — install every Debian 12 package cvmm needs (build, tests,
-# test guest, demo).  Idempotent: when everything is already installed it does
+# test guest, demo, sanitizer builds: libasan8/libubsan1/libtsan2 are gcc's
+# runtimes, libtirpc3 is preloaded into an ASan cvmmd that loads libvirt,
+# see tests/integration/harness.py).  Fails when any of them cannot be
+# installed.  Idempotent: when everything is already installed it does
 # nothing (no apt-get update) and exits 0 quickly.
 #
 # Must run as root (or under sudo).  Service autostart is suppressed during the
@@ -18,6 +21,7 @@ busybox-static cpio gzip zstd xz-utils kmod
 socat jq curl iproute2 procps psmisc python3
 libvirt-daemon-system libvirt-clients libvirt-dev libxml2-utils
 libnl-3-dev libnl-route-3-dev dnsmasq-base nftables
+libtirpc3 libtsan2 libasan8 libubsan1
 "
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -60,15 +64,21 @@ trap cleanup EXIT INT TERM
 log "updating package lists"
 apt-get update -q
 
-# Drop (and report) names this distribution does not know.
+# Every package is needed (a test that cannot run fails CI): a name this
+# distribution does not offer is an error, not something to skip.
 to_install=""
+unavailable=""
 for p in $missing; do
     if apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
         to_install="$to_install $p"
     else
-        log "WARNING: package '$p' not available, skipped"
+        unavailable="$unavailable $p"
     fi
 done
+if [ -n "$unavailable" ]; then
+    log "ERROR: not available from the configured apt sources:$unavailable"
+    exit 1
+fi
 
 if [ -n "$to_install" ]; then
     log "installing:$to_install"

@@ -6,6 +6,11 @@ Environment (set by ctest, see tests/integration/CMakeLists.txt):
   CVMM_IMAGE_PATH  where image 'tiny' is (scripts/build-test-guest.sh)
   CVMM_BACKENDS    backends the per-backend suites run on (default "qemu,libvirt")
 
+The same suites run against a sanitizer build (CVMM_BUILD_DIR=build-asan or
+build-tsan): SANITIZER says which one cvmmd was built with, Daemon gives it
+the environment it needs (daemon_env), and Daemon.cleanup() fails the test
+when the daemon's log (its stderr) holds a sanitizer report.
+
 The libvirt backend's runs share one private libvirtd + virtlogd per test
 process (tests/integration/libvirtd.py), started on first use.
 """
@@ -28,6 +33,78 @@ CVMM = os.path.join(BUILD, "core", "cvmm")
 READY = "cvmm-tiny: ready"
 BOOT_TIMEOUT = float(os.environ.get("CVMM_BOOT_TIMEOUT", "90"))
 BACKENDS = tuple(b for b in os.environ.get("CVMM_BACKENDS", "qemu,libvirt").split(",") if b)
+
+
+def _sanitizer():
+    """"asan" (ASan+UBSan), "tsan" or None: what cvmmd was built with, read
+    from the runtime's entry point linked into the binary."""
+    try:
+        with open(CVMMD, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if b"__asan_init" in data:
+        return "asan"
+    if b"__tsan_init" in data:
+        return "tsan"
+    return None
+
+
+SANITIZER = _sanitizer()
+# What a sanitizer prints when it finds something (UBSan: "file:line:col:
+# runtime error: ..."); any of these in a daemon's log fails the test.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer", "ERROR: ThreadSanitizer", "ThreadSanitizer:")
+
+
+def sanitizer_reports(text):
+    """The lines of a daemon's log that are sanitizer reports."""
+    return [l for l in text.splitlines() if any(m in l for m in SANITIZER_MARKS)]
+
+
+def _libtirpc():
+    for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64"):
+        p = os.path.join(d, "libtirpc.so.3")
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def daemon_env(plugins=()):
+    """The environment of a cvmmd (and so of what it runs).
+
+    ASan build + backend-libvirt: the sanitizer runtime intercepts the sunrpc
+    XDR functions (xdrmem_create, xdr_int, ...: sanitizer_common's XDR
+    interceptors) and looks the real ones up once, when it starts, with
+    dlsym(RTLD_NEXT). glibc 2.32+ no longer exports them (compat symbols
+    only, e.g. xdrmem_create@GLIBC_2.2.5 without a default version, which
+    dlsym does not return) and libtirpc, which does, only arrives later,
+    with the dlopen of backend-libvirt.so -> libvirt.so. The interceptors
+    stay bound to NULL, libvirt's calls resolve to them (the ASan runtime
+    comes before libtirpc in symbol lookup) and the first RPC to libvirtd
+    jumps to address 0 (SEGV in virNetMessageEncodeHeader). Preloading
+    libtirpc puts it in the initial link map ahead of the runtime, so
+    libvirt's XDR calls go straight to libtirpc. verify_asan_link_order=0:
+    the runtime otherwise refuses to run when it is not first in that map,
+    which matters only for the functions libtirpc defines (XDR, not malloc).
+    (Preloading the runtime first as well would also be correct, but the
+    preload reaches every child: QEMU, passt and dnsmasq would then run
+    under ASan's allocator.)
+    Leak checking stays on; reports go to stderr, which is the log."""
+    env = dict(os.environ)
+    if SANITIZER == "asan":
+        opts = "" if "ASAN_OPTIONS" in env else "detect_leaks=1:abort_on_error=1:print_summary=1"
+        tirpc = _libtirpc()
+        if "backend-libvirt" in plugins and tirpc:
+            env["LD_PRELOAD"] = " ".join(p for p in (env.get("LD_PRELOAD"), tirpc) if p)
+            opts += ":verify_asan_link_order=0" if opts else "verify_asan_link_order=0"
+        env["ASAN_OPTIONS"] = ":".join(o for o in (env.get("ASAN_OPTIONS"), opts) if o)
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    elif SANITIZER == "tsan":
+        # Report every race (not only the first) and keep running: the
+        # test reads them all from the log.
+        env.setdefault("TSAN_OPTIONS", "halt_on_error=0:second_deadlock_stack=1")
+    return env
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -170,12 +247,14 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
                 networking='networking = { mode = "user"; };' if "net-user" in plugins else "",
                 plugins=", ".join('"%s"' % p for p in plugins)))
         self.proc = None
+        self.plugins = tuple(plugins)
 
     # -- process --
     def start(self, timeout=30):
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen([CVMMD, "-c", self.conf], stdout=self.logf,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=daemon_env(self.plugins))
         wait_for(lambda: self.proc.poll() is not None or self._answers(), timeout,
                  "cvmmd to answer on " + self.sock)
         if self.proc.poll() is not None:
@@ -209,7 +288,9 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
             return f.read()
 
     def cleanup(self):
-        """Stop the daemon, then kill whatever VM it left (a test failed)."""
+        """Stop the daemon, then kill whatever VM it left (a test failed).
+        Returns the QEMUs it had to kill; raises AssertionError, once all is
+        cleaned, when the daemon's log holds a sanitizer report."""
         self.stop()
         leftovers = []
         vms_dir = os.path.join(self.data, "vms")
@@ -218,12 +299,17 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
                 for pid in qemu_pids_for(vm_id):
                     leftovers.append(pid)
                     os.kill(pid, signal.SIGKILL)
+        reports = sanitizer_reports(self.read_log()) if os.path.exists(self.log) else []
+        log_tail = self.read_log()[-6000:] if reports else ""
         shutil.rmtree(self.dir, ignore_errors=True)
+        if reports:
+            raise AssertionError("cvmmd (%s build) reported:\n%s\n--- log tail ---\n%s" % (
+                SANITIZER, "\n".join(reports[:20]), log_tail))
         return leftovers
 
     # -- API and CLI --
-    def api(self, method, path, body=None, token=None, raw=None):
-        c = UnixHTTPConnection(self.sock)
+    def api(self, method, path, body=None, token=None, raw=None, timeout=30):
+        c = UnixHTTPConnection(self.sock, timeout=timeout)
         headers = {}
         tok = token if token is not None else self.token
         if tok:
@@ -510,7 +596,7 @@ class NetnsDaemon(Daemon):
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns.name, CVMMD, "-c",
                                       self.conf], stdout=self.logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=daemon_env(self.plugins))
         wait_for(lambda: self.proc.poll() is not None or self._answers(), timeout,
                  "cvmmd to answer on " + self.sock)
         if self.proc.poll() is not None:
@@ -572,3 +658,108 @@ class LibvirtInNetns:
                 lv.stop()
             super().tearDown()
         self.assertEqual(left, [], "libvirt domains left behind")
+
+
+# ---- invariants after stress, crashes and faults (appended) ----
+
+BUSY_STATES = ("starting", "stopping", "removing")
+
+
+def list_vms(d, timeout=30):
+    """GET /v1/vms: {name: vm}."""
+    st, o = d.api("GET", "/v1/vms", timeout=timeout)
+    if st != 200:
+        raise AssertionError("GET /v1/vms: %d %s" % (st, o))
+    return {v["name"]: v for v in o["vms"]}
+
+
+def settle(d, timeout=180, what="jobs to settle"):
+    """Waits until no VM is starting, stopping or removing; returns the list."""
+    def quiet():
+        vms = list_vms(d)
+        return vms if not [n for n, v in vms.items() if v["state"] in BUSY_STATES] else None
+    try:
+        return wait_for(quiet, timeout, what, interval=0.3)
+    except AssertionError:
+        busy = {n: v["state"] for n, v in list_vms(d).items() if v["state"] in BUSY_STATES}
+        raise AssertionError("%s: still busy after %.0f s: %s" % (what, timeout, busy))
+
+
+def manifest_problems(d, vms):
+    """What is wrong with the data dir, given the listed VMs {name: vm}: a
+    listed VM without a valid manifest.json naming it, a VM folder nobody
+    lists, a manifest.json.tmp.* anywhere."""
+    problems = []
+    vms_dir = os.path.join(d.data, "vms")
+    folders = set(os.listdir(vms_dir)) if os.path.isdir(vms_dir) else set()
+    for name, vm in vms.items():
+        path = os.path.join(vms_dir, vm["id"], "manifest.json")
+        try:
+            with open(path) as f:
+                m = json.load(f)
+        except (OSError, ValueError) as e:
+            problems.append("VM %s: manifest %s unreadable: %s" % (name, path, e))
+            continue
+        defn = m.get("definition") if isinstance(m, dict) else None
+        if not isinstance(defn, dict) or defn.get("name") != name or defn.get("id") != vm["id"]:
+            problems.append("VM %s: manifest %s does not define it: %s" % (
+                name, path, json.dumps(defn)[:200]))
+            continue
+        # The persisted intent is the one the API shows (once settled, as
+        # callers use this).
+        if "want_running" in m and "desired" in vm and \
+                m["want_running"] != (vm["desired"] == "running"):
+            problems.append("VM %s: manifest says want_running %s, API says desired %s" % (
+                name, m["want_running"], vm["desired"]))
+    ids = {v["id"] for v in vms.values()}
+    for f in sorted(folders - ids):
+        problems.append("folder %s/%s belongs to no listed VM (holds %s)" % (
+            vms_dir, f, files_under(os.path.join(vms_dir, f))))
+    for f in files_under(d.data):
+        if ".tmp" in os.path.basename(f):
+            problems.append("temp file left: %s" % f)
+    return problems
+
+
+def process_problems(d, vms):
+    """QEMU processes against the listed VMs: exactly one per running VM,
+    none for any other VM, none of this daemon's (its data dir is on the
+    command line) that no listed VM owns."""
+    problems = []
+    owned = set()
+    for name, vm in vms.items():
+        pids = qemu_pids_for(vm["id"])
+        owned.update(pids)
+        if vm["state"] == "running" and len(pids) != 1:
+            problems.append("VM %s is running with QEMUs %s" % (name, pids))
+        if vm["state"] != "running" and pids:
+            problems.append("VM %s is %s but QEMUs %s run" % (name, vm["state"], pids))
+    for pid, args in procs_mentioning(d.dir, exe="qemu-system").items():
+        if pid not in owned:
+            problems.append("QEMU %d of no listed VM: %s" % (pid, " ".join(args)[:300]))
+    return problems
+
+
+def quiet_fd_count(pid, timeout=10):
+    """The process's descriptor count once it holds still (three equal
+    readings 0.2 s apart): a connection just answered may still be closing."""
+    readings = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        readings.append(fd_count(pid))
+        if len(readings) >= 3 and len(set(readings[-3:])) == 1:
+            return readings[-1]
+        time.sleep(0.2)
+    return min(readings)
+
+
+def fd_targets(pid):
+    """{fd: target} of a process, for messages."""
+    out = {}
+    d = "/proc/%d/fd" % pid
+    for fd in os.listdir(d):
+        try:
+            out[int(fd)] = os.readlink(os.path.join(d, fd))
+        except OSError:
+            pass
+    return out

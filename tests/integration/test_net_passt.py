@@ -1,7 +1,8 @@
 """Network mode "passt" (plugin net-passt) on real QEMU guests (TCG) and the
 real passt: one passt process per NIC, started before QEMU and stopped after
 it, DHCP from passt, port mapping through passt, re-adoption after
-`kill -9 cvmmd`, undo of starts that fail half-way, and a leak soak.
+`kill -9 cvmmd`, and a leak soak with starts that fail half-way. (Faults
+at each lifecycle event, on both backends: test_faults.py.)
 
 "Reaches its gateway": the guest has no console input, so the check is the
 mapped port. passt presents a client on the host's loopback to the guest as
@@ -351,38 +352,6 @@ class CrashDuringStart(PasstTest):
         d.cli("remove", "slow")
 
 
-class FailAtPreStart(PasstTest):
-    # test-fail runs at priority 100, after the network was set up.
-    daemon_args = dict(plugins=PLUGINS + ("test-fail",),
-                       plugin_sections='test-fail = { event = "pre_start"; };')
-
-    def test_no_passt_left(self):
-        d = self.d
-        vm = d.create("bad1", networks=PASST, ports=[tcp(26480)])
-        vm = d.wait_state("bad1", "failed")
-        self.assertIn("failing on purpose at pre_start", vm["reason"])
-        # The network was set up (and undone): passt ran for this VM.
-        self.assertRegex(d.read_log(), r"VM 'bad1': networks\[0\]: passt pid \d+")
-        self.assertNothingLeft(d, vm["id"])
-        self.assertFalse(port_open(26480))
-        d.cli("remove", "bad1")
-
-
-class FailAfterLaunch(PasstTest):
-    daemon_args = dict(plugins=PLUGINS + ("test-fail",),
-                       plugin_sections='test-fail = { event = "started"; };')
-
-    def test_no_passt_left(self):
-        d = self.d
-        vm = d.create("bad2", networks=PASST, ports=[tcp(26580)])
-        vm = d.wait_state("bad2", "failed")
-        self.assertIn("failing on purpose at started", vm["reason"])
-        self.assertRegex(d.read_log(), r"VM 'bad2': networks\[0\]: passt pid \d+")
-        self.assertNothingLeft(d, vm["id"])
-        self.assertFalse(port_open(26580))
-        d.cli("remove", "bad2")
-
-
 class LeakSoak(PasstTest):
     """50 cycles of create, start, stop, remove (not waiting for the guest to
     boot), plus 10 starts that fail after the network is up; the host must
@@ -464,11 +433,11 @@ class LeakSoak(PasstTest):
         self.assertEqual(d.api("GET", "/v1/vms")[1]["vms"], [])
 
 
-# The boot, re-adoption and failure paths also run on backend-libvirt (which
+# The boot and re-adoption paths also run on backend-libvirt (which
 # hands the stream NIC to its QEMU on the command line); the config checks,
 # the refusals, the crash during passt's start and the soak are about
 # net-passt alone and run once.
-per_backend(Boot, Readoption, FailAtPreStart, FailAfterLaunch, namespace=globals())
+per_backend(Boot, Readoption, namespace=globals())
 
 
 if __name__ == "__main__":
