@@ -15,6 +15,7 @@
 #include "jsonw.h"
 #include "job.h"
 #include "registry.h"
+#include "spec.h"
 #include "util.h"
 
 #include <errno.h>
@@ -651,6 +652,68 @@ static const char *busy_reason(struct cvmm_vm *vm)
 	return NULL;
 }
 
+/* POST /v1/vms?dry_run=1: the create's validation, and what its start
+ * would launch, rendered by the VM's backend; nothing is reserved, written
+ * or bound. */
+static enum MHD_Result vm_dry_run(struct api *a, struct req *q, struct cvmm_vm *vm)
+{
+	struct cvmm_daemon *d = a->d;
+	char err[1024];
+	pthread_mutex_lock(&d->lock);
+	int r = daemon_find_vm(d, vm->name) ? -EEXIST : 0;
+	if (r < 0)
+		snprintf(err, sizeof(err), "name: a VM named '%s' exists already", vm->name);
+	else if ((r = daemon_check_ports(d, vm, err, sizeof(err))) == 0 &&
+		 (r = daemon_reserve(d, vm, false, err, sizeof(err))) == 0)
+		daemon_release(d, vm); /* the numbers fit; the CID shown is the next free one */
+	pthread_mutex_unlock(&d->lock);
+	if (r < 0) {
+		vm_free(vm);
+		return send_error(q->conn, status_for(r), "%s", err);
+	}
+	struct cvmm_spec *spec = NULL;
+	char missing[512];
+	r = job_plan(d, vm, &spec, missing, sizeof(missing));
+	if (r < 0) {
+		enum MHD_Result ret = send_error(q->conn, status_for(r), "VM '%s': %s", vm->name, missing);
+		vm_free(vm);
+		return ret;
+	}
+	struct reg_backend *b = registry_backend(d->reg, vm->backend);
+	size_t cap = 1 << 20;
+	char *buf = malloc(cap);
+	int n = b && b->ops.render && buf ? b->ops.render(b->data, &spec->pub, buf, cap) : -ENOTSUP;
+	spec_free(spec);
+	if (n < 0) {
+		free(buf);
+		enum MHD_Result ret = send_error(q->conn, status_for(n), "VM '%s': backend '%s' cannot render it: %s",
+						 vm->name, vm->backend, strerror(-n));
+		vm_free(vm);
+		return ret;
+	}
+	json_object *render = json_object_new_object();
+	json_object_object_add(render, "backend", json_object_new_string(vm->backend));
+	if (n > 0 && buf[0] == '<') { /* a document (libvirt's XML) */
+		json_object_object_add(render, "xml", json_object_new_string_len(buf, n));
+	} else { /* NUL-separated arguments */
+		json_object *argv = json_object_new_array();
+		for (int i = 0; i < n;) {
+			size_t l = strnlen(buf + i, (size_t)(n - i));
+			json_object_array_add(argv, json_object_new_string_len(buf + i, (int)l));
+			i += (int)l + 1;
+		}
+		json_object_object_add(render, "argv", argv);
+	}
+	free(buf);
+	if (missing[0])
+		json_object_object_add(render, "missing", json_object_new_string(missing));
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "vm", vm_to_api(vm));
+	json_object_object_add(o, "render", render);
+	vm_free(vm);
+	return send_json(q->conn, 200, o);
+}
+
 static enum MHD_Result vm_create(struct api *a, struct req *q)
 {
 	struct cvmm_daemon *d = a->d;
@@ -664,6 +727,13 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 	json_object_put(body);
 	if (r < 0)
 		return send_error(q->conn, 400, "%s", err);
+	const char *dry = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "dry_run");
+	if (dry && (!strcmp(dry, "1") || !strcmp(dry, "true")))
+		return vm_dry_run(a, q, vm);
+	if (dry && strcmp(dry, "0") && strcmp(dry, "false")) {
+		vm_free(vm);
+		return send_error(q->conn, 400, "dry_run: must be 1, true, 0 or false");
+	}
 	pthread_mutex_lock(&d->lock);
 	if (daemon_find_vm(d, vm->name)) {
 		pthread_mutex_unlock(&d->lock);

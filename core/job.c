@@ -466,8 +466,16 @@ static void notify(struct cvmm_daemon *d, struct cvmm_vm *vm, uint32_t ev)
 /* ---- the built-in PREPARE work: the VM's disk and the spec skeleton ---- */
 
 static int prepare_disk(struct cvmm_daemon *d, struct cvmm_vm *vm, const struct image *img,
-			struct cvmm_spec *spec)
+			struct cvmm_spec *spec, bool dry)
 {
+	if (dry) { /* the disk a start would make, made by nobody */
+		if (!img->hda[0] && !vm->disk_gb)
+			return 0;
+		struct cvmm_spec_disk disk = {.struct_size = sizeof(disk), .format = CVMM_DISK_QCOW2};
+		str_copy(disk.id, sizeof(disk.id), "hd0");
+		snprintf(disk.path, sizeof(disk.path), "%s/disk.qcow2", vm->data_dir);
+		return spec_add_disk(spec, &disk);
+	}
 	/* The disk overlays the image's file by path: refuse a changed one. */
 	int brc = vm_base_check(vm, img, vm->errbuf, VM_ERRBUF_LEN);
 	if (brc < 0)
@@ -519,7 +527,7 @@ static int prepare_disk(struct cvmm_daemon *d, struct cvmm_vm *vm, const struct 
 	return spec_add_disk(spec, &disk);
 }
 
-static int build_spec(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spec **out)
+static int build_spec(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spec **out, bool dry)
 {
 	struct image img;
 	char err[512];
@@ -545,12 +553,57 @@ static int build_spec(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spe
 	char name_arg[128];
 	snprintf(name_arg, sizeof(name_arg), "cvmm.name=%s", vm->name);
 	spec_append_cmdline(s, name_arg);
-	rc = prepare_disk(d, vm, &img, s);
+	rc = prepare_disk(d, vm, &img, s, dry);
 	if (rc < 0) {
 		spec_free(s);
 		return rc;
 	}
 	*out = s;
+	return 0;
+}
+
+/* ---- dry run ---- */
+
+int job_plan(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spec **out, char *missing,
+	     size_t missing_len)
+{
+	struct cvmm_spec *spec = NULL;
+	char errbuf[VM_ERRBUF_LEN] = "";
+	vm->errbuf = errbuf; /* nobody else knows this VM: no lock needed */
+	missing[0] = 0;
+	int rc = build_spec(d, vm, &spec, true);
+	for (int i = 0; rc == 0 && i < vm->n_nics; i++) {
+		struct reg_netmode *m = registry_netmode(d->reg, vm_nic_param(vm, i, "mode"));
+		if (!m) {
+			set_err(vm, "networks[%d]: network mode '%s' is not loaded", i,
+				vm_nic_param(vm, i, "mode"));
+			rc = -ENOENT;
+			break;
+		}
+		if (!m->ops.plan) {
+			size_t l = strlen(missing);
+			snprintf(missing + l, missing_len - l, "%snetworks[%d] (mode %s)", l ? ", " : "",
+				 i, m->name);
+			continue;
+		}
+		const struct cvmm_port_map *ports[VM_MAX_PORTS];
+		uint32_t n = 0;
+		if (ports_nic(d, vm) == i)
+			for (int k = 0; k < vm->n_ports; k++)
+				ports[n++] = &vm->ports[k];
+		rc = m->ops.plan(m->data, vm, (uint32_t)i, spec, ports, n);
+	}
+	struct reg_hook *hooks[MAX_STEPS];
+	int n = rc == 0 ? registry_hooks(d->reg, CVMM_EV_PLAN, hooks, MAX_STEPS) : 0;
+	for (int i = 0; i < n && rc == 0; i++)
+		rc = hooks[i]->fn(hooks[i]->data, vm, CVMM_EV_PLAN, spec);
+	vm->errbuf = NULL;
+	if (rc < 0) {
+		spec_free(spec);
+		snprintf(missing, missing_len, "%s", errbuf[0] ? errbuf : strerror(-rc));
+		return rc;
+	}
+	*out = spec;
 	return 0;
 }
 
@@ -599,7 +652,7 @@ static int op_start(struct cvmm_daemon *d, struct job *j)
 		goto fail_prepare;
 	}
 	/* PREPARE: the core's own part (image, disk) runs first. */
-	if ((rc = build_spec(d, vm, &spec)) < 0)
+	if ((rc = build_spec(d, vm, &spec, false)) < 0)
 		goto fail_prepare;
 	if ((rc = stage_do(d, vm, CVMM_EV_PREPARE, &spec)) < 0)
 		goto fail_prepare;

@@ -56,6 +56,13 @@ int jobs_cancel_queued(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *wh
 void job_wait(struct cvmm_daemon *d, struct job *j);
 /* The watched process of vm ended (any thread). */
 void jobs_process_gone(struct cvmm_daemon *d, struct cvmm_vm *vm);
+/* Dry run: the spec a start of vm (not in the table) would launch, built
+ * by the core and by the plugins' plan ops and PLAN hooks, changing
+ * nothing. On success, missing lists the NICs whose mode cannot plan
+ * ("" if none); on failure it holds the reason. */
+struct cvmm_spec;
+int job_plan(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spec **out, char *missing,
+	     size_t missing_len);
 /* Number of jobs queued or running. */
 int jobs_pending(struct cvmm_daemon *d);
 

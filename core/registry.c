@@ -600,7 +600,7 @@ static int h_register_hook(cvmm_plugin *p, uint32_t event, int32_t priority, cvm
 	struct registry *r = p->reg;
 	if (r->loading != p)
 		return -EPERM;
-	if (!fn || event < CVMM_EV_DEFINE || event > CVMM_EV_DAEMON_STOP)
+	if (!fn || event < CVMM_EV_DEFINE || event > CVMM_EV_PLAN)
 		return -EINVAL;
 	r->hooks = realloc(r->hooks, sizeof(*r->hooks) * (r->n_hooks + 1));
 	r->hooks[r->n_hooks] = (struct reg_hook){event, priority, fn, data, p, r->n_hooks};

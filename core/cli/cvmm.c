@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,6 +474,7 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 	                                     {"port", required_argument, NULL, 'p'},
 	                                     {"backend", required_argument, NULL, 'b'},
 	                                     {"no-start", no_argument, NULL, 'S'},
+	                                     {"dry-run", no_argument, NULL, 'D'},
 	                                     HELP_OPTION,
 	                                     {0}};
 	/* Only what was given goes into the body: the daemon's defaults (from
@@ -481,6 +483,7 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 	const char *image = NULL;
 	long long n;
 	int c, r = 0;
+	bool dry = false;
 
 	optind = 0;
 	while (r == 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -514,6 +517,9 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 		case 'S':
 			json_object_object_add(body, "start", json_object_new_boolean(0));
 			break;
+		case 'D':
+			dry = true;
+			break;
 		case 'h':
 			print_command_usage(stdout, cmd);
 			goto cleanup;
@@ -538,9 +544,23 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 	json_object_object_add(body, "name", json_object_new_string(argv[optind]));
 	json_object_object_add(body, "image", json_object_new_string(image));
 
-	r = call(cli, "POST", "/v1/vms", body, &reply);
-	if (r == 0 && cli->json) {
-		print_json(reply);
+	r = call(cli, "POST", dry ? "/v1/vms?dry_run=1" : "/v1/vms", body, &reply);
+	if (r == 0 && (cli->json || dry)) {
+		json_object *render, *v;
+		if (!cli->json && json_object_object_get_ex(reply, "render", &render)) {
+			/* What the backend would run: one argument a line, or the XML. */
+			if (json_object_object_get_ex(render, "xml", &v)) {
+				fputs(json_object_get_string(v), stdout);
+			} else if (json_object_object_get_ex(render, "argv", &v)) {
+				for (size_t i = 0; i < json_object_array_length(v); i++)
+					printf("%s\n", json_object_get_string(json_object_array_get_idx(v, i)));
+			}
+			if (json_object_object_get_ex(render, "missing", &v))
+				fprintf(stderr, "cvmm: not in this rendering (their mode cannot dry-run): %s\n",
+					json_object_get_string(v));
+		} else {
+			print_json(reply);
+		}
 	} else if (r == 0) {
 		const char *id = get_str(reply, "id"), *state = get_str(reply, "state");
 
@@ -767,7 +787,7 @@ static const struct command commands[] = {
     {"create", cmd_create,
      "NAME --image IMAGE [--vcpu N] [--memory MB] [--disk GB]\n"
      "              [--net MODE[,key=value...]]... [--port [PROTO:][ADDR:]HOSTPORT:VMPORT]...\n"
-     "              [--backend NAME] [--no-start]",
+     "              [--backend NAME] [--no-start] [--dry-run]",
      "create a VM (and start it unless --no-start)"},
     {"list", cmd_list, "", "list the VMs"},
     {"info", cmd_info, "VM", "show one VM"},

@@ -76,6 +76,12 @@ typedef struct cvmm_spec cvmm_spec;     /* a launch spec being built */
 #define CVMM_EV_GUEST_EVENT 10
 #define CVMM_EV_DAEMON_START 11
 #define CVMM_EV_DAEMON_STOP 12
+/* Added in 1.2: a dry run (POST /v1/vms?dry_run=1 validates a create and
+ * renders what its start would launch). Hooks add to the spec what their
+ * PREPARE and PRE_START would add, and must change nothing on the host:
+ * reserve, bind, create and persist nothing. The VM is not in the daemon's
+ * table and has no folder. spec is non-NULL. */
+#define CVMM_EV_PLAN 13
 
 /* ---- The launch spec: what plugins build and backends render. ----------
  * Backends read it through struct cvmm_launch_spec (const); everybody else
@@ -279,9 +285,14 @@ struct cvmm_netmode_ops {
 	/* After a daemon restart, for a VM found running: take back what
 	 * setup() made (e.g. re-watch a helper process). */
 	int (*adopt)(void *data, cvmm_vm *vm, uint32_t nic_index);
+	/* Added in 1.2. Dry run (CVMM_EV_PLAN): add the NIC setup() would
+	 * add, changing nothing on the host. NULL: the dry run says this
+	 * NIC is missing from what it renders. */
+	int (*plan)(void *data, cvmm_vm *vm, uint32_t nic_index, cvmm_spec *spec,
+		    const struct cvmm_port_map *const *ports, uint32_t n_ports);
 };
 
-/* An event hook. spec is non-NULL only for PREPARE and PRE_START. */
+/* An event hook. spec is non-NULL only for PREPARE, PRE_START and PLAN. */
 typedef int (*cvmm_hook_fn)(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec);
 
 /* Event-loop access (io_* and timer_* in the host table). */

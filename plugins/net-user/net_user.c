@@ -246,11 +246,21 @@ static int nu_setup(void *data, cvmm_vm *vm, uint32_t i, cvmm_spec *spec,
 	return 0;
 }
 
+/* Dry run: define and setup change nothing outside the VM object here
+ * (the MAC is chosen and kept in its state, which a dry run throws away). */
+static int nu_plan(void *data, cvmm_vm *vm, uint32_t i, cvmm_spec *spec,
+		   const struct cvmm_port_map *const *ports, uint32_t n_ports)
+{
+	int r = nu_define(data, vm, i, ports, n_ports);
+	return r < 0 ? r : nu_setup(data, vm, i, spec, ports, n_ports);
+}
+
 static const struct cvmm_netmode_ops ops = {
 	.struct_size = sizeof(struct cvmm_netmode_ops),
 	.can_map_ports = 1,
 	.define = nu_define,
 	.setup = nu_setup,
+	.plan = nu_plan,
 };
 
 CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,

@@ -52,5 +52,51 @@ class PluginApi(DaemonTest):
         self.assertIn("test-api12: daemon stop", log)
 
 
+class DryRun(DaemonTest):
+    def test_dry_run_renders_and_changes_nothing(self):
+        d = self.d
+        host_before = d.api("GET", "/v1/host")[1]
+        st, o = d.api("POST", "/v1/vms?dry_run=1",
+                      {"name": "dry1", "image": "tiny", "vcpu": 1, "memory_mb": 300,
+                       "ports": [{"host_port": 23456, "vm_port": 80}]})
+        self.assertEqual(st, 200, o)
+        self.assertEqual(o["vm"]["name"], "dry1")
+        argv = o["render"]["argv"]
+        self.assertEqual(o["render"]["backend"], "qemu")
+        self.assertIn("-uuid", argv)
+        self.assertEqual(argv[argv.index("-uuid") + 1], o["vm"]["id"])
+        self.assertTrue(any("hostfwd=tcp:127.0.0.1:23456-:80" in a for a in argv), argv)
+        self.assertNotIn("missing", o["render"])
+        # Nothing reserved, written or started.
+        self.assertEqual(d.api("GET", "/v1/vms")[1]["vms"], [])
+        self.assertEqual(os.listdir(os.path.join(d.data, "vms")), [])
+        host_after = d.api("GET", "/v1/host")[1]
+        self.assertEqual(host_before["usage"], host_after["usage"])
+        self.assertEqual(host_before["cid_pool"], host_after["cid_pool"])
+        # Refused exactly like a create.
+        st, o = d.api("POST", "/v1/vms?dry_run=1", {"name": "dry1", "image": "tiny", "vcpu": 0})
+        self.assertEqual(st, 400)
+        self.assertIn("vcpu:", o["error"]["message"])
+        d.create("taken", start=False)
+        st, o = d.api("POST", "/v1/vms?dry_run=1", {"name": "taken", "image": "tiny"})
+        self.assertEqual(st, 409)
+        self.assertEqual(d.api("DELETE", "/v1/vms/taken")[0], 200)
+        # The CLI prints the arguments, one a line.
+        p = d.cli("create", "dry2", "--image", "tiny", "--dry-run")
+        self.assertIn("-uuid\n", p.stdout)
+        self.assertEqual(d.api("GET", "/v1/vms")[1]["vms"], [])
+
+
+class DryRunLibvirt(DaemonTest):
+    backend = "libvirt"
+
+    def test_dry_run_renders_xml(self):
+        st, o = self.d.api("POST", "/v1/vms?dry_run=1", {"name": "dryx", "image": "tiny"})
+        self.assertEqual(st, 200, o)
+        self.assertEqual(o["render"]["backend"], "libvirt")
+        self.assertIn("<uuid>%s</uuid>" % o["vm"]["id"], o["render"]["xml"])
+        self.assertEqual(self.d.api("GET", "/v1/vms")[1]["vms"], [])
+
+
 if __name__ == "__main__":
     unittest.main()
