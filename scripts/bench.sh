@@ -69,11 +69,9 @@ QEMU_BIN=qemu-system-x86_64
 
 ((N_CLI > N_VMS)) && N_CLI=$N_VMS
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-	say "error: $*"
-	exit 1
-}
+BENCH_NAME=bench
+# say, die, alive, kill_wait, pids_using_w, the bench user, as_bench, libvirtd
+. "$ROOT/scripts/bench/common.sh"
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it creates an unprivileged user for libvirt)"
 
@@ -117,36 +115,6 @@ USER_CREATED=0
 BENCH_UID=
 CLEANED=0
 
-# pids of processes whose command line mentions our temp dir (our QEMUs)
-pids_using_w() {
-	local p
-	for p in /proc/[0-9]*; do
-		[ "${p#/proc/}" = "$$" ] && continue
-		{ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "$W/" && echo "${p#/proc/}"
-	done
-}
-
-alive() { # PID: running (a zombie, i.e. exited but not reaped, is not)
-	local st
-	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "$st" != Z ]
-}
-
-kill_wait() { # PID [seconds]: TERM, wait up to seconds, then KILL; reaps it
-	local pid=$1 t=${2:-10} i
-	[ -n "$pid" ] || return 0
-	if alive "$pid"; then
-		kill -TERM "$pid" 2>/dev/null
-		for ((i = 0; i < t * 20; i++)); do
-			alive "$pid" || break
-			sleep 0.05
-		done
-		alive "$pid" && kill -KILL "$pid" 2>/dev/null
-	fi
-	wait "$pid" 2>/dev/null # our own child: reap it (no-op otherwise)
-	return 0
-}
-
 cleanup() {
 	((CLEANED)) && return
 	CLEANED=1
@@ -161,13 +129,7 @@ cleanup() {
 	kill_wait "$LIBVIRTD_PID" 10
 	local p
 	for p in $(pids_using_w); do kill -KILL "$p" 2>/dev/null; done
-	if ((USER_CREATED)) && [ -n "$BENCH_UID" ]; then
-		for p in /proc/[0-9]*; do
-			[ "$(stat -c %u "$p" 2>/dev/null)" = "$BENCH_UID" ] && kill -KILL "${p#/proc/}" 2>/dev/null
-		done
-		sleep 0.2
-		userdel "$BENCH_USER" >/dev/null 2>&1 || say "warning: userdel $BENCH_USER failed"
-	fi
+	bench_user_cleanup
 	if [ "$KEEP" = 1 ]; then
 		say "kept $W"
 	else
@@ -365,44 +327,12 @@ CV_PSS0=$(pss_kb "$CVMMD_PID")
 
 # ---- libvirtd (session, unprivileged, everything under $LV) -----------------------
 
-if id "$BENCH_USER" >/dev/null 2>&1; then
-	if [ "$(getent passwd "$BENCH_USER" | cut -d: -f5)" = "$USER_MARK" ]; then
-		USER_CREATED=1 # a leftover of an interrupted run: ours to delete
-	fi
-else
-	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
-		--comment "$USER_MARK" --user-group "$BENCH_USER" || die "useradd $BENCH_USER failed"
-	USER_CREATED=1
-fi
-BENCH_UID=$(id -u "$BENCH_USER")
-BENCH_GID=$(id -g "$BENCH_USER")
-mkdir -p "$LV/home" "$LV/run" "$LV/config" "$LV/cache" "$LV/xml"
-chmod 700 "$LV/run"
-chown -R "$BENCH_UID:$BENCH_GID" "$LV"
-LV_ENV=(HOME="$LV/home" XDG_RUNTIME_DIR="$LV/run" XDG_CONFIG_HOME="$LV/config"
-	XDG_CACHE_HOME="$LV/cache" PATH=/usr/sbin:/usr/bin:/sbin:/bin)
-# as_bench CMD...: exec CMD as BENCH_USER with the session environment
-# (setpriv execs, no extra process stays in between)
-as_bench() {
-	setpriv --reuid="$BENCH_UID" --regid="$BENCH_GID" --clear-groups \
-		env -i "${LV_ENV[@]}" "$@"
-}
+bench_user_setup
 VIRSH=(as_bench virsh -c qemu:///session)
 
 say "starting libvirtd (session mode as $BENCH_USER)"
 T0=$EPOCHREALTIME
-# a simple command, not the function, so that $! is libvirtd itself
-setpriv --reuid="$BENCH_UID" --regid="$BENCH_GID" --clear-groups \
-	env -i "${LV_ENV[@]}" libvirtd >"$LV/libvirtd.log" 2>&1 &
-LIBVIRTD_PID=$!
-for ((i = 0; i < 200; i++)); do
-	[ -S "$LV/run/libvirt/libvirt-sock" ] && "${VIRSH[@]}" -q version >/dev/null 2>&1 && break
-	kill -0 "$LIBVIRTD_PID" 2>/dev/null || die "libvirtd exited: $(tail -5 "$LV/libvirtd.log")"
-	sleep 0.05
-done
-"${VIRSH[@]}" -q version >/dev/null 2>&1 || die "libvirtd does not answer"
-[ "$(cat "$LV/run/libvirt/libvirtd.pid" 2>/dev/null)" = "$LIBVIRTD_PID" ] ||
-	die "libvirtd pid $LIBVIRTD_PID is not the one in $LV/run/libvirt/libvirtd.pid"
+libvirtd_session_start "$LV/libvirtd.log"
 LV_UP_MS=$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", (b - a) * 1000}')
 sleep 0.5
 LV_RSS0=$(rss_kb "$LIBVIRTD_PID")

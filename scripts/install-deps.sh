@@ -18,7 +18,7 @@ libev-dev libconfig-dev libjson-c-dev libmicrohttpd-dev libcunit1-dev
 libcurl4-openssl-dev
 qemu-system-x86 qemu-utils passt ovmf
 busybox-static cpio gzip zstd xz-utils kmod
-socat jq curl iproute2 procps psmisc python3
+socat jq curl iproute2 procps psmisc python3 python3-libvirt strace
 libvirt-daemon-system libvirt-clients libvirt-dev libxml2-utils
 libnl-3-dev libnl-route-3-dev dnsmasq-base nftables
 libtirpc3 libtsan2 libasan8 libubsan1
