@@ -653,6 +653,11 @@ void daemon_free(struct cvmm_daemon *d)
 		registry_notify(d->reg, CVMM_EV_DAEMON_STOP);
 	wake_cb(d->loop, &d->wake, 0); /* loop calls still queued hold references */
 	loopapi_free_all(d);
+	/* Signals belong to one loop at a time: an embedder that starts a new
+	 * daemon in the same process needs them free. */
+	ev_signal_stop(d->loop, &d->sig_int);
+	ev_signal_stop(d->loop, &d->sig_term);
+	ev_signal_stop(d->loop, &d->sig_hup);
 	for (int i = 0; i < d->n_vms; i++) {
 		daemon_unwatch(d, d->vms[i]);
 		ev_timer_stop(d->loop, &d->vms[i]->restart_timer);
