@@ -42,5 +42,54 @@ class ErrorBodies(DaemonTest):
             self.assertIn("no VM", o["error"]["message"])
 
 
+def edit_manifest(d, vm_id, **changes):
+    path = os.path.join(d.data, "vms", vm_id, "manifest.json")
+    with open(path) as f:
+        m = json.load(f)
+    m.update(changes)
+    with open(path, "w") as f:
+        json.dump(m, f)
+
+
+def hook_daemon(hook_timeout, hang_seconds):
+    """A daemon with test-fail (faults chosen by VM name) and a short
+    cvm.hook_timeout."""
+    d = Daemon(plugins=("backend-qemu", "net-user", "test-fail"),
+               plugin_sections="test-fail = { from_name = true; hang_seconds = %d; };"
+               % hang_seconds)
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, "w") as f:
+        f.write(text.replace("cvm = {\n", "cvm = {\n  hook_timeout = %d;\n" % hook_timeout, 1))
+    return d
+
+
+class ResumedRemoval(unittest.TestCase):
+    def test_requests_for_a_vm_whose_removal_resumes_get_409_and_it_is_removed(self):
+        """A daemon killed during a removal (manifest state "removing")
+        finishes it at its next start. Until then the VM is being removed:
+        a start must get 409, as after a DELETE, and must not turn the
+        removal into a start."""
+        d = hook_daemon(hook_timeout=4, hang_seconds=8)
+        try:
+            d.start()
+            # Four VMs whose resumed start hangs in PREPARE keep the four
+            # workers busy, so the removal's resume waits its turn.
+            busy = [d.create("hang-prepare-%d" % i, start=False)["id"] for i in range(4)]
+            victim = d.create("victim", start=False)["id"]
+            d.stop()
+            for vm_id in busy:
+                edit_manifest(d, vm_id, want_running=True)
+            edit_manifest(d, victim, state="removing")
+            d.start()
+            st, o = d.api("POST", "/v1/vms/victim/start")
+            self.assertEqual(st, 409, o)
+            wait_for(lambda: d.api("GET", "/v1/vms/victim")[0] == 404, 60,
+                     "the removal of VM victim to complete")
+            self.assertFalse(os.path.exists(os.path.join(d.data, "vms", victim)))
+        finally:
+            d.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()
