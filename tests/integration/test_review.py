@@ -91,5 +91,31 @@ class ResumedRemoval(unittest.TestCase):
             d.cleanup()
 
 
+class InterruptedCreate(unittest.TestCase):
+    def test_the_resume_of_an_interrupted_create_undoes_its_define(self):
+        """kill -9 while a create's DEFINE runs: at the next start the VM is
+        removed, and what DEFINE did (a plugin's reservation: net-bridge's
+        address, net-overlay's lease) must be undone, not left held."""
+        d = hook_daemon(hook_timeout=60, hang_seconds=30)
+        try:
+            d.start()
+            t = threading.Thread(target=lambda: d.api("POST", "/v1/vms",
+                                                       {"name": "hang-define-x", "image": "tiny"},
+                                                       timeout=5), daemon=True)
+            t.start()
+            wait_for(lambda: "hangs for 30 s on purpose" in d.read_log(), 20,
+                     "DEFINE of hang-define-x to hang")
+            d.kill9()
+            before = len(d.read_log())
+            d.start()
+            wait_for(lambda: d.api("GET", "/v1/vms/hang-define-x")[0] == 404, 30,
+                     "the interrupted create to be removed")
+            after = d.read_log()[before:]
+            self.assertIn("VM 'hang-define-x': undo undefine ran", after, after[-3000:])
+            self.assertEqual(os.listdir(os.path.join(d.data, "vms")), [])
+        finally:
+            d.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()
