@@ -81,6 +81,11 @@ static void utf8_sanitize(char *s)
 			ok = (p[i] & 0xc0) == 0x80;
 		if (ok && n == 1 && *p < 0xc2)
 			ok = false; /* overlong */
+		/* Overlong 3- and 4-byte forms, UTF-16 surrogates, past U+10FFFF:
+		 * strict decoders refuse them as lex_string does. */
+		if (ok && ((n == 2 && *p == 0xe0 && p[1] < 0xa0) || (n == 2 && *p == 0xed && p[1] >= 0xa0) ||
+			   (n == 3 && *p == 0xf0 && p[1] < 0x90) || (n == 3 && (*p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90)))))
+			ok = false;
 		if (!ok) {
 			*p++ = '?';
 			continue;

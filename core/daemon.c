@@ -509,6 +509,9 @@ static int load_vms(struct cvmm_daemon *d)
 			continue;
 		}
 		json_object_put(o);
+		/* Its removal (or the undo of its create) resumes in op_adopt: until
+		 * then it is being removed, and requests for it get 409. */
+		vm->removing = vm->state == VM_REMOVING || !vm->defined_ok;
 		pthread_mutex_lock(&d->lock);
 		if (strcmp(vm->id, de->d_name) || daemon_find_vm(d, vm->name)) {
 			pthread_mutex_unlock(&d->lock);

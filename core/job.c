@@ -923,6 +923,9 @@ static int op_adopt(struct cvmm_daemon *d, struct job *j)
 		vm_lock(vm);
 		vm->removing = true;
 		vm_unlock(vm);
+		/* How much of DEFINE ran is unknown (a plugin may hold an address
+		 * for it): undo all of it, as a failed DEFINE undoes its steps. */
+		stage_undo(d, vm, CVMM_EV_DEFINE, NULL, 0, 0);
 		return op_remove(d, j);
 	}
 	if (st == VM_REMOVING) {
