@@ -770,19 +770,18 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 		return send_json(q->conn, st, error_obj(code_for(st), msg));
 	}
 	job_unref(j);
+	/* The manifest says it should run (state defined, desired running): a
+	 * crash from here resumes it. The start is queued while the VM still
+	 * refuses other requests, so a stop sent after it is queued after it. */
+	if (start)
+		jobs_submit(d, job_new(JOB_START, vm));
 	vm_lock(vm);
 	vm->creating = false;
-	if (start)
+	if (start && vm->state == VM_DEFINED)
 		vm->state = VM_STARTING; /* the job is queued; say so at once */
 	json_object *o = vm_to_api(vm);
 	vm_unlock(vm);
 	add_plugin_infos(d, o, vm);
-	if (start) {
-		/* The manifest says it should run (state defined, desired
-		 * running): a crash from here resumes it; the start job writes
-		 * its own intent (nothing of it ran before that write). */
-		jobs_submit(d, job_new(JOB_START, vm));
-	}
 	return send_json(q->conn, 201, o);
 }
 

@@ -207,6 +207,10 @@ static void call_free(struct call *c)
 	free(c);
 }
 
+/* Abandoned calls still inside a plugin: the daemon waits a little for them
+ * before it unloads anything at shutdown. */
+static int calls_abandoned;
+
 static void *call_thread(void *arg)
 {
 	struct call *c = arg;
@@ -223,6 +227,7 @@ static void *call_thread(void *arg)
 			 c->vm->name, rc);
 		spec_free(c->spec);
 		call_free(c);
+		__atomic_sub_fetch(&calls_abandoned, 1, __ATOMIC_RELEASE);
 	}
 	return NULL;
 }
@@ -266,6 +271,7 @@ static int call_bounded(struct cvmm_daemon *d, struct call *c, struct cvmm_spec 
 			break;
 	if (c->state == 0) {
 		c->state = 2;
+		__atomic_add_fetch(&calls_abandoned, 1, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&c->mu);
 		if (specp && c->spec)
 			*specp = NULL;
@@ -640,10 +646,21 @@ static int op_start(struct cvmm_daemon *d, struct job *j)
 	if (!b)
 		return -ENOENT;
 	vm_lock(vm);
+	/* A stop accepted after this start was queued wins; a VM that still
+	 * runs (its stop failed) is not launched a second time. */
+	bool superseded = !vm->want_running, running = vm->state == VM_RUNNING && !vm->proc_gone;
+	vm_unlock(vm);
+	if (superseded || running) {
+		log_info("VM '%s': start skipped: %s", vm->name,
+			 superseded ? "a stop came after it" : "it runs already");
+		if (running && !superseded)
+			vm_save(vm);
+		return 0;
+	}
+	vm_lock(vm);
 	vm->pid = 0;
 	vm->proc_gone = false;
 	vm->stop_requested = false;
-	vm->want_running = true;
 	vm_unlock(vm);
 	/* Write 1 of 2: the intent (unless the request wrote it already). */
 	set_state(vm, VM_STARTING, "", !j->intent_saved);
@@ -1145,6 +1162,13 @@ void jobs_stop(struct jobs *js)
 	for (int i = 0; i < js->n_threads; i++)
 		pthread_join(js->threads[i], NULL);
 	js->n_threads = 0;
+	/* A plugin call that overran cvm.hook_timeout may still run: give it a
+	 * moment to return before the registry (and the plugins) go. */
+	for (int i = 0; i < 100 && __atomic_load_n(&calls_abandoned, __ATOMIC_ACQUIRE) > 0; i++)
+		usleep(100 * 1000);
+	if (__atomic_load_n(&calls_abandoned, __ATOMIC_ACQUIRE) > 0)
+		log_warn("%d plugin calls that overran cvm.hook_timeout still run at shutdown",
+			 __atomic_load_n(&calls_abandoned, __ATOMIC_ACQUIRE));
 	pthread_mutex_lock(&js->mu);
 	for (struct cvmm_vm *vm = js->ready_head, *nv; vm; vm = nv) {
 		nv = vm->ready_next;

@@ -156,7 +156,7 @@ json_object *vm_to_api(struct cvmm_vm *vm);
 
 /* Events: appended to <data_dir>/events.log (one JSON object a line), which
  * is where they are read from: a VM's history costs no daemon memory.
- * Caller holds d->lock. */
+ * */
 void vm_event(struct cvmm_vm *vm, const char *type, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* The newest `max` events, oldest first: {"events": [...]}. */
