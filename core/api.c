@@ -68,29 +68,34 @@ struct req {
 
 /* ---- responses ---- */
 
+/* The length of the well-formed UTF-8 sequence at s (shortest form, no
+ * UTF-16 surrogates, at most U+10FFFF), or 0. */
+static int utf8_len(const unsigned char *s, const unsigned char *end)
+{
+	int len = *s < 0x80 ? 1 : (*s & 0xe0) == 0xc0 ? 2 : (*s & 0xf0) == 0xe0 ? 3
+		: (*s & 0xf8) == 0xf0 ? 4 : 0;
+	if (!len || s + len > end || (len == 2 && *s < 0xc2))
+		return 0;
+	for (int i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((len == 3 && *s == 0xe0 && s[1] < 0xa0) || (len == 3 && *s == 0xed && s[1] >= 0xa0) ||
+	    (len == 4 && *s == 0xf0 && s[1] < 0x90) || (len == 4 && (*s > 0xf4 || (*s == 0xf4 && s[1] >= 0x90))))
+		return 0;
+	return len;
+}
+
 /* Text that goes into a JSON string must be valid UTF-8 (a name from the URL
  * may not be): invalid bytes become '?'. */
 static void utf8_sanitize(char *s)
 {
-	unsigned char *p = (unsigned char *)s;
-	while (*p) {
-		int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
-			: (*p & 0xf8) == 0xf0 ? 3 : -1;
-		bool ok = n >= 0;
-		for (int i = 1; ok && i <= n; i++)
-			ok = (p[i] & 0xc0) == 0x80;
-		if (ok && n == 1 && *p < 0xc2)
-			ok = false; /* overlong */
-		/* Overlong 3- and 4-byte forms, UTF-16 surrogates, past U+10FFFF:
-		 * strict decoders refuse them as lex_string does. */
-		if (ok && ((n == 2 && *p == 0xe0 && p[1] < 0xa0) || (n == 2 && *p == 0xed && p[1] >= 0xa0) ||
-			   (n == 3 && *p == 0xf0 && p[1] < 0x90) || (n == 3 && (*p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90)))))
-			ok = false;
-		if (!ok) {
+	unsigned char *p = (unsigned char *)s, *end = p + strlen(s);
+	while (p < end) {
+		int n = utf8_len(p, end);
+		if (n)
+			p += n;
+		else
 			*p++ = '?';
-			continue;
-		}
-		p += n + 1;
 	}
 }
 
@@ -353,15 +358,8 @@ static int lex_string(const char **p, const char *end, char **out)
 			continue;
 		}
 		/* A raw byte: a whole UTF-8 sequence, shortest form, no surrogates. */
-		int len = *s < 0x80 ? 1 : (*s & 0xe0) == 0xc0 ? 2 : (*s & 0xf0) == 0xe0 ? 3
-			: (*s & 0xf8) == 0xf0 ? 4 : 0;
-		if (!len || (len == 2 && *s < 0xc2) || (const char *)s + len > end)
-			goto bad;
-		for (int i = 1; i < len; i++)
-			if ((s[i] & 0xc0) != 0x80)
-				goto bad;
-		if ((len == 3 && *s == 0xe0 && s[1] < 0xa0) || (len == 3 && *s == 0xed && s[1] >= 0xa0) ||
-		    (len == 4 && *s == 0xf0 && s[1] < 0x90) || (len == 4 && (*s > 0xf4 || (*s == 0xf4 && s[1] >= 0x90))))
+		int len = utf8_len(s, (const unsigned char *)end);
+		if (!len)
 			goto bad;
 		for (int i = 0; i < len; i++)
 			PUT(s[i]);
