@@ -644,7 +644,13 @@ static int topology_from_json(struct cvmm_spec *s, json_object *o, struct jctx *
 			    (r = j_u32(c, j, "chassis", &e.chassis)) ||
 			    (r = j_u32(c, j, "port", &e.port)))
 				return r;
-			if ((r = spec_add_pcie(s, &e)))
+			if ((r = spec_add_pcie(s, &e)) == -ENOENT) {
+				snprintf(c->err, c->errlen,
+					 "pcie[%zu] '%s': parent '%s' is not defined before it", i, e.id,
+					 e.parent);
+				return r;
+			}
+			if (r)
 				return refused(c, "pcie", i, e.id, r);
 		}
 	if ((a = j_array(o, "hostdevs")))

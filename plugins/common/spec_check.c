@@ -159,6 +159,50 @@ static int is_port(const struct cvmm_spec_pcie *e)
 	return e && (e->kind == CVMM_PCIE_ROOT_PORT || e->kind == CVMM_PCIE_SWITCH_DOWN);
 }
 
+static int chassis_taken(const struct cvmm_launch_spec *s, const uint32_t *autos, uint32_t upto,
+			 uint32_t c)
+{
+	/* Explicit numbers anywhere, and automatic ones given before upto. */
+	for (uint32_t j = 0; j < s->n_pcie; j++)
+		if (is_port(s->pcie[j]) && (s->pcie[j]->chassis == c || (j < upto && autos[j] == c)))
+			return 1;
+	return 0;
+}
+
+uint32_t cp_pcie_chassis(const struct cvmm_launch_spec *s, uint32_t i)
+{
+	if (!is_port(s->pcie[i]))
+		return 0;
+	if (s->pcie[i]->chassis)
+		return s->pcie[i]->chassis;
+	uint32_t *autos = calloc(i + 1, sizeof(*autos)), c = 0;
+	if (!autos)
+		abort();
+	for (uint32_t j = 0; j <= i; j++) {
+		if (!is_port(s->pcie[j]) || s->pcie[j]->chassis)
+			continue;
+		c = 1;
+		while (chassis_taken(s, autos, j, c))
+			c++;
+		autos[j] = c;
+	}
+	free(autos);
+	return c;
+}
+
+uint32_t cp_pcie_port(const struct cvmm_launch_spec *s, uint32_t i)
+{
+	const struct cvmm_spec_pcie *e = s->pcie[i];
+	if (!is_port(e))
+		return 0;
+	if (e->port)
+		return e->port;
+	uint32_t k = 0;
+	for (uint32_t j = 0; j < i; j++)
+		k += is_port(s->pcie[j]) && !strcmp(s->pcie[j]->parent, e->parent);
+	return k;
+}
+
 /* Every id in the spec, to find duplicates: a QEMU device id and a libvirt
  * alias ("ua-" + id) share one namespace. */
 static int ids_unique(const struct cvmm_launch_spec *s, char *err, size_t errlen)

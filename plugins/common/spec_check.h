@@ -32,6 +32,13 @@ int cp_id_ok(const char *id);
 /* A host PCI address "0000:12:00.0" (lower-case hex). */
 int cp_pci_addr_ok(const char *addr);
 
+/* The chassis and port numbers of PCIe element i (a root or downstream
+ * port; 0 for other kinds), the same for both renderers: the spec's own when
+ * set; else chassis = the smallest number >= 1 no other port uses, taken in
+ * spec order, and port = the element's position among its parent's ports. */
+uint32_t cp_pcie_chassis(const struct cvmm_launch_spec *s, uint32_t i);
+uint32_t cp_pcie_port(const struct cvmm_launch_spec *s, uint32_t i);
+
 /*
  * The whole-spec rules: topology product = vCPUs; NUMA cells numbered 0..n-1
  * in order, their vCPUs covering 0..vcpus-1 exactly once and their memory
