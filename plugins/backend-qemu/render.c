@@ -85,8 +85,10 @@ static int is_virtio_net(const char *model)
 }
 
 /* macvtap_k: this NIC's ordinal among the spec's macvtap NICs. */
-static int render_nic(const struct cvmm_spec_nic *n, int macvtap_k, struct argv *a, char *err,
-		      size_t errlen)
+/* root_bus: ",bus=pcie.0" for a device the spec does not place, when the
+ * spec has expander buses; else "" (see qemu_render). */
+static int render_nic(const struct cvmm_spec_nic *n, int macvtap_k, const char *root_bus,
+		      struct argv *a, char *err, size_t errlen)
 {
 	/* A memstream, not a fixed buffer: a user NIC carries any number of
 	 * port forwards. */
@@ -175,9 +177,11 @@ static int render_nic(const struct cvmm_spec_nic *n, int macvtap_k, struct argv 
 	f = NULL;
 	push(a, "-netdev");
 	push(a, netdev);
-	char bus[64] = "";
+	char bus[64];
 	if (cp_nic_bus(n)[0])
 		snprintf(bus, sizeof(bus), ",bus=%s,addr=0", cp_nic_bus(n));
+	else
+		snprintf(bus, sizeof(bus), "%s", root_bus);
 	push(a, "-device");
 	pushf(a, "%s,netdev=%s%s%s%s%s", n->model[0] ? opt_escape(n->model) : "virtio-net-pci",
 	      n->id, n->mac[0] ? ",mac=" : "", n->mac, mtu, bus);
@@ -285,6 +289,11 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 	    (r = cp_spec_check(s, err, errlen)))
 		return r;
 	int v12 = cp_spec_has_12(s);
+	/* QEMU gives a device without bus= the first PCI bus it finds, which
+	 * with a pxb-pcie can be the expander's (where only bridges fit): the
+	 * devices the spec does not place go on the root bus by name. */
+	const char *root_bus = v12 && s->n_pcie ? ",bus=pcie.0" : "";
+
 	push(a, o->binary);
 	push(a, "-name");
 	pushf(a, "guest=%s,debug-threads=on", s->name);
@@ -364,16 +373,16 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		pushf(a, "file=%s,if=none,id=%s,format=%s%s", opt_escape(dk->path), dk->id,
 		      dk->format == CVMM_DISK_RAW ? "raw" : "qcow2", dk->readonly ? ",readonly=on" : "");
 		push(a, "-device");
-		pushf(a, "virtio-blk-pci,drive=%s", dk->id);
+		pushf(a, "virtio-blk-pci,drive=%s%s", dk->id, root_bus);
 	}
 	for (uint32_t i = 0, k = 0; i < s->n_nics; i++) {
-		if ((r = render_nic(s->nics[i], (int)k, a, err, errlen)))
+		if ((r = render_nic(s->nics[i], (int)k, root_bus, a, err, errlen)))
 			return r;
 		k += s->nics[i]->kind == CVMM_NIC_MACVTAP;
 	}
 	if (s->cid && o->vsock) {
 		push(a, "-device");
-		pushf(a, "vhost-vsock-pci,guest-cid=%u", s->cid);
+		pushf(a, "vhost-vsock-pci,guest-cid=%u%s", s->cid, root_bus);
 	}
 	for (uint32_t i = 0; i < s->n_args; i++)
 		if (!strcmp(s->args[i]->backend, "qemu"))

@@ -350,6 +350,9 @@ static int port_users(const struct cvmm_launch_spec *s, const char *port)
 
 static int check_pcie(const struct cvmm_launch_spec *s, char *err, size_t errlen)
 {
+	const char *machine = s->machine[0] ? s->machine : "q35";
+	if (s->n_pcie && !strstr(machine, "q35"))
+		return fail(err, errlen, "a PCIe hierarchy needs a q35 machine, not '%s'", machine);
 	for (uint32_t i = 0; i < s->n_pcie; i++) {
 		const struct cvmm_spec_pcie *e = s->pcie[i];
 		if (e->kind < CVMM_PCIE_EXPANDER || e->kind > CVMM_PCIE_SWITCH_DOWN)
