@@ -9,7 +9,9 @@ the QEMU backend; per_backend() at the end adds the libvirt copies
 (BootAndStop_libvirt, ...). LibvirtOnly holds what only libvirt has: derived
 domain names, libvirt's errors reaching the client, domains cvmm did not
 create left alone, and a libvirtd restart under running VMs."""
+import html
 import os
+import re
 import signal
 import subprocess
 import time
@@ -299,7 +301,9 @@ class LibvirtOnly(DaemonTest):
                 path = os.path.join(gold, f)
             r = self.lv.virsh("define", path, check=False)
             self.assertEqual(r.returncode, 0, "define %s: %s" % (f, r.stderr))
-            self.lv.virsh("undefine", r.stdout.split("'")[1])
+            name = html.unescape(re.search(r"<name>(.*?)</name>", xml).group(1))
+            self.assertIn(name, self.lv.domains(all=True), f)
+            self.lv.virsh("undefine", name)
         # Only the hugepage fixture may stop at the missing hugetlbfs.
         self.assertLessEqual(set(hugepages_refused), {"numa-hugepages.xml"})
 

@@ -3,7 +3,7 @@ sees it: two NUMA cells (vCPU 0 in node 0, vCPU 1 in node 1), an expander bus
 per cell with its NUMA node, root ports, a PCIe switch (upstream and
 downstream port), as printed by the tiny guest at boot
 ("cvmm-tiny: numa ...", "cvmm-tiny: pci BDF VENDOR:DEVICE CLASS node N",
-scripts/build-test-guest.sh). On the QEMU backend the vCPU threads are pinned
+scripts/build-test-guest.sh). On both backends the vCPU threads are pinned
 crosswise (vCPU 0 -> host CPU 1, vCPU 1 -> host CPU 0) and every other QEMU
 thread to CPU 0, checked in /proc/PID/task/*/status. The topology comes from
 the test-topology plugin (tests/plugins/test_topology.c) through the 1.2
@@ -65,8 +65,7 @@ class Topology(DaemonTest):
         self.assertEqual(ups, ["0000:41:00.0"], pci)
         self.assertEqual(downs, ["0000:42:00.0", "0000:42:01.0"], pci)
         self.assertTrue(all(pci[b][2] == "1" for b in ups + downs), pci)
-        if self.backend == "qemu":
-            self.check_pins(vm)
+        self.check_pins(vm)
         d.cli("stop", "topo1")
         d.wait_state("topo1", "stopped")
         d.cli("remove", "topo1")
