@@ -914,6 +914,31 @@ static int h_spec_append_cmdline(cvmm_spec *s, const char *text)
 	return spec_append_cmdline(s, text);
 }
 
+static int h_spec_add_hostdev(cvmm_spec *s, const struct cvmm_spec_hostdev *dev)
+{
+	return spec_add_hostdev(s, dev);
+}
+static int h_spec_set_topology(cvmm_spec *s, uint32_t sockets, uint32_t cores, uint32_t threads)
+{
+	return spec_set_topology(s, sockets, cores, threads);
+}
+static int h_spec_add_numa(cvmm_spec *s, const struct cvmm_spec_numa *cell)
+{
+	return spec_add_numa(s, cell);
+}
+static int h_spec_add_pin(cvmm_spec *s, const struct cvmm_spec_pin *pin)
+{
+	return spec_add_pin(s, pin);
+}
+static int h_spec_set_emulator_cpus(cvmm_spec *s, const char *host_cpus)
+{
+	return spec_set_emulator_cpus(s, host_cpus);
+}
+static int h_spec_add_pcie(cvmm_spec *s, const struct cvmm_spec_pcie *elem)
+{
+	return spec_add_pcie(s, elem);
+}
+
 static int h_vm_watch_pid(cvmm_vm *vm, int32_t pid)
 {
 	return daemon_watch_pid(vm->d, vm, pid);
@@ -1015,6 +1040,12 @@ static const struct cvmm_host_api host_api = {
 	.timer_add = h_timer_add,
 	.timer_update = h_timer_update,
 	.timer_remove = h_timer_remove,
+	.spec_add_hostdev = h_spec_add_hostdev,
+	.spec_set_topology = h_spec_set_topology,
+	.spec_add_numa = h_spec_add_numa,
+	.spec_add_pin = h_spec_add_pin,
+	.spec_set_emulator_cpus = h_spec_set_emulator_cpus,
+	.spec_add_pcie = h_spec_add_pcie,
 	.register_request_field = h_register_request_field,
 	.vm_request_field = h_vm_request_field,
 	.register_info = h_register_info,

@@ -4,6 +4,7 @@
  * so copies honour the caller's struct_size.
  */
 #include "spec.h"
+#include "spec_check.h"
 #include "util.h"
 
 #include <errno.h>
@@ -33,6 +34,18 @@ void spec_free(struct cvmm_spec *s)
 	}
 	for (uint32_t i = 0; i < s->pub.n_args; i++)
 		free(s->args[i]);
+	for (uint32_t i = 0; i < s->pub.n_hostdevs; i++)
+		free(s->hostdevs[i]);
+	for (uint32_t i = 0; i < s->pub.n_numa; i++)
+		free(s->numa[i]);
+	for (uint32_t i = 0; i < s->pub.n_pins; i++)
+		free(s->pins[i]);
+	for (uint32_t i = 0; i < s->pub.n_pcie; i++)
+		free(s->pcie[i]);
+	free(s->hostdevs);
+	free(s->numa);
+	free(s->pins);
+	free(s->pcie);
 	free(s->disks);
 	free(s->nics);
 	free(s->nic_ports);
@@ -59,6 +72,7 @@ int spec_add_nic(struct cvmm_spec *s, const struct cvmm_spec_nic *nic)
 	if (s->pub.n_nics >= SPEC_MAX_ITEMS)
 		return -E2BIG;
 	struct cvmm_spec_nic *n = copy_versioned(nic, sizeof(*n));
+	n->bus[sizeof(n->bus) - 1] = 0;
 	uint32_t np = nic->struct_size >= offsetof(struct cvmm_spec_nic, ports) + sizeof(void *)
 			      ? nic->n_ports
 			      : 0;
@@ -123,10 +137,185 @@ int spec_append_cmdline(struct cvmm_spec *s, const char *text)
 	return 0;
 }
 
+/* ---- 1.2: topology and passthrough ---- */
+
+/* A fixed char array from a plugin may lack its NUL. */
+#define TERMINATE(arr) ((arr)[sizeof(arr) - 1] = 0)
+
+static int id_taken(const struct cvmm_spec *s, const char *id)
+{
+	const struct cvmm_launch_spec *p = &s->pub;
+	for (uint32_t i = 0; i < p->n_hostdevs; i++)
+		if (!strcmp(p->hostdevs[i]->id, id))
+			return 1;
+	for (uint32_t i = 0; i < p->n_pcie; i++)
+		if (!strcmp(p->pcie[i]->id, id))
+			return 1;
+	for (uint32_t i = 0; i < p->n_nics; i++)
+		if (!strcmp(p->nics[i]->id, id))
+			return 1;
+	for (uint32_t i = 0; i < p->n_disks; i++)
+		if (!strcmp(p->disks[i]->id, id))
+			return 1;
+	return 0;
+}
+
+static uint32_t vcpus_of(const struct cvmm_spec *s)
+{
+	return s->pub.vcpus ? s->pub.vcpus : 1;
+}
+
+int spec_add_hostdev(struct cvmm_spec *s, const struct cvmm_spec_hostdev *dev)
+{
+	if (!dev || dev->struct_size < offsetof(struct cvmm_spec_hostdev, bus) + sizeof(dev->bus))
+		return -EINVAL;
+	if (s->pub.n_hostdevs >= SPEC_MAX_ITEMS)
+		return -E2BIG;
+	struct cvmm_spec_hostdev *h = copy_versioned(dev, sizeof(*h));
+	TERMINATE(h->id);
+	TERMINATE(h->host);
+	TERMINATE(h->rom_file);
+	TERMINATE(h->group);
+	TERMINATE(h->bus);
+	if (!cp_id_ok(h->id) || !cp_pci_addr_ok(h->host) || h->function > 7 ||
+	    (h->function && !h->group[0]) || (h->bus[0] && !cp_id_ok(h->bus))) {
+		free(h);
+		return -EINVAL;
+	}
+	if (id_taken(s, h->id)) {
+		free(h);
+		return -EEXIST;
+	}
+	for (uint32_t i = 0; i < s->pub.n_hostdevs; i++)
+		if (!strcmp(s->hostdevs[i]->host, h->host)) {
+			free(h);
+			return -EEXIST;
+		}
+	uint32_t i = s->pub.n_hostdevs;
+	GROW(s->hostdevs, i);
+	s->hostdevs[i] = h;
+	s->pub.n_hostdevs = i + 1;
+	s->pub.hostdevs = (const struct cvmm_spec_hostdev *const *)s->hostdevs;
+	return 0;
+}
+
+int spec_set_topology(struct cvmm_spec *s, uint32_t sockets, uint32_t cores, uint32_t threads)
+{
+	if (!sockets || !cores || !threads ||
+	    (uint64_t)sockets * cores * threads != vcpus_of(s))
+		return -EINVAL;
+	s->pub.sockets = sockets;
+	s->pub.cores = cores;
+	s->pub.threads = threads;
+	return 0;
+}
+
+int spec_add_numa(struct cvmm_spec *s, const struct cvmm_spec_numa *cell)
+{
+	if (!cell || cell->struct_size < offsetof(struct cvmm_spec_numa, hugepage_kb) +
+						 sizeof(cell->hugepage_kb))
+		return -EINVAL;
+	if (s->pub.n_numa >= SPEC_MAX_ITEMS)
+		return -E2BIG;
+	struct cvmm_spec_numa *c = copy_versioned(cell, sizeof(*c));
+	TERMINATE(c->cpus);
+	cpu_set_t mine, other, both;
+	int ok = c->id == s->pub.n_numa && cp_cpulist_parse(c->cpus, &mine) > 0 &&
+		 c->memory_mb && c->host_node >= -1;
+	for (uint32_t v = vcpus_of(s); ok && v < CPU_SETSIZE; v++)
+		ok = !CPU_ISSET(v, &mine);
+	for (uint32_t i = 0; ok && i < s->pub.n_numa; i++) {
+		cp_cpulist_parse(s->numa[i]->cpus, &other);
+		CPU_AND(&both, &mine, &other);
+		ok = CPU_COUNT(&both) == 0;
+	}
+	if (!ok) {
+		free(c);
+		return -EINVAL;
+	}
+	uint32_t i = s->pub.n_numa;
+	GROW(s->numa, i);
+	s->numa[i] = c;
+	s->pub.n_numa = i + 1;
+	s->pub.numa = (const struct cvmm_spec_numa *const *)s->numa;
+	return 0;
+}
+
+int spec_add_pin(struct cvmm_spec *s, const struct cvmm_spec_pin *pin)
+{
+	cpu_set_t set;
+	if (!pin || pin->struct_size < offsetof(struct cvmm_spec_pin, host_cpus) +
+						sizeof(pin->host_cpus))
+		return -EINVAL;
+	if (s->pub.n_pins >= CPU_SETSIZE)
+		return -E2BIG;
+	struct cvmm_spec_pin *p = copy_versioned(pin, sizeof(*p));
+	TERMINATE(p->host_cpus);
+	int ok = p->vcpu < vcpus_of(s) && cp_cpulist_parse(p->host_cpus, &set) > 0;
+	for (uint32_t i = 0; ok && i < s->pub.n_pins; i++)
+		ok = s->pins[i]->vcpu != p->vcpu;
+	if (!ok) {
+		free(p);
+		return -EINVAL;
+	}
+	uint32_t i = s->pub.n_pins;
+	GROW(s->pins, i);
+	s->pins[i] = p;
+	s->pub.n_pins = i + 1;
+	s->pub.pins = (const struct cvmm_spec_pin *const *)s->pins;
+	return 0;
+}
+
+int spec_set_emulator_cpus(struct cvmm_spec *s, const char *host_cpus)
+{
+	cpu_set_t set;
+	if (!host_cpus || cp_cpulist_parse(host_cpus, &set) < 0)
+		return -EINVAL;
+	if (str_copy(s->pub.emulator_cpus, sizeof(s->pub.emulator_cpus), host_cpus) < 0)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int spec_add_pcie(struct cvmm_spec *s, const struct cvmm_spec_pcie *elem)
+{
+	if (!elem ||
+	    elem->struct_size < offsetof(struct cvmm_spec_pcie, port) + sizeof(elem->port))
+		return -EINVAL;
+	if (s->pub.n_pcie >= SPEC_MAX_ITEMS * 4)
+		return -E2BIG;
+	struct cvmm_spec_pcie *e = copy_versioned(elem, sizeof(*e));
+	TERMINATE(e->id);
+	TERMINATE(e->parent);
+	int r = 0;
+	if (e->kind < CVMM_PCIE_EXPANDER || e->kind > CVMM_PCIE_SWITCH_DOWN || !cp_id_ok(e->id))
+		r = -EINVAL;
+	else if (id_taken(s, e->id))
+		r = -EEXIST;
+	/* Parents come first: the renderers create devices in spec order. */
+	else if (e->parent[0] && !cp_pcie_find(&s->pub, e->parent, NULL))
+		r = -ENOENT;
+	if (r) {
+		free(e);
+		return r;
+	}
+	uint32_t i = s->pub.n_pcie;
+	GROW(s->pcie, i);
+	s->pcie[i] = e;
+	s->pub.n_pcie = i + 1;
+	s->pub.pcie = (const struct cvmm_spec_pcie *const *)s->pcie;
+	return 0;
+}
+
+int spec_check(const struct cvmm_spec *s, char *err, size_t errlen)
+{
+	return cp_spec_check(&s->pub, err, errlen);
+}
+
 /* ---- JSON ---- */
 
 static const char *nic_kinds[] = {NULL, "user", "stream", "tap", "macvtap"};
 static const char *disk_formats[] = {NULL, "qcow2", "raw"};
+static const char *pcie_kinds[] = {NULL, "expander", "root-port", "switch-up", "switch-down"};
 
 static const char *proto_name(uint32_t p)
 {
@@ -137,6 +326,86 @@ static void add_str(json_object *o, const char *k, const char *v)
 {
 	if (v && *v)
 		json_object_object_add(o, k, json_object_new_string(v));
+}
+
+static void add_int(json_object *o, const char *k, int64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+/* The 1.2 parts; arrays only when non-empty, so older fixtures stay as
+ * they are. host_node and numa_cell are always written: -1 is a value. */
+static void topology_to_json(json_object *o, const struct cvmm_launch_spec *s)
+{
+	if (s->sockets || s->cores || s->threads) {
+		add_int(o, "sockets", s->sockets);
+		add_int(o, "cores", s->cores);
+		add_int(o, "threads", s->threads);
+	}
+	add_str(o, "emulator_cpus", s->emulator_cpus);
+	if (s->n_numa) {
+		json_object *a = json_object_new_array();
+		for (uint32_t i = 0; i < s->n_numa; i++) {
+			const struct cvmm_spec_numa *c = s->numa[i];
+			json_object *j = json_object_new_object();
+			add_int(j, "id", c->id);
+			add_str(j, "cpus", c->cpus);
+			add_int(j, "memory_mb", (int64_t)c->memory_mb);
+			add_int(j, "host_node", c->host_node);
+			if (c->hugepage_kb)
+				add_int(j, "hugepage_kb", c->hugepage_kb);
+			json_object_array_add(a, j);
+		}
+		json_object_object_add(o, "numa", a);
+	}
+	if (s->n_pins) {
+		json_object *a = json_object_new_array();
+		for (uint32_t i = 0; i < s->n_pins; i++) {
+			json_object *j = json_object_new_object();
+			add_int(j, "vcpu", s->pins[i]->vcpu);
+			add_str(j, "host_cpus", s->pins[i]->host_cpus);
+			json_object_array_add(a, j);
+		}
+		json_object_object_add(o, "pins", a);
+	}
+	if (s->n_pcie) {
+		json_object *a = json_object_new_array();
+		for (uint32_t i = 0; i < s->n_pcie; i++) {
+			const struct cvmm_spec_pcie *e = s->pcie[i];
+			json_object *j = json_object_new_object();
+			add_str(j, "kind", e->kind < ARRAY_SIZE(pcie_kinds) ? pcie_kinds[e->kind] : NULL);
+			add_str(j, "id", e->id);
+			add_str(j, "parent", e->parent);
+			if (e->kind == CVMM_PCIE_EXPANDER) {
+				add_int(j, "numa_cell", e->numa_cell);
+				add_int(j, "bus_nr", e->bus_nr);
+			}
+			if (e->chassis)
+				add_int(j, "chassis", e->chassis);
+			if (e->port)
+				add_int(j, "port", e->port);
+			json_object_array_add(a, j);
+		}
+		json_object_object_add(o, "pcie", a);
+	}
+	if (s->n_hostdevs) {
+		json_object *a = json_object_new_array();
+		for (uint32_t i = 0; i < s->n_hostdevs; i++) {
+			const struct cvmm_spec_hostdev *h = s->hostdevs[i];
+			json_object *j = json_object_new_object();
+			add_str(j, "id", h->id);
+			add_str(j, "host", h->host);
+			add_str(j, "bus", h->bus);
+			add_str(j, "group", h->group);
+			if (h->function)
+				add_int(j, "function", h->function);
+			if (h->flags & CVMM_HOSTDEV_ROM_OFF)
+				json_object_object_add(j, "rom_off", json_object_new_boolean(1));
+			add_str(j, "rom_file", h->rom_file);
+			json_object_array_add(a, j);
+		}
+		json_object_object_add(o, "hostdevs", a);
+	}
 }
 
 struct json_object *spec_to_json(const struct cvmm_launch_spec *s)
@@ -186,6 +455,7 @@ struct json_object *spec_to_json(const struct cvmm_launch_spec *s)
 			json_object_object_add(j, "user_restrict", json_object_new_boolean(1));
 		if (n->mtu)
 			json_object_object_add(j, "mtu", json_object_new_int64(n->mtu));
+		add_str(j, "bus", n->bus);
 		if (n->n_ports) {
 			json_object *ports = json_object_new_array();
 			for (uint32_t k = 0; k < n->n_ports; k++) {
@@ -210,6 +480,7 @@ struct json_object *spec_to_json(const struct cvmm_launch_spec *s)
 		json_object_array_add(args, j);
 	}
 	json_object_object_add(o, "args", args);
+	topology_to_json(o, s);
 	return o;
 }
 
@@ -267,6 +538,20 @@ static int j_u32(struct jctx *c, json_object *o, const char *k, uint32_t *dst)
 	return 0;
 }
 
+static int j_i32(struct jctx *c, json_object *o, const char *k, int32_t *dst)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, k, &v))
+		return 0;
+	int64_t x = json_object_get_int64(v);
+	if (!json_object_is_type(v, json_type_int) || x < INT32_MIN || x > INT32_MAX) {
+		snprintf(c->err, c->errlen, "%s%s: must be an integer", c->where, k);
+		return -EINVAL;
+	}
+	*dst = (int32_t)x;
+	return 0;
+}
+
 static int j_enum(struct jctx *c, json_object *o, const char *k, const char **names, size_t n,
 		  uint32_t *dst)
 {
@@ -289,6 +574,104 @@ static json_object *j_array(json_object *o, const char *k)
 	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_array))
 		return NULL;
 	return v;
+}
+
+/* A builder's refusal, named: the builders return an errno only. */
+static int refused(struct jctx *c, const char *part, size_t i, const char *id, int r)
+{
+	snprintf(c->err, c->errlen, "%s[%zu]%s%s%s: refused by the spec builder: %s", part, i,
+		 id && *id ? " '" : "", id ? id : "", id && *id ? "'" : "", strerror(-r));
+	return r;
+}
+
+/* The 1.2 parts, through the builders, so that their checks apply. */
+static int topology_from_json(struct cvmm_spec *s, json_object *o, struct jctx *c)
+{
+	int r;
+	uint32_t so = 0, co = 0, th = 0;
+	char emu[64] = "";
+	json_object *a;
+	c->where = "";
+	if ((r = j_u32(c, o, "sockets", &so)) || (r = j_u32(c, o, "cores", &co)) ||
+	    (r = j_u32(c, o, "threads", &th)) ||
+	    (r = j_str(c, o, "emulator_cpus", emu, sizeof(emu))))
+		return r;
+	if ((so || co || th) && (r = spec_set_topology(s, so, co, th))) {
+		snprintf(c->err, c->errlen,
+			 "topology: %u sockets x %u cores x %u threads does not make %u vCPUs", so,
+			 co, th, s->pub.vcpus);
+		return r;
+	}
+	if (emu[0] && (r = spec_set_emulator_cpus(s, emu))) {
+		snprintf(c->err, c->errlen, "emulator_cpus: '%s' is not a CPU list", emu);
+		return r;
+	}
+	if ((a = j_array(o, "numa")))
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			json_object *j = json_object_array_get_idx(a, i);
+			struct cvmm_spec_numa n = {.struct_size = sizeof(n), .host_node = -1};
+			c->where = "numa[].";
+			if ((r = j_u32(c, j, "id", &n.id)) ||
+			    (r = j_str(c, j, "cpus", n.cpus, sizeof(n.cpus))) ||
+			    (r = j_u64(c, j, "memory_mb", &n.memory_mb)) ||
+			    (r = j_i32(c, j, "host_node", &n.host_node)) ||
+			    (r = j_u32(c, j, "hugepage_kb", &n.hugepage_kb)))
+				return r;
+			if ((r = spec_add_numa(s, &n)))
+				return refused(c, "numa", i, NULL, r);
+		}
+	if ((a = j_array(o, "pins")))
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			json_object *j = json_object_array_get_idx(a, i);
+			struct cvmm_spec_pin p = {.struct_size = sizeof(p)};
+			c->where = "pins[].";
+			if ((r = j_u32(c, j, "vcpu", &p.vcpu)) ||
+			    (r = j_str(c, j, "host_cpus", p.host_cpus, sizeof(p.host_cpus))))
+				return r;
+			if ((r = spec_add_pin(s, &p)))
+				return refused(c, "pins", i, NULL, r);
+		}
+	if ((a = j_array(o, "pcie")))
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			json_object *j = json_object_array_get_idx(a, i);
+			struct cvmm_spec_pcie e = {.struct_size = sizeof(e), .numa_cell = -1};
+			c->where = "pcie[].";
+			if ((r = j_enum(c, j, "kind", pcie_kinds, ARRAY_SIZE(pcie_kinds), &e.kind)) ||
+			    (r = j_str(c, j, "id", e.id, sizeof(e.id))) ||
+			    (r = j_str(c, j, "parent", e.parent, sizeof(e.parent))) ||
+			    (r = j_i32(c, j, "numa_cell", &e.numa_cell)) ||
+			    (r = j_u32(c, j, "bus_nr", &e.bus_nr)) ||
+			    (r = j_u32(c, j, "chassis", &e.chassis)) ||
+			    (r = j_u32(c, j, "port", &e.port)))
+				return r;
+			if ((r = spec_add_pcie(s, &e)) == -ENOENT) {
+				snprintf(c->err, c->errlen,
+					 "pcie[%zu] '%s': parent '%s' is not defined before it", i, e.id,
+					 e.parent);
+				return r;
+			}
+			if (r)
+				return refused(c, "pcie", i, e.id, r);
+		}
+	if ((a = j_array(o, "hostdevs")))
+		for (size_t i = 0; i < json_object_array_length(a); i++) {
+			json_object *j = json_object_array_get_idx(a, i);
+			struct cvmm_spec_hostdev h = {.struct_size = sizeof(h)};
+			uint32_t rom_off = 0;
+			c->where = "hostdevs[].";
+			if ((r = j_str(c, j, "id", h.id, sizeof(h.id))) ||
+			    (r = j_str(c, j, "host", h.host, sizeof(h.host))) ||
+			    (r = j_str(c, j, "bus", h.bus, sizeof(h.bus))) ||
+			    (r = j_str(c, j, "group", h.group, sizeof(h.group))) ||
+			    (r = j_u32(c, j, "function", &h.function)) ||
+			    (r = j_u32(c, j, "rom_off", &rom_off)) ||
+			    (r = j_str(c, j, "rom_file", h.rom_file, sizeof(h.rom_file))))
+				return r;
+			h.flags = rom_off ? CVMM_HOSTDEV_ROM_OFF : 0;
+			if ((r = spec_add_hostdev(s, &h)))
+				return refused(c, "hostdevs", i, h.id, r);
+		}
+	return 0;
 }
 
 int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, size_t errlen)
@@ -347,7 +730,8 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 			    (r = j_str(&c, j, "user_dhcp_start", n.user_dhcp_start,
 				       sizeof(n.user_dhcp_start))) ||
 			    (r = j_u32(&c, j, "user_restrict", &n.user_restrict)) ||
-			    (r = j_u32(&c, j, "mtu", &n.mtu)))
+			    (r = j_u32(&c, j, "mtu", &n.mtu)) ||
+			    (r = j_str(&c, j, "bus", n.bus, sizeof(n.bus))))
 				goto out;
 			json_object *pa = j_array(j, "ports");
 			size_t np = pa ? json_object_array_length(pa) : 0;
@@ -394,6 +778,8 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 				goto out;
 			}
 		}
+	if ((r = topology_from_json(s, o, &c)))
+		goto out;
 out:
 	if (r) {
 		spec_free(s);

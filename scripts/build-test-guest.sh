@@ -23,6 +23,8 @@
 #   cvmm-tiny: booting
 #   cvmm-tiny: eth0 10.0.2.15/24         (or "cvmm-tiny: eth0 no-dhcp")
 #   cvmm-tiny: disk vda 131072           (size in 512-byte sectors)
+#   cvmm-tiny: numa node0 cpus 0-1       (one line per guest NUMA node)
+#   cvmm-tiny: pci 0000:00:01.0 1b36:000c 060400 node -1   (one per PCI function)
 #   cvmm-tiny: ready
 # then a root shell on the console.  HTTP on TCP 8080 answers
 # "hello from cvmm-tiny <name>"; the ACPI power button (QMP system_powerdown)
@@ -387,6 +389,18 @@ done
 for b in /sys/block/vd*; do
     [ -e "$b/size" ] || continue
     say "disk ${b##*/} $(cat "$b/size")"
+done
+
+# --- topology (tests/integration/test_topology.py) -------------------------
+# The NUMA nodes with their CPUs, and every PCI function with its IDs and
+# class (bridges: root ports 1b36:000c, switch ports 104c:8232/8233).
+for n in /sys/devices/system/node/node*; do
+    [ -e "$n/cpulist" ] && say "numa ${n##*/} cpus $(cat "$n/cpulist")"
+done
+for d in /sys/bus/pci/devices/*; do
+    [ -e "$d/vendor" ] || continue
+    v=$(cat "$d/vendor") p=$(cat "$d/device") c=$(cat "$d/class")
+    say "pci ${d##*/} ${v#0x}:${p#0x} ${c#0x} node $(cat "$d/numa_node" 2>/dev/null)"
 done
 
 # --- service ---------------------------------------------------------------

@@ -34,6 +34,7 @@
  * most control characters at all, so they are refused.
  */
 #include "render_xml.h"
+#include "spec_check.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -197,13 +198,13 @@ static int mtu_for_guest(const struct cvmm_spec_nic *n)
 }
 
 /* The JSON -device of a NIC whose netdev is in <qemu:commandline>, at slot
- * of the root bus (QEMU id bus), or wherever QEMU puts it for slot 0. */
+ * of bus (a QEMU id), or wherever QEMU puts it for a NULL bus. */
 static void nic_device_json(FILE *f, const struct cvmm_spec_nic *n, const char *bus, int slot)
 {
 	char mtu[32] = "", addr[64] = "", *dev = NULL;
 	if (mtu_for_guest(n))
 		snprintf(mtu, sizeof(mtu), ",\"host_mtu\":%u", mtu_of(n));
-	if (slot)
+	if (bus)
 		snprintf(addr, sizeof(addr), ",\"bus\":\"%s\",\"addr\":\"0x%x\"", bus, slot);
 	if (asprintf(&dev, "{\"driver\":\"%s\",\"netdev\":\"%s\",\"id\":\"ua-%s\"%s%s%s%s%s}",
 	             model_of(n), n->id, n->id, n->mac[0] ? ",\"mac\":\"" : "", n->mac,
@@ -268,8 +269,9 @@ static int nic_commandline(struct out *o, FILE *cmd, const struct cvmm_spec_nic 
 	return o->rc;
 }
 
-/* A TAP or macvtap NIC: libvirt-native. */
-static void nic_ethernet(struct out *o, const struct cvmm_spec_nic *n, int slot)
+/* A TAP or macvtap NIC: libvirt-native, at slot of the bus with index bus
+ * (slot -1: libvirt places it). */
+static void nic_ethernet(struct out *o, const struct cvmm_spec_nic *n, unsigned bus, int slot)
 {
 	fprintf(o->f, "    <interface type='ethernet'>\n");
 	if (n->mac[0])
@@ -285,11 +287,11 @@ static void nic_ethernet(struct out *o, const struct cvmm_spec_nic *n, int slot)
 	if (mtu_for_guest(n))
 		fprintf(o->f, "      <mtu size='%u'/>\n", mtu_of(n));
 	fprintf(o->f, "      <alias name='ua-%s'/>\n", n->id);
-	if (slot)
+	if (slot >= 0)
 		fprintf(o->f,
-		        "      <address type='pci' domain='0x0000' bus='0x00' slot='0x%02x' "
+		        "      <address type='pci' domain='0x0000' bus='0x%02x' slot='0x%02x' "
 		        "function='0x0'/>\n",
-		        slot);
+		        bus, slot);
 	fprintf(o->f, "    </interface>\n");
 }
 
@@ -364,6 +366,177 @@ static int check_spec(struct out *o, const struct cvmm_launch_spec *s, const str
 	return 0;
 }
 
+/* ---- 1.2: topology and passthrough ----
+ * PCIe element i of the spec is the controller with index i + 1 (index 0 is
+ * q35's pcie-root); children name their parent's index as their bus, as in
+ * NVIDIA's HGX guide. libvirt adds root ports of its own for the devices it
+ * places (disks), with indexes after ours. */
+
+static unsigned bus_index(const struct cvmm_launch_spec *s, const char *id)
+{
+	uint32_t i = 0;
+	return cp_pcie_find(s, id, &i) ? i + 1 : 0;
+}
+
+static void cpus_attr(FILE *f, const char *list)
+{
+	cpu_set_t set;
+	char canon[512];
+	cp_cpulist_parse(list, &set);
+	cp_cpulist_format(&set, canon, sizeof(canon));
+	fputs(canon, f);
+}
+
+static void render_cputune(struct out *o, const struct cvmm_launch_spec *s)
+{
+	if (!s->n_pins && !s->emulator_cpus[0])
+		return;
+	fprintf(o->f, "  <cputune>\n");
+	for (uint32_t i = 0; i < s->n_pins; i++) {
+		fprintf(o->f, "    <vcpupin vcpu='%u' cpuset='", s->pins[i]->vcpu);
+		cpus_attr(o->f, s->pins[i]->host_cpus);
+		fprintf(o->f, "'/>\n");
+	}
+	if (s->emulator_cpus[0]) {
+		fprintf(o->f, "    <emulatorpin cpuset='");
+		cpus_attr(o->f, s->emulator_cpus);
+		fprintf(o->f, "'/>\n");
+	}
+	fprintf(o->f, "  </cputune>\n");
+}
+
+static void render_numatune(struct out *o, const struct cvmm_launch_spec *s)
+{
+	int any = 0;
+	for (uint32_t i = 0; i < s->n_numa; i++)
+		any |= s->numa[i]->host_node >= 0;
+	if (!any)
+		return;
+	fprintf(o->f, "  <numatune>\n");
+	for (uint32_t i = 0; i < s->n_numa; i++)
+		if (s->numa[i]->host_node >= 0)
+			fprintf(o->f, "    <memnode cellid='%u' mode='strict' nodeset='%d'/>\n", i,
+			        s->numa[i]->host_node);
+	fprintf(o->f, "  </numatune>\n");
+}
+
+/* One <page> per page size, naming the cells (guest nodes) it backs. */
+static void render_hugepages(struct out *o, const struct cvmm_launch_spec *s)
+{
+	int any = 0;
+	for (uint32_t i = 0; i < s->n_numa; i++)
+		any |= s->numa[i]->hugepage_kb != 0;
+	if (!any)
+		return;
+	fprintf(o->f, "  <memoryBacking>\n    <hugepages>\n");
+	for (uint32_t i = 0; i < s->n_numa; i++) {
+		uint32_t kb = s->numa[i]->hugepage_kb;
+		int first = 1;
+		for (uint32_t j = 0; j < i; j++)
+			first &= s->numa[j]->hugepage_kb != kb;
+		if (!kb || !first)
+			continue;
+		cpu_set_t cells;
+		char list[256];
+		CPU_ZERO(&cells);
+		for (uint32_t j = i; j < s->n_numa; j++)
+			if (s->numa[j]->hugepage_kb == kb)
+				CPU_SET(j, &cells);
+		cp_cpulist_format(&cells, list, sizeof(list));
+		fprintf(o->f, "      <page size='%u' unit='KiB' nodeset='%s'/>\n", kb, list);
+	}
+	fprintf(o->f, "    </hugepages>\n  </memoryBacking>\n");
+}
+
+/* <cpu>'s children: the topology and the guest's NUMA cells. */
+static void render_cpu_body(struct out *o, const struct cvmm_launch_spec *s)
+{
+	if (s->sockets)
+		fprintf(o->f, "    <topology sockets='%u' dies='1' cores='%u' threads='%u'/>\n",
+		        s->sockets, s->cores, s->threads);
+	if (!s->n_numa)
+		return;
+	fprintf(o->f, "    <numa>\n");
+	for (uint32_t i = 0; i < s->n_numa; i++) {
+		fprintf(o->f, "      <cell id='%u' cpus='", i);
+		cpus_attr(o->f, s->numa[i]->cpus);
+		fprintf(o->f, "' memory='%llu' unit='MiB'/>\n",
+		        (unsigned long long)s->numa[i]->memory_mb);
+	}
+	fprintf(o->f, "    </numa>\n");
+}
+
+static void render_controllers(struct out *o, const struct cvmm_launch_spec *s)
+{
+	static const char *const models[] = {
+	    [CVMM_PCIE_EXPANDER] = "pcie-expander-bus",
+	    [CVMM_PCIE_ROOT_PORT] = "pcie-root-port",
+	    [CVMM_PCIE_SWITCH_UP] = "pcie-switch-upstream-port",
+	    [CVMM_PCIE_SWITCH_DOWN] = "pcie-switch-downstream-port",
+	};
+	for (uint32_t i = 0; i < s->n_pcie; i++) {
+		const struct cvmm_spec_pcie *e = s->pcie[i];
+		fprintf(o->f, "    <controller type='pci' index='%u' model='%s'>\n", i + 1,
+		        models[e->kind]);
+		if (e->kind == CVMM_PCIE_EXPANDER) {
+			fprintf(o->f, "      <target busNr='%u'>\n", e->bus_nr);
+			if (e->numa_cell >= 0)
+				fprintf(o->f, "        <node>%d</node>\n", e->numa_cell);
+			fprintf(o->f, "      </target>\n");
+		} else if (e->kind != CVMM_PCIE_SWITCH_UP) {
+			fprintf(o->f, "      <target chassis='%u' port='0x%x'/>\n",
+			        cp_pcie_chassis(s, i), cp_pcie_port(s, i));
+		}
+		/* No user alias: libvirt's QEMU id "pci.<index>" is what a
+		 * command-line NIC names as its bus. */
+		/* On the root complex libvirt chooses the slot; below our own
+		 * elements, slot k is the element's place among its siblings. */
+		if (e->parent[0]) {
+			uint32_t k = 0;
+			for (uint32_t j = 0; j < i; j++)
+				k += !strcmp(s->pcie[j]->parent, e->parent);
+			fprintf(o->f,
+			        "      <address type='pci' domain='0x0000' bus='0x%02x' slot='0x%02x' "
+			        "function='0x0'/>\n",
+			        bus_index(s, e->parent), k);
+		}
+		fprintf(o->f, "    </controller>\n");
+	}
+}
+
+static void render_hostdevs(struct out *o, const struct cvmm_launch_spec *s)
+{
+	for (uint32_t i = 0; i < s->n_hostdevs; i++) {
+		const struct cvmm_spec_hostdev *h = s->hostdevs[i];
+		unsigned dom, bus, slot, fn;
+		/* cp_spec_check accepted the form 0000:12:00.0. */
+		sscanf(h->host, "%x:%x:%x.%x", &dom, &bus, &slot, &fn);
+		/* managed='no': binding to vfio-pci is cvmm's (gpu-vfio), which
+		 * restores the driver it found; libvirt must not rebind. */
+		fprintf(o->f, "    <hostdev mode='subsystem' type='pci' managed='no'>\n");
+		fprintf(o->f, "      <driver name='vfio'/>\n");
+		fprintf(o->f,
+		        "      <source>\n        <address domain='0x%04x' bus='0x%02x' slot='0x%02x' "
+		        "function='0x%x'/>\n      </source>\n",
+		        dom, bus, slot, fn);
+		fprintf(o->f, "      <alias name='ua-%s'/>\n", h->id);
+		if (h->flags & CVMM_HOSTDEV_ROM_OFF) {
+			fprintf(o->f, "      <rom bar='off'/>\n");
+		} else if (h->rom_file[0]) {
+			fprintf(o->f, "      <rom file='");
+			esc(o->f, h->rom_file);
+			fprintf(o->f, "'/>\n");
+		}
+		if (h->bus[0])
+			fprintf(o->f,
+			        "      <address type='pci' domain='0x0000' bus='0x%02x' slot='0x00' "
+			        "function='0x%x'%s/>\n",
+			        bus_index(s, h->bus), h->function,
+			        h->group[0] && h->function == 0 ? " multifunction='on'" : "");
+		fprintf(o->f, "    </hostdev>\n");
+	}
+}
+
 int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char **xml, char *err,
               size_t errlen)
 {
@@ -375,6 +548,9 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 		err[0] = 0;
 	if (check_spec(&o, s, opt))
 		return o.rc;
+	if ((o.rc = cp_spec_check(s, err, errlen)))
+		return o.rc;
+	int v12 = cp_spec_has_12(s);
 	o.f = open_memstream(&buf, &len);
 	FILE *cmd = open_memstream(&cmdbuf, &cmdlen);
 	if (!o.f || !cmd)
@@ -397,6 +573,11 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 	fprintf(o.f, "  <memory unit='MiB'>%llu</memory>\n",
 	        (unsigned long long)(s->memory_mb ? s->memory_mb : 256));
 	fprintf(o.f, "  <vcpu placement='static'>%u</vcpu>\n", s->vcpus ? s->vcpus : 1);
+	if (v12) {
+		render_cputune(&o, s);
+		render_numatune(&o, s);
+		render_hugepages(&o, s);
+	}
 
 	fprintf(o.f, "  <os>\n    <type arch='x86_64' machine='");
 	esc(o.f, s->machine[0] ? s->machine : "q35");
@@ -417,7 +598,13 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 	/* ACPI: graceful stop is the ACPI power button. */
 	fprintf(o.f, "  <features>\n    <acpi/>\n  </features>\n");
 	/* The QEMU backend's -cpu max under TCG, -cpu host under KVM. */
-	fprintf(o.f, "  <cpu mode='%s' check='none'/>\n", kvm ? "host-passthrough" : "maximum");
+	if (v12 && (s->sockets || s->n_numa)) {
+		fprintf(o.f, "  <cpu mode='%s' check='none'>\n", kvm ? "host-passthrough" : "maximum");
+		render_cpu_body(&o, s);
+		fprintf(o.f, "  </cpu>\n");
+	} else {
+		fprintf(o.f, "  <cpu mode='%s' check='none'/>\n", kvm ? "host-passthrough" : "maximum");
+	}
 	fprintf(o.f, "  <on_poweroff>destroy</on_poweroff>\n");
 	fprintf(o.f, "  <on_crash>destroy</on_crash>\n");
 
@@ -445,13 +632,28 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 	/* QEMU's name of the root bus: q35's PCIe root, or i440fx's PCI bus. */
 	const char *root_bus =
 	    strstr(s->machine[0] ? s->machine : "q35", "q35") ? "pcie.0" : "pci.0";
+	if (cp_spec_has_12(s)) {
+		render_controllers(&o, s);
+		render_hostdevs(&o, s);
+	}
 	for (uint32_t i = 0; i < s->n_nics && o.rc == 0; i++) {
 		const struct cvmm_spec_nic *n = s->nics[i];
-		int slot = i < NIC_SLOTS ? NIC_SLOT0 + (int)i : 0;
-		if (n->kind == CVMM_NIC_TAP || n->kind == CVMM_NIC_MACVTAP)
-			nic_ethernet(&o, n, slot);
+		int slot = i < NIC_SLOTS ? NIC_SLOT0 + (int)i : -1;
+		unsigned bus = 0;
+		char qbus[48];
+		/* Under its port: slot 0 of the port's bus, libvirt's "pci.<index>". */
+		if (cp_nic_bus(n)[0]) {
+			bus = bus_index(s, cp_nic_bus(n));
+			slot = 0;
+		}
+		if (bus)
+			snprintf(qbus, sizeof(qbus), "pci.%u", bus);
 		else
-			nic_commandline(&o, cmd, n, root_bus, slot);
+			snprintf(qbus, sizeof(qbus), "%s", root_bus);
+		if (n->kind == CVMM_NIC_TAP || n->kind == CVMM_NIC_MACVTAP)
+			nic_ethernet(&o, n, bus, slot);
+		else
+			nic_commandline(&o, cmd, n, slot >= 0 ? qbus : NULL, slot);
 	}
 	if (s->serial_log[0]) {
 		/* append: the daemon bounds the file by truncating it. */

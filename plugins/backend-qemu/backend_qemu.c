@@ -11,6 +11,7 @@
  */
 #include "proc.h"
 #include "qmp.h"
+#include "pin.h"
 #include "render.h"
 
 #include <cvmm/plugin.h>
@@ -409,6 +410,19 @@ static int qemu_start(void *data, cvmm_vm *vm, const struct cvmm_launch_spec *sp
 		r = host->error(self, vm, r, "QEMU did not answer on %s within %d s", qmp,
 				START_TIMEOUT_S);
 		goto fail;
+	}
+	/* Pinning: QEMU waits paused (-S, render.c) until every thread is
+	 * where the spec wants it. */
+	if (qemu_needs_pinning(spec)) {
+		if ((r = pin_qemu(q, pid, spec, err, sizeof(err))) < 0 ||
+		    (r = qmp_command(q, "cont", NULL, QMP_TIMEOUT_MS, NULL, err, sizeof(err))) < 0) {
+			qmp_close(q);
+			r = host->error(self, vm, r, "VM '%s': %s", host->vm_name(vm), err);
+			goto fail;
+		}
+		host->log(self, CVMM_LOG_INFO, "VM '%s': %u vCPUs pinned%s%s", host->vm_name(vm),
+			  spec->n_pins, spec->emulator_cpus[0] ? ", emulator threads on " : "",
+			  spec->emulator_cpus);
 	}
 	char *ret = NULL;
 	r = qmp_command(q, "query-status", NULL, QMP_TIMEOUT_MS, &ret, err, sizeof(err));

@@ -5,6 +5,7 @@
  * cannot add options of its own.
  */
 #include "render.h"
+#include "spec_check.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -84,8 +85,10 @@ static int is_virtio_net(const char *model)
 }
 
 /* macvtap_k: this NIC's ordinal among the spec's macvtap NICs. */
-static int render_nic(const struct cvmm_spec_nic *n, int macvtap_k, struct argv *a, char *err,
-		      size_t errlen)
+/* root_bus: ",bus=pcie.0" for a device the spec does not place, when the
+ * spec has expander buses; else "" (see qemu_render). */
+static int render_nic(const struct cvmm_spec_nic *n, int macvtap_k, const char *root_bus,
+		      struct argv *a, char *err, size_t errlen)
 {
 	/* A memstream, not a fixed buffer: a user NIC carries any number of
 	 * port forwards. */
@@ -174,9 +177,14 @@ static int render_nic(const struct cvmm_spec_nic *n, int macvtap_k, struct argv 
 	f = NULL;
 	push(a, "-netdev");
 	push(a, netdev);
+	char bus[64];
+	if (cp_nic_bus(n)[0])
+		snprintf(bus, sizeof(bus), ",bus=%s,addr=0", cp_nic_bus(n));
+	else
+		snprintf(bus, sizeof(bus), "%s", root_bus);
 	push(a, "-device");
-	pushf(a, "%s,netdev=%s%s%s%s", n->model[0] ? opt_escape(n->model) : "virtio-net-pci", n->id,
-	      n->mac[0] ? ",mac=" : "", n->mac, mtu);
+	pushf(a, "%s,netdev=%s%s%s%s%s", n->model[0] ? opt_escape(n->model) : "virtio-net-pci",
+	      n->id, n->mac[0] ? ",mac=" : "", n->mac, mtu, bus);
 out:
 	if (f)
 		fclose(f);
@@ -184,13 +192,108 @@ out:
 	return r;
 }
 
+int qemu_needs_pinning(const struct cvmm_launch_spec *s)
+{
+	return cp_spec_has_12(s) && (s->n_pins || s->emulator_cpus[0]);
+}
+
+/* -numa: one memory backend per cell, bound to its host node. */
+static void render_numa(const struct cvmm_launch_spec *s, struct argv *a)
+{
+	for (uint32_t i = 0; i < s->n_numa; i++) {
+		const struct cvmm_spec_numa *c = s->numa[i];
+		char bind[48] = "";
+		if (c->host_node >= 0)
+			snprintf(bind, sizeof(bind), ",host-nodes=%d,policy=bind", c->host_node);
+		push(a, "-object");
+		if (c->hugepage_kb)
+			/* The page size is the hugetlbfs mount's: /dev/hugepages must
+			 * be mounted with pagesize=<hugepage_kb>K. prealloc: a VM
+			 * with passthrough devices pins all its memory anyway. */
+			pushf(a,
+			      "memory-backend-file,id=ram-node%u,size=%lluM,mem-path=/dev/hugepages,"
+			      "prealloc=on%s",
+			      i, (unsigned long long)c->memory_mb, bind);
+		else
+			pushf(a, "memory-backend-ram,id=ram-node%u,size=%lluM%s", i,
+			      (unsigned long long)c->memory_mb, bind);
+		/* One cpus= per range: QEMU's list syntax is a repeated key. */
+		cpu_set_t set;
+		char list[256], cpus[512] = "";
+		size_t o = 0;
+		cp_cpulist_parse(c->cpus, &set);
+		cp_cpulist_format(&set, list, sizeof(list));
+		for (char *save = NULL, *t = strtok_r(list, ",", &save); t;
+		     t = strtok_r(NULL, ",", &save))
+			o += (size_t)snprintf(cpus + o, sizeof(cpus) - o, ",cpus=%s", t);
+		push(a, "-numa");
+		pushf(a, "node,nodeid=%u%s,memdev=ram-node%u", i, cpus, i);
+	}
+}
+
+/* The PCIe hierarchy, parents first (the spec's order): QEMU creates keyval
+ * -devices in command-line order and a bus must exist before its users. */
+static void render_pcie(const struct cvmm_launch_spec *s, struct argv *a)
+{
+	for (uint32_t i = 0; i < s->n_pcie; i++) {
+		const struct cvmm_spec_pcie *e = s->pcie[i];
+		const char *parent = e->parent[0] ? e->parent : "pcie.0";
+		char cell[32] = "";
+		push(a, "-device");
+		switch (e->kind) {
+		case CVMM_PCIE_EXPANDER:
+			if (e->numa_cell >= 0)
+				snprintf(cell, sizeof(cell), ",numa_node=%d", e->numa_cell);
+			pushf(a, "pxb-pcie,id=%s,bus_nr=%u%s,bus=pcie.0", e->id, e->bus_nr, cell);
+			break;
+		case CVMM_PCIE_ROOT_PORT:
+			pushf(a, "pcie-root-port,id=%s,bus=%s,chassis=%u,port=%u", e->id, parent,
+			      cp_pcie_chassis(s, i), cp_pcie_port(s, i));
+			break;
+		case CVMM_PCIE_SWITCH_UP:
+			pushf(a, "x3130-upstream,id=%s,bus=%s", e->id, parent);
+			break;
+		case CVMM_PCIE_SWITCH_DOWN:
+			pushf(a, "xio3130-downstream,id=%s,bus=%s,chassis=%u,port=%u", e->id, parent,
+			      cp_pcie_chassis(s, i), cp_pcie_port(s, i));
+			break;
+		}
+	}
+}
+
+/* Host devices: a group's functions share the slot of its port (slot 0,
+ * the only one a PCIe port's link has), function 0 announcing the others. */
+static void render_hostdevs(const struct cvmm_launch_spec *s, struct argv *a)
+{
+	for (uint32_t i = 0; i < s->n_hostdevs; i++) {
+		const struct cvmm_spec_hostdev *h = s->hostdevs[i];
+		char place[96] = "", rom[320] = "";
+		if (h->bus[0])
+			snprintf(place, sizeof(place), ",bus=%s,addr=0.%u%s", h->bus, h->function,
+				 h->group[0] && h->function == 0 ? ",multifunction=on" : "");
+		if (h->flags & CVMM_HOSTDEV_ROM_OFF)
+			snprintf(rom, sizeof(rom), ",rombar=0");
+		else if (h->rom_file[0])
+			snprintf(rom, sizeof(rom), ",romfile=%s", opt_escape(h->rom_file));
+		push(a, "-device");
+		pushf(a, "vfio-pci,host=%s,id=%s%s%s", h->host, h->id, place, rom);
+	}
+}
+
 int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, struct argv *a,
 		char *err, size_t errlen)
 {
 	int r;
 	if ((r = check_plain("VM name", s->name, err, errlen)) ||
-	    (r = check_plain("machine", s->machine, err, errlen)))
+	    (r = check_plain("machine", s->machine, err, errlen)) ||
+	    (r = cp_spec_check(s, err, errlen)))
 		return r;
+	int v12 = cp_spec_has_12(s);
+	/* QEMU gives a device without bus= the first PCI bus it finds, which
+	 * with a pxb-pcie can be the expander's (where only bridges fit): the
+	 * devices the spec does not place go on the root bus by name. */
+	const char *root_bus = v12 && s->n_pcie ? ",bus=pcie.0" : "";
+
 	push(a, o->binary);
 	push(a, "-name");
 	pushf(a, "guest=%s,debug-threads=on", s->name);
@@ -203,9 +306,15 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 	push(a, "-cpu");
 	push(a, strcmp(o->accel, "kvm") ? "max" : "host");
 	push(a, "-smp");
-	pushf(a, "%u", s->vcpus ? s->vcpus : 1);
+	if (v12 && s->sockets)
+		pushf(a, "%u,sockets=%u,cores=%u,threads=%u", s->vcpus ? s->vcpus : 1, s->sockets,
+		      s->cores, s->threads);
+	else
+		pushf(a, "%u", s->vcpus ? s->vcpus : 1);
 	push(a, "-m");
 	pushf(a, "%lluM", (unsigned long long)(s->memory_mb ? s->memory_mb : 256));
+	if (v12)
+		render_numa(s, a);
 	push(a, "-nodefaults");
 	push(a, "-no-user-config");
 	push(a, "-display");
@@ -237,6 +346,10 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		push(a, "-serial");
 		push(a, "chardev:serial0");
 	}
+	/* Paused until the backend has pinned the threads (pin.c), so that no
+	 * vCPU runs a single instruction elsewhere; it then sends "cont". */
+	if (qemu_needs_pinning(s))
+		push(a, "-S");
 	if (s->run_dir[0]) {
 		/* Not "-qmp unix:PATH": there PATH is an implied value, which
 		 * QEMU cuts at the first '=' even when commas are doubled. */
@@ -248,6 +361,10 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		push(a, "-pidfile");
 		pushf(a, "%s/qemu.pid", s->run_dir);
 	}
+	if (v12) {
+		render_pcie(s, a);
+		render_hostdevs(s, a);
+	}
 	for (uint32_t i = 0; i < s->n_disks; i++) {
 		const struct cvmm_spec_disk *dk = s->disks[i];
 		if ((r = check_plain("disk id", dk->id, err, errlen)))
@@ -256,16 +373,16 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		pushf(a, "file=%s,if=none,id=%s,format=%s%s", opt_escape(dk->path), dk->id,
 		      dk->format == CVMM_DISK_RAW ? "raw" : "qcow2", dk->readonly ? ",readonly=on" : "");
 		push(a, "-device");
-		pushf(a, "virtio-blk-pci,drive=%s", dk->id);
+		pushf(a, "virtio-blk-pci,drive=%s%s", dk->id, root_bus);
 	}
 	for (uint32_t i = 0, k = 0; i < s->n_nics; i++) {
-		if ((r = render_nic(s->nics[i], (int)k, a, err, errlen)))
+		if ((r = render_nic(s->nics[i], (int)k, root_bus, a, err, errlen)))
 			return r;
 		k += s->nics[i]->kind == CVMM_NIC_MACVTAP;
 	}
 	if (s->cid && o->vsock) {
 		push(a, "-device");
-		pushf(a, "vhost-vsock-pci,guest-cid=%u", s->cid);
+		pushf(a, "vhost-vsock-pci,guest-cid=%u%s", s->cid, root_bus);
 	}
 	for (uint32_t i = 0; i < s->n_args; i++)
 		if (!strcmp(s->args[i]->backend, "qemu"))

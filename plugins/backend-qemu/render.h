@@ -35,5 +35,8 @@ struct argv {
 int qemu_render(const struct cvmm_launch_spec *spec, const struct qemu_opts *o, struct argv *a,
 		char *err, size_t errlen);
 void argv_free(struct argv *a);
+/* 1 when the spec pins vCPUs or emulator threads: the argv then has -S and
+ * the backend pins (pin.c) before it lets the guest run. */
+int qemu_needs_pinning(const struct cvmm_launch_spec *spec);
 
 #endif
