@@ -680,6 +680,13 @@ static int op_start(struct cvmm_daemon *d, struct job *j)
 		set_err(vm, "backend '%s' cannot start VMs", b->name);
 		goto fail_launch;
 	}
+	/* What the plugins built together must hold together (cells cover the
+	 * vCPUs, devices sit under ports, ...): said here, with the rule. */
+	char why[512];
+	if ((rc = spec_check(spec, why, sizeof(why))) < 0) {
+		set_err(vm, "launch spec: %s", why);
+		goto fail_launch;
+	}
 	if ((rc = b->ops.start(b->data, vm, &spec->pub)) < 0) {
 		fail_msg(vm, rc, "launch");
 		goto fail_launch;
