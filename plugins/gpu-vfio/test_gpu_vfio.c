@@ -1,0 +1,3 @@
+#include "gv.h"
+#include <CUnit/Basic.h>
+int main(void) { return 0; }
