@@ -18,6 +18,7 @@ busybox-static cpio gzip zstd xz-utils kmod
 socat jq curl iproute2 procps psmisc python3
 libvirt-daemon-system libvirt-clients libvirt-dev libxml2-utils
 libnl-3-dev libnl-route-3-dev dnsmasq-base nftables
+libpci-dev pci.ids python3-fusepy
 "
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

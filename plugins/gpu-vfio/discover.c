@@ -111,7 +111,10 @@ int gv_driver_of(const char *root, const char *slot, char *out, size_t len)
 
 int gv_is_endpoint(const struct gv_dev *d)
 {
-	return (d->class_code >> 16) != 0x06;
+	/* PCI-to-PCI bridges (0x0604, 0x0609) stay with the host; an NVSwitch
+	 * is a "bridge, other" (0x0680) and is an endpoint like a GPU */
+	uint32_t c = d->class_code >> 8;
+	return c != 0x0604 && c != 0x0609;
 }
 
 const struct gv_dev *gv_find(const struct gv_host *h, const char *slot)
@@ -152,6 +155,7 @@ static void product_name(uint16_t vendor, uint16_t device, char *out, size_t len
 	pthread_mutex_lock(&pci_lock);
 	if (!pacc && (pacc = pci_alloc())) {
 		pacc->warning = pci_quiet;
+		pacc->debug = pci_quiet; /* set by pci_init, which is not needed for names */
 	}
 	if (pacc) {
 		char buf[256];
