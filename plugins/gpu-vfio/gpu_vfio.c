@@ -38,6 +38,7 @@ static const struct cvmm_host_api *host;
 static cvmm_plugin *self;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gv_store store;
+static int store_rc = 1; /* 1: not opened yet; else gv_store_open's result */
 static struct gv_filter filter;
 static char root[PATH_MAX] = "/";
 static int timeout_ms = 5000;
@@ -130,6 +131,22 @@ static void pause_persistenced(void *data, int on)
 			  n > 1 ? "es" : "", on ? "paused" : "resumed");
 }
 
+/* The record is opened at DAEMON_START (never at load: --check-config
+ * loads plugins too, and must not touch the host), or at first use by a
+ * core that does not send DAEMON_START. Called with lock held. */
+static int ensure_store(void)
+{
+	char dir[PATH_MAX];
+	if (store_rc <= 0)
+		return store_rc;
+	snprintf(dir, sizeof(dir), "%s/gpu-vfio", host->data_dir(self));
+	store_rc = gv_store_open(&store, dir);
+	if (store_rc < 0)
+		host->log(self, CVMM_LOG_ERROR, "%s/leases: %s", dir,
+			  store_rc == -EINVAL ? "not a gpu-vfio lease file" : strerror(-store_rc));
+	return store_rc;
+}
+
 static void bind_ctx(struct gv_bind_ctx *c, const char *vm)
 {
 	memset(c, 0, sizeof(*c));
@@ -171,6 +188,10 @@ static int on_define(cvmm_vm *vm)
 		return host->error(self, vm, rc, "reading %s/sys/bus/pci: %s", root,
 				   strerror(-rc));
 	pthread_mutex_lock(&lock);
+	if ((rc = ensure_store()) < 0) {
+		rc = host->error(self, vm, rc, "the GPU lease record cannot be read");
+		goto out;
+	}
 	n = gv_resolve(&h, &filter, &store, id, host->vm_vcpus(vm), &r, slots, GV_MAX_SEL, err,
 		       sizeof(err));
 	if (n < 0) {
@@ -199,6 +220,10 @@ static int on_undefine(cvmm_vm *vm)
 	struct gv_bind_ctx c;
 	const char *id = host->vm_id(vm);
 	pthread_mutex_lock(&lock);
+	if (ensure_store() < 0) {
+		pthread_mutex_unlock(&lock);
+		return host->error(self, vm, -EIO, "the GPU lease record cannot be read");
+	}
 	bind_ctx(&c, id);
 	int rc = gv_restore(&c); /* nothing, unless a POST_STOP failed */
 	if (gv_store_release_vm(&store, id) > 0) {
@@ -250,8 +275,10 @@ static int on_pre_start(cvmm_vm *vm, cvmm_spec *spec)
 	struct gv_host h;
 	const char *id = host->vm_id(vm);
 	pthread_mutex_lock(&lock);
-	int n = gv_store_vm_slots(&store, id, slots, GV_MAX_SEL);
+	int n = ensure_store() < 0 ? -EIO : gv_store_vm_slots(&store, id, slots, GV_MAX_SEL);
 	pthread_mutex_unlock(&lock);
+	if (n < 0)
+		return host->error(self, vm, n, "the GPU lease record cannot be read");
 	if (!n)
 		return 0;
 	if (!CVMM_HOST_HAS(host, spec_add_hostdev))
@@ -277,11 +304,17 @@ static int on_post_stop(cvmm_vm *vm)
 {
 	struct gv_bind_ctx c;
 	pthread_mutex_lock(&lock);
+	if (ensure_store() < 0) {
+		pthread_mutex_unlock(&lock);
+		return host->error(self, vm, -EIO, "the GPU lease record cannot be read");
+	}
 	bind_ctx(&c, host->vm_id(vm));
 	int rc = gv_restore(&c);
 	pthread_mutex_unlock(&lock);
 	return rc < 0 ? host->error(self, vm, rc, "%s", c.err) : 0;
 }
+
+static int on_daemon_start(void);
 
 static int hook(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
 {
@@ -295,6 +328,8 @@ static int hook(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
 		return on_pre_start(vm, spec);
 	case CVMM_EV_POST_STOP:
 		return on_post_stop(vm);
+	case CVMM_EV_DAEMON_START:
+		return on_daemon_start();
 	}
 	return 0;
 }
@@ -316,7 +351,11 @@ static int validate(void *data, const char *json, char *err, size_t errlen)
 	}
 	/* A first answer, before anything is reserved; DEFINE decides. */
 	pthread_mutex_lock(&lock);
-	rc = gv_resolve(&h, &filter, &store, "", 0, &r, slots, GV_MAX_SEL, err, errlen);
+	rc = ensure_store();
+	if (rc < 0)
+		snprintf(err, errlen, "gpus: the GPU lease record cannot be read");
+	else
+		rc = gv_resolve(&h, &filter, &store, "", 0, &r, slots, GV_MAX_SEL, err, errlen);
 	pthread_mutex_unlock(&lock);
 	gv_host_free(&h);
 	return rc < 0 ? rc : 0;
@@ -332,7 +371,8 @@ static int route_gpus(void *data, const char *body, char *buf, size_t len)
 		return host->error(self, NULL, rc, "reading %s/sys/bus/pci: %s", root,
 				   strerror(-rc));
 	pthread_mutex_lock(&lock);
-	rc = gv_gpus_json(&h, &filter, &store, buf, len);
+	rc = ensure_store() < 0 ? host->error(self, NULL, -EIO, "the GPU lease record cannot be read")
+				: gv_gpus_json(&h, &filter, &store, buf, len);
 	pthread_mutex_unlock(&lock);
 	gv_host_free(&h);
 	return rc;
@@ -342,17 +382,24 @@ static int vm_info(void *data, cvmm_vm *vm, char *buf, size_t len)
 {
 	(void)data;
 	pthread_mutex_lock(&lock);
-	int rc = gv_vm_json(&store, host->vm_id(vm), buf, len);
+	int rc = ensure_store() < 0 ? -EIO : gv_vm_json(&store, host->vm_id(vm), buf, len);
 	pthread_mutex_unlock(&lock);
 	return rc;
 }
 
 /* ---- start-up: the record against what exists ---- */
 
-static void reconcile(void)
+static int on_daemon_start(void)
 {
 	char vms[PATH_MAX];
 	struct stat st;
+	pthread_mutex_lock(&lock);
+	int rc = ensure_store();
+	if (rc < 0) {
+		pthread_mutex_unlock(&lock);
+		return host->error(self, NULL, rc, "%s: %s", store.path[0] ? store.path : "leases",
+				   rc == -EINVAL ? "not a gpu-vfio lease file" : strerror(-rc));
+	}
 	snprintf(vms, sizeof(vms), "%s/vms", host->data_dir(self));
 	/* A VM whose folder is gone was removed (or never finished its
 	 * define): its leases go, and what is still bound for it goes back. */
@@ -373,13 +420,14 @@ static void reconcile(void)
 		host->log(self, CVMM_LOG_INFO, "VM %s is gone: its GPU leases are released", id);
 		i = -1; /* the arrays changed */
 	}
+	pthread_mutex_unlock(&lock);
+	return 0;
 }
 
 CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 					const struct cvmm_host_api *h, cvmm_plugin *p,
 					struct cvmm_plugin_desc *desc)
 {
-	char dir[PATH_MAX];
 	int rc;
 	CVMM_PLUGIN_DESCRIBE(desc, "gpu-vfio", "0.1.0",
 			     "whole GPUs, NVSwitches and their NICs passed through with vfio-pci");
@@ -390,13 +438,8 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 	self = p;
 	if ((rc = read_config()) < 0)
 		return rc;
-	snprintf(dir, sizeof(dir), "%s/gpu-vfio", host->data_dir(self));
-	if ((rc = gv_store_open(&store, dir)) < 0)
-		return host->error(self, NULL, rc, "%s/leases: %s", dir,
-				   rc == -EINVAL ? "not a gpu-vfio lease file" : strerror(-rc));
-	reconcile();
-	static const uint32_t evs[] = {CVMM_EV_DEFINE, CVMM_EV_UNDEFINE, CVMM_EV_PRE_START,
-				       CVMM_EV_POST_STOP};
+	static const uint32_t evs[] = {CVMM_EV_DEFINE,	  CVMM_EV_UNDEFINE,  CVMM_EV_PRE_START,
+				       CVMM_EV_POST_STOP, CVMM_EV_DAEMON_START};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(*evs); i++)
 		if ((rc = host->register_hook(self, evs[i], 50, hook, NULL)) < 0)
 			return rc;
