@@ -240,31 +240,12 @@ static int on_undefine(cvmm_vm *vm)
 
 static int add_hostdevs(cvmm_spec *spec, char (*slots)[GV_SLOT_LEN], int n)
 {
-	int group = 0, rc;
-	for (int i = 0; i < n; i++) {
-		/* functions of one host slot (GPU + its audio) stay together */
-		int nfn = 0, first = -1;
-		for (int k = 0; k < n; k++)
-			if (!strncmp(slots[k], slots[i], 10)) {
-				if (first < 0)
-					first = k;
-				nfn++;
-			}
-		struct cvmm_spec_hostdev d = {.struct_size = sizeof(d)};
-		snprintf(d.id, sizeof(d.id), "hostdev%d", i);
-		snprintf(d.host, sizeof(d.host), "%s", slots[i]);
-		if (nfn > 1) {
-			int fn = 0;
-			for (int k = first; k < i; k++)
-				fn += !strncmp(slots[k], slots[i], 10);
-			if (first == i)
-				group++;
-			snprintf(d.group, sizeof(d.group), "fn%d", group);
-			d.function = (uint32_t)fn;
-		}
-		if ((rc = host->spec_add_hostdev(spec, &d)) < 0)
+	struct cvmm_spec_hostdev devs[GV_MAX_SEL];
+	int rc;
+	gv_hostdevs(slots, n, devs);
+	for (int i = 0; i < n; i++)
+		if ((rc = host->spec_add_hostdev(spec, &devs[i])) < 0)
 			return rc;
-	}
 	return 0;
 }
 

@@ -134,6 +134,11 @@ int gv_gpus_json(const struct gv_host *h, const struct gv_filter *f, const struc
 /* A VM's held slots as a JSON array. */
 int gv_vm_json(const struct gv_store *s, const char *vm, char *buf, size_t len);
 
+/* ---- hostdev.c ---- */
+struct cvmm_spec_hostdev;
+/* Spec entries for slots (sorted, as gv_resolve gives them) into out[n]. */
+int gv_hostdevs(char (*slots)[GV_SLOT_LEN], int n, struct cvmm_spec_hostdev *out);
+
 /* ---- bind.c ---- */
 struct gv_bind_ctx {
 	const char *root;

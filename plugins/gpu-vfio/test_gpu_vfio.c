@@ -9,6 +9,8 @@
  */
 #include "gv.h"
 
+#include <cvmm/plugin.h>
+
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -486,6 +488,24 @@ static void test_count_placement(void)
 	gv_store_free(&s);
 }
 
+static void test_hostdevs(void)
+{
+	char slots[4][GV_SLOT_LEN] = {"0000:12:00.0", "0000:13:00.0", "0000:b2:00.0",
+				      "0000:b2:00.1"};
+	struct cvmm_spec_hostdev d[4];
+	CU_ASSERT_EQUAL(gv_hostdevs(slots, 4, d), 4);
+	CU_ASSERT_STRING_EQUAL(d[0].host, "0000:12:00.0");
+	CU_ASSERT_STRING_EQUAL(d[0].group, ""); /* a slot of its own */
+	CU_ASSERT_STRING_EQUAL(d[1].group, "");
+	CU_ASSERT_STRING_EQUAL(d[2].id, "hostdev2");
+	CU_ASSERT_STRING_EQUAL(d[2].group, "hostdev-fn1"); /* GPU and audio: one guest slot */
+	CU_ASSERT_STRING_EQUAL(d[3].group, "hostdev-fn1");
+	CU_ASSERT_EQUAL(d[2].function, 0);
+	CU_ASSERT_EQUAL(d[3].function, 1);
+	CU_ASSERT_EQUAL(d[3].struct_size, sizeof(d[3]));
+	CU_ASSERT_STRING_EQUAL(d[3].bus, "");
+}
+
 /* ---- the simulator ---- */
 
 static pid_t sim_pid;
@@ -517,10 +537,15 @@ static void sim_start(void)
 
 static void sim_stop(void)
 {
-	umount2(mnt, MNT_DETACH);
+	/* a plain unmount ends libfuse's loop at once; lazily detached, it
+	 * would wait for a request that never comes */
+	if (umount2(mnt, 0) < 0)
+		umount2(mnt, MNT_DETACH);
 	if (sim_pid > 0) {
-		kill(sim_pid, SIGTERM);
-		waitpid(sim_pid, NULL, 0);
+		for (int i = 0; i < 100 && waitpid(sim_pid, NULL, WNOHANG) == 0; i++)
+			usleep(20000);
+		if (kill(sim_pid, SIGKILL) == 0)
+			waitpid(sim_pid, NULL, 0);
 	}
 	sim_pid = 0;
 }
@@ -552,6 +577,10 @@ static const char *drv(const char *slot)
 	return o;
 }
 
+/* Discovery in the simulator tests reads the tree under the mount (the
+ * same files: the simulator writes through), since every lookup through
+ * the Python FUSE server costs a round trip; the writes and the driver
+ * checks go through the mount. */
 static void ctx_init(struct gv_bind_ctx *c, struct gv_store *s, const char *vm, int timeout)
 {
 	memset(c, 0, sizeof(*c));
@@ -573,7 +602,7 @@ static void test_sim_bind_restore(void)
 	char slots[1][GV_SLOT_LEN] = {"0000:b2:00.0"}, p[400], cmd[700];
 	sim_start();
 	store_fresh(&s, "st-sim1");
-	CU_ASSERT_EQUAL_FATAL(gv_discover(mnt, NULL, &h), 0);
+	CU_ASSERT_EQUAL_FATAL(gv_discover(tree, NULL, &h), 0);
 
 	/* an "nvidia-persistenced": a copy of sleep under that name, found
 	 * through the tree's proc/ and the real /proc */
@@ -651,7 +680,7 @@ static void test_sim_later_step_fails(void)
 	char slots[3][GV_SLOT_LEN] = {"0000:12:00.0", "0000:32:00.0", "0000:52:00.0"};
 	sim_start();
 	store_fresh(&s, "st-sim2");
-	CU_ASSERT_EQUAL_FATAL(gv_discover(mnt, NULL, &h), 0);
+	CU_ASSERT_EQUAL_FATAL(gv_discover(tree, NULL, &h), 0);
 	/* the third GPU: probing and binding to vfio-pci both fail */
 	sim_ctl("fail", P "drivers_probe 0000:52:00.0 EIO\n" P
 			  "drivers/vfio-pci/bind 0000:52:00.0 EIO\n");
@@ -684,7 +713,7 @@ static void test_sim_hang(void)
 	char slots[2][GV_SLOT_LEN] = {"0000:12:00.0", "0000:32:00.0"};
 	sim_start();
 	store_fresh(&s, "st-sim3");
-	CU_ASSERT_EQUAL_FATAL(gv_discover(mnt, NULL, &h), 0);
+	CU_ASSERT_EQUAL_FATAL(gv_discover(tree, NULL, &h), 0);
 	sim_ctl("hang", P "drivers/nvidia/unbind 0000:32:00.0\n");
 	ctx_init(&c, &s, "vm-3", 300);
 	struct timespec t0, t1;
@@ -724,7 +753,7 @@ static void test_sim_killed_between_binds(void)
 	sim_start();
 	store_fresh(&s, "st-sim4");
 	snprintf(dir, sizeof(dir), "%s/st-sim4", base);
-	CU_ASSERT_EQUAL_FATAL(gv_discover(mnt, NULL, &h), 0);
+	CU_ASSERT_EQUAL_FATAL(gv_discover(tree, NULL, &h), 0);
 	CU_ASSERT_EQUAL(gv_store_lease(&s, "0000:12:00.0", "vm-4", 2), 0);
 	CU_ASSERT_EQUAL(gv_store_lease(&s, "0000:32:00.0", "vm-4", 2), 0);
 	CU_ASSERT_EQUAL(gv_store_save(&s), 0);
@@ -758,7 +787,7 @@ static void test_sim_killed_between_binds(void)
 	struct gv_filter f;
 	filter_open(&f);
 	struct gv_host now;
-	CU_ASSERT_EQUAL_FATAL(gv_discover(mnt, &f, &now), 0);
+	CU_ASSERT_EQUAL_FATAL(gv_discover(tree, &f, &now), 0);
 	CU_ASSERT_TRUE(gv_gpus_json(&now, &f, &s, buf, sizeof(buf)) > 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"slot\":\"0000:12:00.0\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"driver\":\"vfio-pci\",\"vm\":\"vm-4\""));
@@ -829,6 +858,7 @@ int main(void)
 	CU_add_test(d, "modes_and_filters", test_modes_and_filters);
 	CU_add_test(d, "exclusivity", test_exclusivity);
 	CU_add_test(d, "count_placement", test_count_placement);
+	CU_add_test(d, "hostdevs", test_hostdevs);
 	CU_add_test(d, "write_timeout", test_write_timeout);
 	CU_add_test(d, "sim_bind_restore", test_sim_bind_restore);
 	CU_add_test(d, "sim_later_step_fails", test_sim_later_step_fails);
