@@ -159,8 +159,12 @@ static void product_name(uint16_t vendor, uint16_t device, char *out, size_t len
 	}
 	if (pacc) {
 		char buf[256];
+		/* pci.ids only: udev's hwdb differs between hosts (and libpci
+		 * leaks a udev context on each hwdb lookup) */
 		const char *n = pci_lookup_name(pacc, buf, sizeof(buf),
-						PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS, vendor,
+						PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS |
+							PCI_LOOKUP_NO_HWDB,
+						vendor,
 						device);
 		if (n)
 			snprintf(out, len, "%s", n);
