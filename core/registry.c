@@ -299,8 +299,8 @@ static int check_owned_sections(struct registry *r, char *err, size_t errlen)
 			continue;
 		if (!read_under(r, sec))
 			return config_error(r, g, err, errlen,
-					    "no loaded plugin handles %s (the %s plugin is not "
-					    "available yet)",
+					    "no loaded plugin handles %s (add \"%s\" to plugins, "
+					    "if this host has it)",
 					    sec, owner);
 		if (config_setting_type(g) == CONFIG_TYPE_GROUP && (u = first_unread(r, g))) {
 			keys_read_under(r, sec, known, sizeof(known));

@@ -22,6 +22,7 @@ socat jq curl iproute2 procps psmisc python3 python3-libvirt strace
 libvirt-daemon-system libvirt-clients libvirt-dev libxml2-utils
 libnl-3-dev libnl-route-3-dev dnsmasq-base nftables
 libtirpc3 libtsan2 libasan8 libubsan1
+libpci-dev pci.ids python3-fusepy
 "
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

@@ -155,11 +155,11 @@ static void test_backend_and_plugin_dir(void)
 static void test_plugin_owned_sections(void)
 {
 	EXPECT_REFUSED(PDIR "cvm = {\n  gpu = { enabled = false; listing = [ \"10de:2335\" ]; };\n};\n",
-	               ":3: cvm.gpu: no loaded plugin handles cvm.gpu (the gpu-vfio plugin is not "
-	               "available yet)");
+	               ":3: cvm.gpu: no loaded plugin handles cvm.gpu (add \"gpu-vfio\" to plugins, "
+	               "if this host has it)");
 	EXPECT_REFUSED(PDIR "kms = { urls = [ \"http://127.0.0.1:8081\" ]; };\n",
-	               ":2: kms: no loaded plugin handles kms (the kms plugin is not available "
-	               "yet)");
+	               ":2: kms: no loaded plugin handles kms (add \"kms\" to plugins, if this "
+	               "host has it)");
 }
 
 /* ---- cvm.networking: mode is the core's, the rest net-user's ------------ */

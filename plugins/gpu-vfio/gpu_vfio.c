@@ -1,0 +1,440 @@
+/*
+ * gpu-vfio: whole PCI devices (GPUs, NVSwitches, their GPUDirect NICs)
+ * passed to VMs through vfio-pci.
+ *
+ *   DEFINE     resolve the VM's "gpus" request and lease the devices
+ *   PRE_START  bind every endpoint of their IOMMU groups to vfio-pci, add
+ *              them to the launch spec as hostdevs
+ *   POST_STOP  give each device back to the driver it had
+ *   UNDEFINE   release the leases
+ *
+ * Leases and bindings live in <data_dir>/gpu-vfio/leases (store.c), so a
+ * restarted daemon knows who holds what and what to give back; a VM that
+ * still runs keeps its devices (nothing to do: the record says they are
+ * its), and the core's POST_STOP for a VM whose start or run was cut short
+ * restores what the record names.
+ *
+ * plugin.gpu-vfio:
+ *   root = "/";              # whose sys/ and proc/ are read and written
+ *   write_timeout_ms = 5000; # per sysfs write
+ * cvm.gpu (dstack's keys): enabled, listing, include, exclude,
+ *   allow_attach_all; read here, with absolute lookups, so the core knows
+ *   the section is handled.
+ */
+#include "gv.h"
+
+#include <cvmm/plugin.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const struct cvmm_host_api *host;
+static cvmm_plugin *self;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gv_store store;
+static int store_rc = 1; /* 1: not opened yet; else gv_store_open's result */
+static struct gv_filter filter;
+static char root[PATH_MAX] = "/";
+static int timeout_ms = 5000;
+
+/* ---- configuration ---- */
+
+static int cfg_fail(const char *key, const char *msg, const char *val)
+{
+	return host->error(self, NULL, -EINVAL, "%s: %s: \"%s\"", key, msg, val);
+}
+
+static int read_slots(const char *key, char (*out)[GV_SLOT_LEN], int *n)
+{
+	int c = host->cfg_count(self, key);
+	if (c == -ENOENT)
+		return 0;
+	if (c < 0)
+		return c;
+	for (int i = 0; i < c; i++) {
+		const char *s;
+		int rc = host->cfg_string_at(self, key, (uint32_t)i, &s);
+		if (rc < 0)
+			return rc;
+		if (*n == GV_MAX_IDS)
+			return cfg_fail(key + 1, "too many entries at", s);
+		if (gv_slot_normalise(s, out[*n]) < 0)
+			return cfg_fail(key + 1, "not a PCI address (0000:12:00.0)", s);
+		(*n)++;
+	}
+	return 0;
+}
+
+static int read_config(void)
+{
+	const char *s;
+	int64_t v;
+	int32_t b;
+	int rc;
+	if ((rc = host->cfg_string(self, "root", &s)) == 0)
+		snprintf(root, sizeof(root), "%s", s);
+	else if (rc != -ENOENT)
+		return rc;
+	if ((rc = host->cfg_int(self, "write_timeout_ms", &v)) == 0) {
+		if (v < 10 || v > 600000)
+			return host->error(self, NULL, -EINVAL,
+					   "plugin.gpu-vfio.write_timeout_ms: from 10 to 600000");
+		timeout_ms = (int)v;
+	} else if (rc != -ENOENT) {
+		return rc;
+	}
+	/* dstack's defaults, except allow_attach_all: off until asked for */
+	filter.enabled = 0;
+	if ((rc = host->cfg_bool(self, ".cvm.gpu.enabled", &b)) == 0)
+		filter.enabled = b;
+	else if (rc != -ENOENT)
+		return rc;
+	if ((rc = host->cfg_bool(self, ".cvm.gpu.allow_attach_all", &b)) == 0)
+		filter.allow_attach_all = b;
+	else if (rc != -ENOENT)
+		return rc;
+	int c = host->cfg_count(self, ".cvm.gpu.listing");
+	if (c < 0 && c != -ENOENT)
+		return c;
+	for (int i = 0; i < c; i++) {
+		if ((rc = host->cfg_string_at(self, ".cvm.gpu.listing", (uint32_t)i, &s)) < 0)
+			return rc;
+		if (filter.n_listing == GV_MAX_IDS)
+			return cfg_fail("cvm.gpu.listing", "too many entries at", s);
+		if (gv_parse_id(s, &filter.listing[filter.n_listing++]) < 0)
+			return cfg_fail("cvm.gpu.listing", "not a vendor:device id (10de:2335)", s);
+	}
+	if ((rc = read_slots(".cvm.gpu.include", filter.include, &filter.n_include)) < 0 ||
+	    (rc = read_slots(".cvm.gpu.exclude", filter.exclude, &filter.n_exclude)) < 0)
+		return rc;
+	return 0;
+}
+
+/* nvidia-persistenced keeps /dev/nvidia* open and reopens devices as they
+ * appear: stopped while devices move, it cannot race them (bind.c). */
+static struct gv_pause persist;
+
+static void pause_persistenced(void *data, int on)
+{
+	int n = persist.n;
+	gv_pause_persistenced(data, on);
+	if (on)
+		n = persist.n;
+	if (n)
+		host->log(self, CVMM_LOG_INFO, "nvidia-persistenced (%d process%s) %s", n,
+			  n > 1 ? "es" : "", on ? "paused" : "resumed");
+}
+
+/* The record is opened at DAEMON_START (never at load: --check-config
+ * loads plugins too, and must not touch the host), or at first use by a
+ * core that does not send DAEMON_START. Called with lock held. */
+static int ensure_store(void)
+{
+	char dir[PATH_MAX];
+	if (store_rc <= 0)
+		return store_rc;
+	snprintf(dir, sizeof(dir), "%s/gpu-vfio", host->data_dir(self));
+	store_rc = gv_store_open(&store, dir);
+	if (store_rc < 0)
+		host->log(self, CVMM_LOG_ERROR, "%s/leases: %s", dir,
+			  store_rc == -EINVAL ? "not a gpu-vfio lease file" : strerror(-store_rc));
+	return store_rc;
+}
+
+static void bind_ctx(struct gv_bind_ctx *c, const char *vm)
+{
+	memset(c, 0, sizeof(*c));
+	c->root = root;
+	c->timeout_ms = timeout_ms;
+	c->store = &store;
+	c->vm = vm;
+	c->pause = pause_persistenced;
+	c->pause_data = &persist;
+	persist.root = root;
+}
+
+/* ---- hooks ---- */
+
+static void state_slots(cvmm_vm *vm, char (*slots)[GV_SLOT_LEN], int n)
+{
+	char buf[GV_MAX_SEL * GV_SLOT_LEN] = "";
+	size_t l = 0;
+	for (int i = 0; i < n; i++)
+		l += (size_t)snprintf(buf + l, sizeof(buf) - l, "%s%s", i ? "," : "", slots[i]);
+	host->state_set(self, vm, "slots", n ? buf : NULL);
+}
+
+static int on_define(cvmm_vm *vm)
+{
+	const char *json = CVMM_HOST_HAS(host, vm_request_field)
+				   ? host->vm_request_field(vm, "gpus")
+				   : NULL;
+	struct gv_request r;
+	struct gv_host h;
+	char err[512], slots[GV_MAX_SEL][GV_SLOT_LEN];
+	const char *id = host->vm_id(vm);
+	int rc, n;
+	if (!json || !strcmp(json, "null"))
+		return 0;
+	if ((rc = gv_request_parse(json, &r, err, sizeof(err))) < 0)
+		return host->error(self, vm, rc, "%s", err);
+	if ((rc = gv_discover(root, &filter, &h)) < 0)
+		return host->error(self, vm, rc, "reading %s/sys/bus/pci: %s", root,
+				   strerror(-rc));
+	pthread_mutex_lock(&lock);
+	if ((rc = ensure_store()) < 0) {
+		rc = host->error(self, vm, rc, "the GPU lease record cannot be read");
+		goto out;
+	}
+	n = gv_resolve(&h, &filter, &store, id, host->vm_vcpus(vm), &r, slots, GV_MAX_SEL, err,
+		       sizeof(err));
+	if (n < 0) {
+		rc = host->error(self, vm, n, "%s", err);
+		goto out;
+	}
+	for (int i = 0; i < n && !rc; i++)
+		rc = gv_store_lease(&store, slots[i], id, host->vm_vcpus(vm));
+	if (!rc)
+		rc = gv_store_save(&store);
+	if (rc < 0) {
+		gv_store_release_vm(&store, id);
+		rc = host->error(self, vm, rc, "leasing GPUs: %s", strerror(-rc));
+		goto out;
+	}
+	state_slots(vm, slots, n);
+	host->log(self, CVMM_LOG_INFO, "VM '%s': %d devices leased", host->vm_name(vm), n);
+out:
+	pthread_mutex_unlock(&lock);
+	gv_host_free(&h);
+	return rc;
+}
+
+static int on_undefine(cvmm_vm *vm)
+{
+	struct gv_bind_ctx c;
+	const char *id = host->vm_id(vm);
+	pthread_mutex_lock(&lock);
+	if (ensure_store() < 0) {
+		pthread_mutex_unlock(&lock);
+		return host->error(self, vm, -EIO, "the GPU lease record cannot be read");
+	}
+	bind_ctx(&c, id);
+	int rc = gv_restore(&c); /* nothing, unless a POST_STOP failed */
+	if (gv_store_release_vm(&store, id) > 0) {
+		int e = gv_store_save(&store);
+		if (e < 0 && !rc)
+			rc = host->error(self, vm, e, "saving %s: %s", store.path, strerror(-e));
+	}
+	pthread_mutex_unlock(&lock);
+	host->state_set(self, vm, "slots", NULL);
+	if (rc < 0 && c.err[0])
+		host->log(self, CVMM_LOG_WARN, "VM '%s': %s", host->vm_name(vm), c.err);
+	return 0; /* the leases are gone; a device left on vfio-pci is in the log */
+}
+
+static int add_hostdevs(cvmm_spec *spec, char (*slots)[GV_SLOT_LEN], int n)
+{
+	struct cvmm_spec_hostdev devs[GV_MAX_SEL];
+	int rc;
+	gv_hostdevs(slots, n, devs);
+	for (int i = 0; i < n; i++)
+		if ((rc = host->spec_add_hostdev(spec, &devs[i])) < 0)
+			return rc;
+	return 0;
+}
+
+static int on_pre_start(cvmm_vm *vm, cvmm_spec *spec)
+{
+	char slots[GV_MAX_SEL][GV_SLOT_LEN];
+	struct gv_bind_ctx c;
+	struct gv_host h;
+	const char *id = host->vm_id(vm);
+	pthread_mutex_lock(&lock);
+	int n = ensure_store() < 0 ? -EIO : gv_store_vm_slots(&store, id, slots, GV_MAX_SEL);
+	pthread_mutex_unlock(&lock);
+	if (n < 0)
+		return host->error(self, vm, n, "the GPU lease record cannot be read");
+	if (!n)
+		return 0;
+	if (!CVMM_HOST_HAS(host, spec_add_hostdev))
+		return host->error(self, vm, -ENOTSUP,
+				   "this cvmmd cannot pass host devices (no spec_add_hostdev)");
+	int rc = gv_discover(root, &filter, &h);
+	if (rc < 0)
+		return host->error(self, vm, rc, "reading %s/sys/bus/pci: %s", root,
+				   strerror(-rc));
+	pthread_mutex_lock(&lock);
+	bind_ctx(&c, id);
+	rc = gv_bind(&c, &h, slots, n);
+	pthread_mutex_unlock(&lock);
+	if (rc < 0)
+		rc = host->error(self, vm, rc, "%s", c.err);
+	else
+		rc = add_hostdevs(spec, slots, n);
+	gv_host_free(&h);
+	return rc;
+}
+
+static int on_post_stop(cvmm_vm *vm)
+{
+	struct gv_bind_ctx c;
+	pthread_mutex_lock(&lock);
+	if (ensure_store() < 0) {
+		pthread_mutex_unlock(&lock);
+		return host->error(self, vm, -EIO, "the GPU lease record cannot be read");
+	}
+	bind_ctx(&c, host->vm_id(vm));
+	int rc = gv_restore(&c);
+	pthread_mutex_unlock(&lock);
+	return rc < 0 ? host->error(self, vm, rc, "%s", c.err) : 0;
+}
+
+static int on_daemon_start(void);
+
+static int hook(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
+{
+	(void)data;
+	switch (event) {
+	case CVMM_EV_DEFINE:
+		return on_define(vm);
+	case CVMM_EV_UNDEFINE:
+		return on_undefine(vm);
+	case CVMM_EV_PRE_START:
+		return on_pre_start(vm, spec);
+	case CVMM_EV_POST_STOP:
+		return on_post_stop(vm);
+	case CVMM_EV_DAEMON_START:
+		return on_daemon_start();
+	}
+	return 0;
+}
+
+/* ---- API parts ---- */
+
+static int validate(void *data, const char *json, char *err, size_t errlen)
+{
+	struct gv_request r;
+	struct gv_host h;
+	char slots[GV_MAX_SEL][GV_SLOT_LEN];
+	(void)data;
+	int rc = gv_request_parse(json, &r, err, errlen);
+	if (rc < 0)
+		return rc;
+	if ((rc = gv_discover(root, &filter, &h)) < 0) {
+		snprintf(err, errlen, "gpus: reading %s/sys/bus/pci: %s", root, strerror(-rc));
+		return rc;
+	}
+	/* A first answer, before anything is reserved; DEFINE decides. */
+	pthread_mutex_lock(&lock);
+	rc = ensure_store();
+	if (rc < 0)
+		snprintf(err, errlen, "gpus: the GPU lease record cannot be read");
+	else
+		rc = gv_resolve(&h, &filter, &store, "", 0, &r, slots, GV_MAX_SEL, err, errlen);
+	pthread_mutex_unlock(&lock);
+	gv_host_free(&h);
+	return rc < 0 ? rc : 0;
+}
+
+static int route_gpus(void *data, const char *body, char *buf, size_t len)
+{
+	struct gv_host h;
+	(void)data;
+	(void)body;
+	int rc = gv_discover(root, &filter, &h);
+	if (rc < 0)
+		return host->error(self, NULL, rc, "reading %s/sys/bus/pci: %s", root,
+				   strerror(-rc));
+	pthread_mutex_lock(&lock);
+	rc = ensure_store() < 0 ? host->error(self, NULL, -EIO, "the GPU lease record cannot be read")
+				: gv_gpus_json(&h, &filter, &store, buf, len);
+	pthread_mutex_unlock(&lock);
+	gv_host_free(&h);
+	return rc;
+}
+
+static int vm_info(void *data, cvmm_vm *vm, char *buf, size_t len)
+{
+	(void)data;
+	pthread_mutex_lock(&lock);
+	int rc = ensure_store() < 0 ? -EIO : gv_vm_json(&store, host->vm_id(vm), buf, len);
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+/* ---- start-up: the record against what exists ---- */
+
+static int on_daemon_start(void)
+{
+	char vms[PATH_MAX];
+	struct stat st;
+	pthread_mutex_lock(&lock);
+	int rc = ensure_store();
+	if (rc < 0) {
+		pthread_mutex_unlock(&lock);
+		return host->error(self, NULL, rc, "%s: %s", store.path[0] ? store.path : "leases",
+				   rc == -EINVAL ? "not a gpu-vfio lease file" : strerror(-rc));
+	}
+	snprintf(vms, sizeof(vms), "%s/vms", host->data_dir(self));
+	/* A VM whose folder is gone was removed (or never finished its
+	 * define): its leases go, and what is still bound for it goes back. */
+	for (int i = 0; i < store.n_leases + store.n_bound; i++) {
+		const char *vm = i < store.n_leases ? store.leases[i].vm
+						    : store.bound[i - store.n_leases].vm;
+		char dir[PATH_MAX + 80], id[64];
+		snprintf(dir, sizeof(dir), "%s/%s", vms, vm);
+		if (stat(dir, &st) == 0)
+			continue;
+		snprintf(id, sizeof(id), "%s", vm);
+		struct gv_bind_ctx c;
+		bind_ctx(&c, id);
+		if (gv_restore(&c) < 0)
+			host->log(self, CVMM_LOG_WARN, "VM %s (gone): %s", id, c.err);
+		gv_store_release_vm(&store, id);
+		gv_store_save(&store);
+		host->log(self, CVMM_LOG_INFO, "VM %s is gone: its GPU leases are released", id);
+		i = -1; /* the arrays changed */
+	}
+	pthread_mutex_unlock(&lock);
+	return 0;
+}
+
+CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
+					const struct cvmm_host_api *h, cvmm_plugin *p,
+					struct cvmm_plugin_desc *desc)
+{
+	int rc;
+	CVMM_PLUGIN_DESCRIBE(desc, "gpu-vfio", "0.1.0",
+			     "whole GPUs, NVSwitches and their NICs passed through with vfio-pci");
+	(void)abi_minor;
+	if (abi_major != CVMM_ABI_MAJOR)
+		return -EPROTO;
+	host = h;
+	self = p;
+	if ((rc = read_config()) < 0)
+		return rc;
+	static const uint32_t evs[] = {CVMM_EV_DEFINE,	  CVMM_EV_UNDEFINE,  CVMM_EV_PRE_START,
+				       CVMM_EV_POST_STOP, CVMM_EV_DAEMON_START};
+	for (size_t i = 0; i < sizeof(evs) / sizeof(*evs); i++)
+		if ((rc = host->register_hook(self, evs[i], 50, hook, NULL)) < 0)
+			return rc;
+	if (CVMM_HOST_HAS(host, register_request_field) &&
+	    (rc = host->register_request_field(self, "gpus", validate, NULL)) < 0)
+		return rc;
+	if (CVMM_HOST_HAS(host, register_info) &&
+	    (rc = host->register_info(self, "gpus", NULL, vm_info, NULL)) < 0)
+		return rc;
+	if (CVMM_HOST_HAS(host, register_route) &&
+	    (rc = host->register_route(self, "GET", "gpus", route_gpus, NULL)) < 0)
+		return rc;
+	if (!CVMM_HOST_HAS(host, register_request_field))
+		host->log(self, CVMM_LOG_WARN,
+			  "this cvmmd has no plugin request fields: no VM can ask for GPUs");
+	return 0;
+}
