@@ -605,16 +605,28 @@ class NetnsDaemon(Daemon):
         return self
 
     def fds(self):
-        """The daemon's open descriptors as targets, socket/pipe numbers left out."""
-        d = "/proc/%d/fd" % self.proc.pid
-        out = []
-        for fd in os.listdir(d):
-            try:
-                t = os.readlink(os.path.join(d, fd))
-            except OSError:
-                continue
-            out.append(t.split(":[")[0] if t.startswith(("socket:[", "pipe:[")) else t)
-        return sorted(out)
+        """The daemon's open descriptors as targets, socket/pipe numbers left
+        out, once they hold still (three equal readings 0.2 s apart): the
+        API answers on a thread per connection, and the connection that
+        just got its answer may still be closing."""
+        def read():
+            d = "/proc/%d/fd" % self.proc.pid
+            out = []
+            for fd in os.listdir(d):
+                try:
+                    t = os.readlink(os.path.join(d, fd))
+                except OSError:
+                    continue
+                out.append(t.split(":[")[0] if t.startswith(("socket:[", "pipe:[")) else t)
+            return sorted(out)
+        readings = []
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            readings.append(read())
+            if len(readings) >= 3 and readings[-1] == readings[-2] == readings[-3]:
+                break
+            time.sleep(0.2)
+        return readings[-1]
 
 
 class LibvirtInNetns:

@@ -19,6 +19,7 @@ import time
 import unittest
 
 from harness import (Daemon, DaemonTest, fd_count, files_under, http_get, per_backend, pid_alive,
+                     quiet_fd_count,
                      port_open, procs_mentioning, wait_for)
 
 PLUGINS = ("backend-qemu", "net-user", "net-passt")
@@ -368,7 +369,7 @@ class LeakSoak(PasstTest):
         # core on the first start and stays; what is inside it must not.
         return {"passt": sorted(passt_procs(d)), "qemu": sorted(qemu_procs(d)),
                 "run_files": [f for f in files_under(d.run) if f != "vms"],
-                "fds": fd_count(d.proc.pid)}
+                "fds": quiet_fd_count(d.proc.pid)}
 
     def wait_state(self, name, states, timeout=60):
         # Tighter polling than the harness: the soak is mostly waiting.
