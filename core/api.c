@@ -728,8 +728,8 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 	bool start = true;
 	int r = vm_from_request(d, body, &vm, &start, err, sizeof(err));
 	json_object_put(body);
-	if (r < 0)
-		return send_error(q->conn, 400, "%s", err);
+	if (r < 0) /* a plugin's field may be busy (409), not only wrong */
+		return send_error(q->conn, r == -EBUSY ? 409 : 400, "%s", err);
 	const char *dry = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "dry_run");
 	if (dry && (!strcmp(dry, "1") || !strcmp(dry, "true")))
 		return vm_dry_run(a, q, vm);
