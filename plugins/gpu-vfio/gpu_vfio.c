@@ -295,6 +295,38 @@ static int on_post_stop(cvmm_vm *vm)
 	return rc < 0 ? host->error(self, vm, rc, "%s", c.err) : 0;
 }
 
+/* Dry run: the devices a create would get, as the hostdevs its start would
+ * add; nothing leased, bound or written. */
+static int on_plan(cvmm_vm *vm, cvmm_spec *spec)
+{
+	const char *json = CVMM_HOST_HAS(host, vm_request_field)
+				   ? host->vm_request_field(vm, "gpus")
+				   : NULL;
+	struct gv_request r;
+	struct gv_host h;
+	char err[512], slots[GV_MAX_SEL][GV_SLOT_LEN];
+	int rc, n;
+	if (!json || !strcmp(json, "null"))
+		return 0;
+	if (!CVMM_HOST_HAS(host, spec_add_hostdev))
+		return host->error(self, vm, -ENOTSUP,
+				   "this cvmmd cannot pass host devices (no spec_add_hostdev)");
+	if ((rc = gv_request_parse(json, &r, err, sizeof(err))) < 0)
+		return host->error(self, vm, rc, "%s", err);
+	if ((rc = gv_discover(root, &filter, &h)) < 0)
+		return host->error(self, vm, rc, "reading %s/sys/bus/pci: %s", root,
+				   strerror(-rc));
+	pthread_mutex_lock(&lock);
+	n = ensure_store() < 0 ? -EIO
+			       : gv_resolve(&h, &filter, &store, host->vm_id(vm), host->vm_vcpus(vm),
+					    &r, slots, GV_MAX_SEL, err, sizeof(err));
+	pthread_mutex_unlock(&lock);
+	rc = n < 0 ? host->error(self, vm, n, "%s", n == -EIO ? "the GPU lease record cannot be read" : err)
+		   : add_hostdevs(spec, slots, n);
+	gv_host_free(&h);
+	return rc;
+}
+
 static int on_daemon_start(void);
 
 static int hook(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
@@ -311,6 +343,8 @@ static int hook(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
 		return on_post_stop(vm);
 	case CVMM_EV_DAEMON_START:
 		return on_daemon_start();
+	case CVMM_EV_PLAN:
+		return on_plan(vm, spec);
 	}
 	return 0;
 }
@@ -419,8 +453,8 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 	self = p;
 	if ((rc = read_config()) < 0)
 		return rc;
-	static const uint32_t evs[] = {CVMM_EV_DEFINE,	  CVMM_EV_UNDEFINE,  CVMM_EV_PRE_START,
-				       CVMM_EV_POST_STOP, CVMM_EV_DAEMON_START};
+	static const uint32_t evs[] = {CVMM_EV_DEFINE,	  CVMM_EV_UNDEFINE,     CVMM_EV_PRE_START,
+				       CVMM_EV_POST_STOP, CVMM_EV_DAEMON_START, CVMM_EV_PLAN};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(*evs); i++)
 		if ((rc = host->register_hook(self, evs[i], 50, hook, NULL)) < 0)
 			return rc;

@@ -92,6 +92,16 @@ class GpuVfio(unittest.TestCase):
         self.assertIn("0000:b2:00.0", o["error"]["message"])
         self.assertEqual(d.api("GET", "/v1/vms")[1]["vms"], [])
 
+        # A dry run renders the device (with its IOMMU group) and leases nothing.
+        st, o = d.api("POST", "/v1/vms?dry_run=1",
+                      {"name": "g1", "image": "tiny",
+                       "gpus": {"attach_mode": "listed", "gpus": [{"slot": first["slot"]}]}})
+        self.assertEqual(st, 200, o)
+        self.assertTrue(any("vfio-pci" in a and first["slot"] in a for a in o["render"]["argv"]),
+                        o["render"]["argv"])
+        self.assertIsNone({x["slot"]: x["vm"] for x in d.api("GET", "/v1/gpus")[1]["gpus"]}
+                          [first["slot"]])
+
         short = first["slot"][5:]  # "12:00.0" is accepted
         o = d.create("g1", start=False, gpus={"attach_mode": "listed", "gpus": [{"slot": short}]})
         self.assertIn(first["slot"], str(o.get("gpus")))
