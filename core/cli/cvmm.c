@@ -475,6 +475,7 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 	                                     {"backend", required_argument, NULL, 'b'},
 	                                     {"no-start", no_argument, NULL, 'S'},
 	                                     {"dry-run", no_argument, NULL, 'D'},
+	                                     {"gpu", required_argument, NULL, 'g'},
 	                                     HELP_OPTION,
 	                                     {0}};
 	/* Only what was given goes into the body: the daemon's defaults (from
@@ -520,6 +521,30 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 		case 'D':
 			dry = true;
 			break;
+		case 'g': {
+			/* --gpu SLOT (repeatable), --gpu all, --gpu count=N */
+			json_object *g = NULL, *list;
+			if (!json_object_object_get_ex(body, "gpus", &g)) {
+				g = json_object_new_object();
+				json_object_object_add(body, "gpus", g);
+			}
+			if (!strcmp(optarg, "all")) {
+				json_object_object_add(g, "attach_mode", json_object_new_string("all"));
+			} else if (!strncmp(optarg, "count=", 6)) {
+				if (!(r = parse_number(cmd, "--gpu count", optarg + 6, 1, 64, &n)))
+					json_object_object_add(g, "count", json_object_new_int64(n));
+			} else {
+				json_object_object_add(g, "attach_mode", json_object_new_string("listed"));
+				if (!json_object_object_get_ex(g, "gpus", &list)) {
+					list = json_object_new_array();
+					json_object_object_add(g, "gpus", list);
+				}
+				json_object *one = json_object_new_object();
+				json_object_object_add(one, "slot", json_object_new_string(optarg));
+				json_object_array_add(list, one);
+			}
+			break;
+		}
 		case 'h':
 			print_command_usage(stdout, cmd);
 			goto cleanup;
@@ -592,6 +617,39 @@ static int cmd_list(struct cli *cli, const struct command *cmd, int argc, char *
 		print_vm_table(vms);
 	else if (r == 0)
 		print_json(reply); /* not the README's shape: show what came */
+	json_object_put(reply);
+	return r;
+}
+
+/* The GPUs gpu-vfio offers, as a table (GET /v1/gpus). */
+static int cmd_gpus(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	json_object *reply = NULL, *gpus = NULL;
+	int r = simple_args(cmd, argc, argv, 0, NULL);
+
+	if (r)
+		return r < 0 ? 0 : r;
+	r = call(cli, "GET", "/v1/gpus", NULL, &reply);
+	if (r == 0 && cli->json) {
+		print_json(reply);
+	} else if (r == 0 && json_object_object_get_ex(reply, "gpus", &gpus)) {
+		printf("%-13s %-9s %-9s %-4s %-5s %-13s %-13s %-12s %s\n", "SLOT", "KIND", "ID", "NODE",
+		       "GROUP", "SWITCH", "PEER NIC", "DRIVER", "VM");
+		for (size_t i = 0; i < json_object_array_length(gpus); i++) {
+			json_object *g = json_object_array_get_idx(gpus, i), *v;
+			char id[16];
+			snprintf(id, sizeof(id), "%s:%s", get_str(g, "vendor") ?: "?",
+				 get_str(g, "device") ?: "?");
+			int node = json_object_object_get_ex(g, "numa_node", &v) ? json_object_get_int(v) : -1;
+			int grp = json_object_object_get_ex(g, "iommu_group", &v) ? json_object_get_int(v) : -1;
+			printf("%-13s %-9s %-9s %-4d %-5d %-13s %-13s %-12s %s\n", get_str(g, "slot") ?: "?",
+			       get_str(g, "kind") ?: "?", id, node, grp, get_str(g, "switch") ?: "-",
+			       get_str(g, "peer_nic") ?: "-", get_str(g, "driver") ?: "-",
+			       get_str(g, "vm") ?: "-");
+		}
+	} else if (r == 0) {
+		print_json(reply);
+	}
 	json_object_put(reply);
 	return r;
 }
@@ -787,9 +845,10 @@ static const struct command commands[] = {
     {"create", cmd_create,
      "NAME --image IMAGE [--vcpu N] [--memory MB] [--disk GB]\n"
      "              [--net MODE[,key=value...]]... [--port [PROTO:][ADDR:]HOSTPORT:VMPORT]...\n"
-     "              [--backend NAME] [--no-start] [--dry-run]",
+     "              [--backend NAME] [--gpu SLOT|all|count=N]... [--no-start] [--dry-run]",
      "create a VM (and start it unless --no-start)"},
     {"list", cmd_list, "", "list the VMs"},
+    {"gpus", cmd_gpus, "", "list the GPUs and NVSwitches gpu-vfio offers"},
     {"info", cmd_info, "VM", "show one VM"},
     {"start", cmd_action, "VM", "start a VM"},
     {"stop", cmd_stop, "VM [--force] [--timeout S]", "stop a VM (ACPI, then forced)"},

@@ -130,6 +130,16 @@ class GpuVfio(unittest.TestCase):
             self.assertIn(f.read().strip(), ("", "(null)"))
         self.assertIn("vfio", vm["reason"].lower() + d.read_log()[-4000:].lower())
 
+        # The CLI shows the same, and creates with --gpu.
+        table = d.cli("gpus").stdout
+        self.assertIn(first["slot"], table)
+        self.assertIn("nvswitch", table)
+        p = d.cli("create", "g3", "--image", "tiny", "--gpu", gpus[1]["slot"], "--no-start")
+        self.assertIn("g3", p.stdout)
+        held = {x["slot"]: x["vm"] for x in d.api("GET", "/v1/gpus")[1]["gpus"]}
+        self.assertTrue(held[gpus[1]["slot"]])
+        self.assertEqual(d.api("DELETE", "/v1/vms/g3")[0], 200)
+
         # The removal releases the lease.
         self.assertEqual(d.api("DELETE", "/v1/vms/g1")[0], 200)
         held = {x["slot"]: x["vm"] for x in d.api("GET", "/v1/gpus")[1]["gpus"]}
