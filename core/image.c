@@ -42,6 +42,31 @@ static int resolve(const char *dir, const char *img, json_object *meta, const ch
 	return 0;
 }
 
+int image_parse(const char *dir, const char *name, const char *text, struct image *img, char *err,
+		size_t errlen)
+{
+	memset(img, 0, sizeof(*img));
+	json_object *o = json_tokener_parse(text);
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		snprintf(err, errlen, "image '%s': metadata.json is not a JSON object", name);
+		json_object_put(o);
+		return -EINVAL;
+	}
+	str_copy(img->name, sizeof(img->name), name);
+	json_object *v;
+	int r;
+	if ((r = resolve(dir, name, o, "kernel", true, img->kernel, sizeof(img->kernel), err, errlen)) ||
+	    (r = resolve(dir, name, o, "initrd", false, img->initrd, sizeof(img->initrd), err, errlen)) ||
+	    (r = resolve(dir, name, o, "hda", false, img->hda, sizeof(img->hda), err, errlen)) ||
+	    (r = resolve(dir, name, o, "bios", false, img->bios, sizeof(img->bios), err, errlen)))
+		goto out;
+	if (json_object_object_get_ex(o, "cmdline", &v))
+		str_copy(img->cmdline, sizeof(img->cmdline), json_object_get_string(v));
+out:
+	json_object_put(o);
+	return r;
+}
+
 int image_load(const char *image_path, const char *name, struct image *img, char *err, size_t errlen)
 {
 	memset(img, 0, sizeof(*img));
@@ -58,24 +83,8 @@ int image_load(const char *image_path, const char *name, struct image *img, char
 		snprintf(err, errlen, "image: no image '%s' under %s", name, image_path);
 		return -ENOENT;
 	}
-	json_object *o = json_tokener_parse(text);
+	r = image_parse(dir, name, text, img, err, errlen);
 	free(text);
-	if (!o || !json_object_is_type(o, json_type_object)) {
-		snprintf(err, errlen, "image '%s': metadata.json is not a JSON object", name);
-		json_object_put(o);
-		return -EINVAL;
-	}
-	str_copy(img->name, sizeof(img->name), name);
-	json_object *v;
-	if ((r = resolve(dir, name, o, "kernel", true, img->kernel, sizeof(img->kernel), err, errlen)) ||
-	    (r = resolve(dir, name, o, "initrd", false, img->initrd, sizeof(img->initrd), err, errlen)) ||
-	    (r = resolve(dir, name, o, "hda", false, img->hda, sizeof(img->hda), err, errlen)) ||
-	    (r = resolve(dir, name, o, "bios", false, img->bios, sizeof(img->bios), err, errlen)))
-		goto out;
-	if (json_object_object_get_ex(o, "cmdline", &v))
-		str_copy(img->cmdline, sizeof(img->cmdline), json_object_get_string(v));
-out:
-	json_object_put(o);
 	return r;
 }
 

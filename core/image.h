@@ -20,6 +20,10 @@ struct image {
 };
 
 int image_load(const char *image_path, const char *name, struct image *img, char *err, size_t errlen);
+/* The reader behind image_load: the text of <dir>/metadata.json of image
+ * `name`; the files it names are checked under dir. */
+int image_parse(const char *dir, const char *name, const char *text, struct image *img, char *err,
+		size_t errlen);
 json_object *image_list_json(const char *image_path);
 
 /* The virtual size of a disk file without running qemu-img: a qcow2's

@@ -2,6 +2,7 @@
  * through (the daemon's strings are UTF-8 or ASCII). */
 #include "jsonw.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,11 @@ void jw_double(struct jw *w, double v)
 {
 	char b[40];
 	sep(w);
+	/* JSON has no inf or NaN: one (a manifest's "created": 1e999 read
+	 * back) would make the whole document unreadable, the manifest on the
+	 * next start included. */
+	if (!isfinite(v))
+		v = 0;
 	int n = snprintf(b, sizeof(b), "%.17g", v);
 	/* Keep it a JSON number that reads back as a double. */
 	if (!strpbrk(b, ".eEn"))

@@ -849,6 +849,10 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 			struct vm_nic *nic = &vm->nics[vm->n_nics++];
 			const char *mode = jstr(n, "mode");
 			nic_add(nic, "mode", mode ? mode : "");
+			/* A damaged entry stays a NIC without a mode, so that the
+			 * indices of the NICs after it (nic<i>.* state) hold. */
+			if (!json_object_is_type(n, json_type_object))
+				continue;
 			json_object_object_foreach(n, k, val)
 			{
 				if (strcmp(k, "mode"))

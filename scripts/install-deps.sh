@@ -23,6 +23,7 @@ libvirt-daemon-system libvirt-clients libvirt-dev libxml2-utils
 libnl-3-dev libnl-route-3-dev dnsmasq-base nftables
 libtirpc3 libtsan2 libasan8 libubsan1
 libpci-dev pci.ids python3-fusepy
+clang libclang-rt-14-dev
 "
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

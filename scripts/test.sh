@@ -48,6 +48,10 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 run "integration under ASan+UBSan: lifecycle (qemu, libvirt), net_passt, stress" build-asan \
 	-R '^integration\.(lifecycle|net_passt|stress)$'
 CVMM_STRESS_SECONDS=60 run "stress under TSan" build-tsan -R '^integration\.stress$'
-# The stress test ran above under both sanitizers; the rest runs here.
-run "all tests (unit + integration, crash and fault injection included)" build -E '^integration\.stress$'
+# libFuzzer targets (tests/fuzz, clang): 30 s each on their seed corpora.
+echo "== fuzzing: every target 30 s"
+scripts/fuzz.sh 30
+# lifecycle, net_passt and stress ran above against the sanitized daemons;
+# everything else runs here.
+run "all tests (unit + integration, crash and fault injection included)" build -E '^integration\.(stress|lifecycle|net_passt)$'
 
