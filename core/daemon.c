@@ -295,12 +295,42 @@ int daemon_watch_pid(struct cvmm_daemon *d, struct cvmm_vm *vm, int pid)
 	return 0;
 }
 
+/* Loop thread. */
+static void close_later(struct cvmm_daemon *d, int fd)
+{
+	if (d->n_closing == d->cap_closing) {
+		d->cap_closing = d->cap_closing ? d->cap_closing * 2 : 16;
+		d->closing = realloc(d->closing, sizeof(*d->closing) * (size_t)d->cap_closing);
+		if (!d->closing)
+			abort();
+	}
+	d->closing[d->n_closing++] = (struct deferred_close){fd, ev_iteration(d->loop)};
+	ev_check_start(d->loop, &d->close_check);
+}
+
+/* After the next iteration's epoll updates the numbers are libev's no more. */
+static void close_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct cvmm_daemon *d = w->data;
+	unsigned int now = ev_iteration(loop);
+	int j = 0;
+	for (int i = 0; i < d->n_closing; i++) {
+		if (now > d->closing[i].iteration)
+			close(d->closing[i].fd);
+		else
+			d->closing[j++] = d->closing[i];
+	}
+	d->n_closing = j;
+	if (!j)
+		ev_check_stop(loop, w);
+}
+
 void daemon_unwatch(struct cvmm_daemon *d, struct cvmm_vm *vm)
 {
 	if (vm->pidfd < 0)
 		return;
 	ev_io_stop(d->loop, &vm->pidfd_watch);
-	close(vm->pidfd);
+	close_later(d, vm->pidfd);
 	vm->pidfd = -1;
 	vm->watched_pid = 0;
 }
@@ -428,6 +458,8 @@ struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen
 	d->reg = registry_new(d);
 	ev_async_init(&d->wake, wake_cb);
 	d->wake.data = d;
+	ev_check_init(&d->close_check, close_check_cb);
+	d->close_check.data = d;
 	ev_async_start(d->loop, &d->wake);
 	d->started_at = now_real();
 	return d;
@@ -668,6 +700,10 @@ void daemon_free(struct cvmm_daemon *d)
 	}
 	jobs_free(d->jobs);
 	d->jobs = NULL;
+	ev_check_stop(d->loop, &d->close_check);
+	for (int i = 0; i < d->n_closing; i++)
+		close(d->closing[i].fd);
+	free(d->closing);
 	free(d->vms);
 	free(d->cid_used);
 	registry_free(d->reg);

@@ -44,6 +44,16 @@ struct cvmm_daemon {
 	struct loop_call *calls, *calls_tail;
 	ev_async wake;
 
+	/* Descriptors of stopped watchers, closed one loop iteration later:
+	 * libev may still name the number in its next epoll update, and
+	 * another thread may have been given the same number by then. */
+	struct deferred_close {
+		int fd;
+		unsigned int iteration;
+	} *closing;
+	int n_closing, cap_closing;
+	ev_check close_check;
+
 	/* Plugin fd watches and timers (loopapi.c). */
 	pthread_mutex_t watch_lock;
 	struct lwatch *watches;

@@ -62,6 +62,21 @@ def sanitizer_reports(text):
     return [l for l in text.splitlines() if any(m in l for m in SANITIZER_MARKS)]
 
 
+def sanitizer_report_text(text, limit=12000):
+    """The first whole sanitizer report of a log (from its WARNING/ERROR line
+    to its SUMMARY line), for a failure message: the stacks say where."""
+    lines = text.splitlines()
+    for i, l in enumerate(lines):
+        if any(m in l for m in SANITIZER_MARKS):
+            out = []
+            for m in lines[i:]:
+                out.append(m)
+                if m.startswith("SUMMARY:"):
+                    break
+            return "\n".join(out)[:limit]
+    return ""
+
+
 def _libtirpc():
     for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64"):
         p = os.path.join(d, "libtirpc.so.3")

@@ -30,7 +30,8 @@ import threading
 import time
 
 from harness import (SANITIZER, DaemonTest, fd_targets, files_under, list_vms, manifest_problems,
-                     process_problems, quiet_fd_count, sanitizer_reports, settle, wait_for)
+                     process_problems, quiet_fd_count, sanitizer_report_text, sanitizer_reports, settle,
+                     wait_for)
 
 DURATION = float(os.environ.get("CVMM_STRESS_SECONDS", "60"))
 CLIENTS = 16
@@ -134,7 +135,7 @@ class Stress(DaemonTest):
         self.assertTrue(alive and not reports,
                         "the daemon %s under load; sanitizer reports:\n%s\n--- log tail ---\n%s" % (
                             "survived" if alive else "died (%s)" % d.proc.returncode,
-                            "\n".join(reports[:20]) or "none", d.read_log()[-6000:]))
+                            sanitizer_report_text(d.read_log()) or "none", d.read_log()[-6000:]))
         self.assertEqual(problems, [], "answers outside the API's contract")
         # Every kind of request got through at least once, or the load was
         # not what it claims.
