@@ -24,6 +24,7 @@
 #include "gv.h"
 
 #include <cvmm/plugin.h>
+#include <json-c/json.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -393,6 +394,36 @@ static int route_gpus(void *data, const char *body, char *buf, size_t len)
 	return rc;
 }
 
+/* GET /v1/host's "gpus": how many devices are offered and held (the list
+ * itself is GET /v1/gpus). */
+static int host_info(void *data, char *buf, size_t len)
+{
+	char *all = malloc(1 << 20);
+	if (!all)
+		return -ENOMEM;
+	int n = route_gpus(data, "", all, 1 << 20);
+	if (n < 0 || n >= (1 << 20)) {
+		free(all);
+		return n < 0 ? n : -ENOSPC;
+	}
+	all[n] = 0;
+	json_object *o = json_tokener_parse(all), *gpus, *v;
+	free(all);
+	int gpu = 0, nvswitch = 0, held = 0;
+	if (o && json_object_object_get_ex(o, "gpus", &gpus))
+		for (size_t i = 0; i < json_object_array_length(gpus); i++) {
+			json_object *g = json_object_array_get_idx(gpus, i);
+			const char *kind = json_object_object_get_ex(g, "kind", &v) ? json_object_get_string(v) : "";
+			gpu += !strcmp(kind, "gpu");
+			nvswitch += !strcmp(kind, "nvswitch");
+			held += json_object_object_get_ex(g, "vm", &v) && v != NULL;
+		}
+	int all_ok = o && json_object_object_get_ex(o, "allow_attach_all", &v) && json_object_get_boolean(v);
+	json_object_put(o);
+	return snprintf(buf, len, "{\"root\": \"%s\", \"gpus\": %d, \"nvswitches\": %d, \"held\": %d, "
+			"\"allow_attach_all\": %s}", root, gpu, nvswitch, held, all_ok ? "true" : "false");
+}
+
 static int vm_info(void *data, cvmm_vm *vm, char *buf, size_t len)
 {
 	(void)data;
@@ -462,7 +493,7 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 	    (rc = host->register_request_field(self, "gpus", validate, NULL)) < 0)
 		return rc;
 	if (CVMM_HOST_HAS(host, register_info) &&
-	    (rc = host->register_info(self, "gpus", NULL, vm_info, NULL)) < 0)
+	    (rc = host->register_info(self, "gpus", host_info, vm_info, NULL)) < 0)
 		return rc;
 	if (CVMM_HOST_HAS(host, register_route) &&
 	    (rc = host->register_route(self, "GET", "gpus", route_gpus, NULL)) < 0)

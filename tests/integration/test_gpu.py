@@ -75,6 +75,8 @@ class GpuVfio(unittest.TestCase):
         self.assertEqual(len(switches), 4)
         self.assertNotIn("0000:b2:00.0", [x["slot"] for x in gpus])
         self.assertFalse(g["allow_attach_all"])
+        summary = d.api("GET", "/v1/host")[1]["gpus"]
+        self.assertEqual((summary["gpus"], summary["nvswitches"], summary["held"]), (7, 4, 0))
         first = gpus[0]
         self.assertEqual(first["driver"], "nvidia")
         self.assertIsNone(first["vm"])
