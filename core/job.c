@@ -662,8 +662,14 @@ static int op_start(struct cvmm_daemon *d, struct job *j)
 	vm->proc_gone = false;
 	vm->stop_requested = false;
 	vm_unlock(vm);
-	/* Write 1 of 2: the intent (unless the request wrote it already). */
-	set_state(vm, VM_STARTING, "", !j->intent_saved);
+	/* Write 1 of 2: the intent, unless the manifest says "starting"
+	 * already (the request wrote it). Nothing of the start may run before
+	 * the disk says so: a daemon killed from here on must look for this
+	 * boot's processes at its next start. */
+	vm_lock(vm);
+	bool on_disk = vm->saved_state == VM_STARTING;
+	vm_unlock(vm);
+	set_state(vm, VM_STARTING, "", !on_disk);
 	if ((rc = mkdir_p(vm->run_dir, 0750)) < 0) {
 		set_err(vm, "run directory %s: %s", vm->run_dir, strerror(-rc));
 		goto fail_prepare;
@@ -901,28 +907,49 @@ fail:
 static int op_remove(struct cvmm_daemon *d, struct job *j)
 {
 	struct cvmm_vm *vm = j->vm;
-	j->force = true;
-	int rc = do_stop(d, j, false);
-	if (rc < 0) {
-		vm_lock(vm);
-		vm->removing = false; /* it still runs: a later DELETE may try again */
-		vm_unlock(vm);
-		return rc;
+	vm_lock(vm);
+	enum vm_state st = vm->state;
+	vm->want_running = false;
+	vm->stop_requested = true;
+	vm_unlock(vm);
+	/* The intent first: a daemon killed from here on completes the
+	 * removal at its next start, instead of leaving a VM half removed. */
+	if (st != VM_REMOVING)
+		set_state(vm, VM_REMOVING, "", true);
+	struct reg_backend *b = registry_backend(d->reg, vm->backend);
+	/* A resumed removal may find the process its first try did not end. */
+	bool live = is_active(st) ||
+		    (st == VM_REMOVING && b && b->ops.adopt && b->ops.adopt(b->data, vm) > 0);
+	if (live) {
+		stage_undo(d, vm, CVMM_EV_STARTED, NULL, 0, 0);
+		int rc = b && b->ops.kill ? b->ops.kill(b->data, vm) : -ENOTSUP;
+		if (rc < 0) {
+			fail_msg(vm, rc, "stop");
+			char reason[VM_ERRBUF_LEN];
+			vm_lock(vm);
+			str_copy(reason, sizeof(reason), vm->errbuf ? vm->errbuf : "");
+			vm->removing = false; /* it still runs: a later DELETE may try again */
+			vm_unlock(vm);
+			set_state(vm, VM_RUNNING, reason, true);
+			return rc;
+		}
+		teardown_boot(d, vm);
+	} else if (st == VM_EXITED || st == VM_FAILED || st == VM_REMOVING) {
+		teardown_boot(d, vm); /* idempotent: whatever a dead boot left */
 	}
-	set_state(vm, VM_REMOVING, "", true);
 	vm_lock(vm);
 	bool defined = vm->defined_ok;
 	vm_unlock(vm);
 	if (defined)
 		stage_undo(d, vm, CVMM_EV_DEFINE, NULL, 0, 0);
 	rm_rf(vm->run_dir);
-	rc = remove_folder(d, vm);
+	int rc = remove_folder(d, vm);
 	if (rc < 0)
 		log_warn("VM '%s': removing %s: %s", vm->name, vm->data_dir, strerror(-rc));
-	char console[600];
-	snprintf(console, sizeof(console), "%s", vm->name);
+	char name[64];
+	snprintf(name, sizeof(name), "%s", vm->name);
 	drop_from_table(d, vm);
-	log_info("VM '%s': removed", console);
+	log_info("VM '%s': removed", name);
 	return 0;
 }
 
@@ -999,6 +1026,20 @@ static int op_adopt(struct cvmm_daemon *d, struct job *j)
 	}
 	if (!want)
 		return 0;
+	/* Belt and braces: whatever the manifest says, no second QEMU for a
+	 * VM whose earlier one still runs (a start killed at a point the disk
+	 * did not record): it is ended, and its leftovers undone, first. */
+	struct reg_backend *b = registry_backend(d->reg, vm->backend);
+	if (b && b->ops.adopt && b->ops.adopt(b->data, vm) > 0) {
+		vm_event(vm, "adopt", "a process of an interrupted start still ran: ending it first");
+		vm_lock(vm);
+		vm->state = VM_STARTING;
+		vm_unlock(vm);
+		j->force = true;
+		int rc = do_stop(d, j, true);
+		if (rc < 0)
+			return rc;
+	}
 	vm_event(vm, "resume", "starting again: the VM should run (desired state running)");
 	j->op = JOB_START;
 	return op_start(d, j);

@@ -878,6 +878,7 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 	}
 	int st = vm_state_from_name(jstr(o, "state"));
 	vm->state = st < 0 ? VM_DEFINED : (enum vm_state)st;
+	vm->saved_state = vm->state;
 	vm_set_reason(vm, jstr(o, "reason"));
 	vm->want_running =
 	    json_object_object_get_ex(o, "want_running", &v) && json_object_get_boolean(v);
@@ -928,8 +929,14 @@ int vm_save(struct cvmm_vm *vm)
 	pthread_mutex_lock(&vm->io_lock);
 	vm_lock(vm);
 	char *text = vm_manifest_text(vm, &len);
+	enum vm_state st = vm->state;
 	vm_unlock(vm);
 	int r = path_exists(vm->data_dir) ? write_file_atomic(path, text, len, 0640) : -ENOENT;
+	if (r == 0) {
+		vm_lock(vm);
+		vm->saved_state = st;
+		vm_unlock(vm);
+	}
 	pthread_mutex_unlock(&vm->io_lock);
 	free(text);
 	if (r < 0 && r != -ENOENT)

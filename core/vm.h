@@ -88,6 +88,7 @@ struct cvmm_vm {
 
 	/* Run state: guarded by vm->lock. */
 	enum vm_state state;
+	enum vm_state saved_state; /* the state the manifest on disk says */
 	bool want_running; /* desired state */
 	char *reason; /* never NULL; vm_set_reason() */
 	int pid;

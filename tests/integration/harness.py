@@ -316,6 +316,9 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
                     os.kill(pid, signal.SIGKILL)
         reports = sanitizer_reports(self.read_log()) if os.path.exists(self.log) else []
         log_tail = self.read_log()[-6000:] if reports else ""
+        keep = os.environ.get("CVMM_KEEP_LOG")
+        if keep and os.path.exists(self.log):
+            shutil.copy(self.log, keep)  # to look at after a failure
         shutil.rmtree(self.dir, ignore_errors=True)
         if reports:
             raise AssertionError("cvmmd (%s build) reported:\n%s\n--- log tail ---\n%s" % (
@@ -700,15 +703,23 @@ def list_vms(d, timeout=30):
     return {v["name"]: v for v in o["vms"]}
 
 
+def _busy(v):
+    # A VM that should run but is stopped or only defined has a start still
+    # to come (queued, or the next step of a resumed job): not settled.
+    return v["state"] in BUSY_STATES or (v.get("desired") == "running" and
+                                         v["state"] in ("stopped", "defined"))
+
+
 def settle(d, timeout=180, what="jobs to settle"):
-    """Waits until no VM is starting, stopping or removing; returns the list."""
+    """Waits until no VM is starting, stopping or removing, nor waiting for
+    a start it should get; returns the list."""
     def quiet():
         vms = list_vms(d)
-        return vms if not [n for n, v in vms.items() if v["state"] in BUSY_STATES] else None
+        return vms if not [n for n, v in vms.items() if _busy(v)] else None
     try:
         return wait_for(quiet, timeout, what, interval=0.3)
     except AssertionError:
-        busy = {n: v["state"] for n, v in list_vms(d).items() if v["state"] in BUSY_STATES}
+        busy = {n: v["state"] for n, v in list_vms(d).items() if _busy(v)}
         raise AssertionError("%s: still busy after %.0f s: %s" % (what, timeout, busy))
 
 
