@@ -792,8 +792,11 @@ static enum MHD_Result vm_remove(struct api *a, struct req *q, struct cvmm_vm *v
 		vm_unlock(vm);
 		return send_error(q->conn, 409, "VM '%s' %s", vm->name, busy);
 	}
+	/* Only "removing" changes here: the desired state goes to disk with
+	 * the removal's own first write (REMOVING), so that a job writing the
+	 * manifest meanwhile cannot record "should not run" for a VM whose
+	 * removal a crash then never carries out. */
 	vm->removing = true;
-	vm->want_running = false;
 	vm->next_restart = 0;
 	vm_unlock(vm);
 	/* What was queued for the VM is moot now: the removal need not wait

@@ -746,7 +746,11 @@ static int do_stop(struct cvmm_daemon *d, struct job *j, bool keep_want)
 			vm_save(vm);
 		return 0;
 	}
-	set_state(vm, VM_STOPPING, "", !j->intent_saved);
+	/* A stop the request recorded needs no write of its own; the stop of
+	 * a restart does (the request wrote "running, should run"): a daemon
+	 * killed during it must know the VM was stopped on purpose and start
+	 * it again at once, not take it for a crash and back off. */
+	set_state(vm, VM_STOPPING, "", !j->intent_saved || keep_want);
 	stage_undo(d, vm, CVMM_EV_STARTED, NULL, 0, 0);
 	struct reg_backend *b = backend_of(d, vm);
 	int rc = 0;
