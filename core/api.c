@@ -655,6 +655,18 @@ static const char *busy_reason(struct cvmm_vm *vm)
 	return NULL;
 }
 
+/* What a create checks against the other VMs and the limits, and reserves
+ * (a unique name, its ports, vCPUs, memory and a CID). Caller holds d->lock. */
+static int admit(struct cvmm_daemon *d, struct cvmm_vm *vm, char *err, size_t errlen)
+{
+	if (daemon_find_vm(d, vm->name)) {
+		snprintf(err, errlen, "name: a VM named '%s' exists already", vm->name);
+		return -EEXIST;
+	}
+	int r = daemon_check_ports(d, vm, err, errlen);
+	return r < 0 ? r : daemon_reserve(d, vm, false, err, errlen);
+}
+
 /* POST /v1/vms?dry_run=1: the create's validation, and what its start
  * would launch, rendered by the VM's backend; nothing is reserved, written
  * or bound. */
@@ -663,11 +675,8 @@ static enum MHD_Result vm_dry_run(struct api *a, struct req *q, struct cvmm_vm *
 	struct cvmm_daemon *d = a->d;
 	char err[1024];
 	pthread_mutex_lock(&d->lock);
-	int r = daemon_find_vm(d, vm->name) ? -EEXIST : 0;
-	if (r < 0)
-		snprintf(err, sizeof(err), "name: a VM named '%s' exists already", vm->name);
-	else if ((r = daemon_check_ports(d, vm, err, sizeof(err))) == 0 &&
-		 (r = daemon_reserve(d, vm, false, err, sizeof(err))) == 0)
+	int r = admit(d, vm, err, sizeof(err));
+	if (r == 0)
 		daemon_release(d, vm); /* the numbers fit; the CID shown is the next free one */
 	pthread_mutex_unlock(&d->lock);
 	if (r < 0) {
@@ -738,15 +747,7 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 		return send_error(q->conn, 400, "dry_run: must be 1, true, 0 or false");
 	}
 	pthread_mutex_lock(&d->lock);
-	if (daemon_find_vm(d, vm->name)) {
-		pthread_mutex_unlock(&d->lock);
-		enum MHD_Result ret = send_error(q->conn, 409, "name: a VM named '%s' exists already", vm->name);
-		vm_free(vm);
-		return ret;
-	}
-	r = daemon_check_ports(d, vm, err, sizeof(err));
-	if (r == 0)
-		r = daemon_reserve(d, vm, false, err, sizeof(err));
+	r = admit(d, vm, err, sizeof(err));
 	if (r < 0) {
 		pthread_mutex_unlock(&d->lock);
 		vm_free(vm);

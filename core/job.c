@@ -1230,26 +1230,6 @@ void jobs_stop(struct jobs *js)
 	pthread_mutex_unlock(&js->mu);
 }
 
-/* Called with the VM table intact (daemon_free): drops every queued job. */
-void jobs_drain(struct jobs *js, struct cvmm_vm *vm)
-{
-	pthread_mutex_lock(&js->mu);
-	struct job *j = vm->jq_head;
-	vm->jq_head = vm->jq_tail = NULL;
-	for (struct job *n; j; j = n) {
-		n = j->next;
-		j->result = -ESHUTDOWN;
-		str_copy(j->err, sizeof(j->err), "the daemon is stopping; the request resumes when it starts again");
-		j->finished = true;
-		js->queued--;
-		pthread_mutex_unlock(&js->mu);
-		job_unref(j);
-		pthread_mutex_lock(&js->mu);
-	}
-	pthread_cond_broadcast(&js->done);
-	pthread_mutex_unlock(&js->mu);
-}
-
 void jobs_free(struct jobs *js)
 {
 	if (!js)
@@ -1292,9 +1272,10 @@ int jobs_submit(struct cvmm_daemon *d, struct job *j)
 	return 0;
 }
 
-int jobs_cancel_queued(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *why)
+/* Drops vm's queued jobs (all, or those a removal supersedes), answering
+ * their waiters with err and why. */
+static int drop_queued(struct jobs *js, struct cvmm_vm *vm, bool all, int err, const char *why)
 {
-	struct jobs *js = d->jobs;
 	int n = 0;
 	pthread_mutex_lock(&js->mu);
 	struct job *j = vm->jq_head, *keep = NULL, *keep_tail = NULL;
@@ -1303,9 +1284,9 @@ int jobs_cancel_queued(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *wh
 	for (struct job *next; j; j = next) {
 		next = j->next;
 		j->next = NULL;
-		if (j->op == JOB_START || j->op == JOB_STOP || j->op == JOB_RESTART ||
+		if (all || j->op == JOB_START || j->op == JOB_STOP || j->op == JOB_RESTART ||
 		    j->op == JOB_EXITED) {
-			j->result = -ECANCELED;
+			j->result = err;
 			str_copy(j->err, sizeof(j->err), why);
 			j->finished = true;
 			j->next = dropped;
@@ -1344,6 +1325,17 @@ int jobs_cancel_queued(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *wh
 	return n;
 }
 
+int jobs_cancel_queued(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *why)
+{
+	return drop_queued(d->jobs, vm, false, -ECANCELED, why);
+}
+
+void jobs_drain(struct jobs *js, struct cvmm_vm *vm)
+{
+	drop_queued(js, vm, true, -ESHUTDOWN,
+		    "the daemon is stopping; the request resumes when it starts again");
+}
+
 void job_wait(struct cvmm_daemon *d, struct job *j)
 {
 	struct jobs *js = d->jobs;
@@ -1351,14 +1343,6 @@ void job_wait(struct cvmm_daemon *d, struct job *j)
 	while (!j->finished)
 		pthread_cond_wait(&js->done, &js->mu);
 	pthread_mutex_unlock(&js->mu);
-}
-
-int jobs_pending(struct cvmm_daemon *d)
-{
-	pthread_mutex_lock(&d->jobs->mu);
-	int n = d->jobs->running + d->jobs->queued;
-	pthread_mutex_unlock(&d->jobs->mu);
-	return n;
 }
 
 void jobs_process_gone(struct cvmm_daemon *d, struct cvmm_vm *vm)

@@ -63,7 +63,5 @@ void jobs_process_gone(struct cvmm_daemon *d, struct cvmm_vm *vm);
 struct cvmm_spec;
 int job_plan(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spec **out, char *missing,
 	     size_t missing_len);
-/* Number of jobs queued or running. */
-int jobs_pending(struct cvmm_daemon *d);
 
 #endif
