@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static const struct cvmm_host_api *host;
 static cvmm_plugin *self;
@@ -396,7 +397,36 @@ static int route_gpus(void *data, const char *body, char *buf, size_t len)
 
 /* GET /v1/host's "gpus": how many devices are offered and held (the list
  * itself is GET /v1/gpus). */
+static int host_info_now(void *data, char *buf, size_t len);
+
+/* GET /v1/host is the cheap question operators and monitors ask often: its
+ * part is re-read from sysfs at most every few seconds, not per request
+ * (GET /v1/gpus always reads afresh). */
 static int host_info(void *data, char *buf, size_t len)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static char cached[512];
+	static int cached_len = -1;
+	static struct timespec at;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&mu);
+	if (cached_len < 0 || now.tv_sec - at.tv_sec >= 3) {
+		cached_len = host_info_now(data, cached, sizeof(cached));
+		at = now;
+	}
+	int n = cached_len;
+	if (n >= 0 && (size_t)n < len)
+		memcpy(buf, cached, (size_t)n + 1);
+	else if (n >= 0)
+		n = -ENOSPC;
+	if (n < 0)
+		cached_len = -1; /* an error is not kept */
+	pthread_mutex_unlock(&mu);
+	return n;
+}
+
+static int host_info_now(void *data, char *buf, size_t len)
 {
 	char *all = malloc(1 << 20);
 	if (!all)
