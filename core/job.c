@@ -1210,6 +1210,7 @@ void jobs_stop(struct jobs *js)
 	 * start; its waiters are answered now. */
 	js->quit = true;
 	pthread_cond_broadcast(&js->work);
+	pthread_cond_broadcast(&js->done);
 	pthread_mutex_unlock(&js->mu);
 	for (int i = 0; i < js->n_threads; i++)
 		pthread_join(js->threads[i], NULL);
@@ -1334,6 +1335,16 @@ void jobs_drain(struct jobs *js, struct cvmm_vm *vm)
 {
 	drop_queued(js, vm, true, -ESHUTDOWN,
 		    "the daemon is stopping; the request resumes when it starts again");
+}
+
+void jobs_wait_idle(struct jobs *js)
+{
+	if (!js)
+		return;
+	pthread_mutex_lock(&js->mu);
+	while ((js->running > 0 || js->queued > 0) && !js->quit)
+		pthread_cond_wait(&js->done, &js->mu);
+	pthread_mutex_unlock(&js->mu);
 }
 
 void job_wait(struct cvmm_daemon *d, struct job *j)

@@ -52,6 +52,10 @@ void job_unref(struct job *j);
  * removal supersedes them. Their waiters get -ECANCELED with why. Returns
  * how many. */
 int jobs_cancel_queued(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *why);
+/* Blocks until no job runs or waits (jobs submitted meanwhile included);
+ * any thread but the loop's. For embedders and tests that need the daemon
+ * quiet, e.g. after a start whose adoption jobs run in the background. */
+void jobs_wait_idle(struct jobs *js);
 /* Blocks until j finished; any thread but the loop's. */
 void job_wait(struct cvmm_daemon *d, struct job *j);
 /* The watched process of vm ended (any thread). */

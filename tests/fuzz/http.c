@@ -30,6 +30,7 @@
  */
 #include "daemon.h"
 #include "fuzz_env.h"
+#include "job.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -127,6 +128,10 @@ static void daemon_up(void)
 	}
 	if (pthread_create(&loop_thread, NULL, loop_main, d) != 0)
 		abort();
+	/* The start's adoption jobs run on workers: wait for them, or
+	 * libFuzzer's per-input leak check would see their objects in
+	 * flight on another thread and call them leaks. */
+	jobs_wait_idle(d->jobs);
 }
 
 static void daemon_down(void)
@@ -266,5 +271,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		daemon_down();
 		daemon_up();
 	}
+	jobs_wait_idle(d->jobs);
 	return 0;
 }
