@@ -563,7 +563,8 @@ static bool has_vm_infos(struct cvmm_daemon *d)
 	return false;
 }
 
-static enum MHD_Result plugin_route(struct api *a, struct req *q, struct reg_route *rt)
+static enum MHD_Result plugin_route(struct api *a, struct req *q, struct reg_route *rt,
+				   struct cvmm_vm *vm)
 {
 	char err[1024];
 	size_t cap = 1 << 20;
@@ -571,7 +572,8 @@ static enum MHD_Result plugin_route(struct api *a, struct req *q, struct reg_rou
 	if (!buf)
 		return send_error(q->conn, 500, "out of memory");
 	registry_call_begin(err, sizeof(err));
-	int n = rt->fn(rt->data, q->body ? q->body : "", buf, cap);
+	int n = rt->vmfn ? rt->vmfn(rt->data, vm, q->body ? q->body : "", buf, cap)
+			 : rt->fn(rt->data, q->body ? q->body : "", buf, cap);
 	registry_call_end();
 	enum MHD_Result ret;
 	if (n < 0 || (size_t)n >= cap) {
@@ -1089,6 +1091,9 @@ static enum MHD_Result route_vm(struct api *a, struct req *q, struct cvmm_vm *vm
 	    !strcmp(sub, "kill"))
 		return post ? vm_action(a, q, vm, sub)
 			    : send_error(q->conn, 405, "%s %s: use POST", method, url);
+	struct reg_route *rt = registry_vm_route(a->d->reg, method, sub);
+	if (rt)
+		return plugin_route(a, q, rt, vm);
 	return send_error(q->conn, 404, "no such endpoint: %s", url);
 }
 
@@ -1118,7 +1123,7 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 	}
 	struct reg_route *rt = registry_route(d->reg, method, p);
 	if (rt)
-		return plugin_route(a, q, rt);
+		return plugin_route(a, q, rt, NULL);
 	if (!strcmp(p, "vms") || !strcmp(p, "vms/")) {
 		if (get)
 			return send_vm_list(d, q->conn);

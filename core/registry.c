@@ -707,9 +707,62 @@ static int h_register_route(cvmm_plugin *p, const char *method, const char *path
 struct reg_route *registry_route(struct registry *r, const char *method, const char *path)
 {
 	for (int i = 0; i < r->n_routes; i++)
-		if (!strcmp(r->routes[i].method, method) && !strcmp(r->routes[i].path, path))
+		if (!r->routes[i].vmfn && !strcmp(r->routes[i].method, method) &&
+		    !strcmp(r->routes[i].path, path))
 			return &r->routes[i];
 	return NULL;
+}
+
+struct reg_route *registry_vm_route(struct registry *r, const char *method, const char *sub)
+{
+	for (int i = 0; i < r->n_routes; i++)
+		if (r->routes[i].vmfn && !strcmp(r->routes[i].method, method) &&
+		    !strcmp(r->routes[i].path, sub))
+			return &r->routes[i];
+	return NULL;
+}
+
+/* Sub-paths of a VM the core serves (route_vm in api.c). */
+static const char *const core_vm_routes[] = {"events", "logs", "start", "stop",
+					     "restart", "kill", NULL};
+
+static int h_register_vm_route(cvmm_plugin *p, const char *method, const char *sub,
+			       reg_vm_route_fn fn, void *data)
+{
+	struct registry *r = p->reg;
+	if (r->loading != p)
+		return -EPERM;
+	if (!fn || !method || (strcmp(method, "GET") && strcmp(method, "POST") && strcmp(method, "DELETE")) ||
+	    !ident_ok(sub, sizeof(r->routes[0].path)) || strchr(sub, '/'))
+		return -EINVAL;
+	for (int i = 0; core_vm_routes[i]; i++)
+		if (!strcmp(sub, core_vm_routes[i]))
+			return -EEXIST;
+	if (registry_vm_route(r, method, sub))
+		return -EEXIST;
+	r->routes = realloc(r->routes, sizeof(*r->routes) * (r->n_routes + 1));
+	struct reg_route *rt = &r->routes[r->n_routes++];
+	*rt = (struct reg_route){.vmfn = fn, .data = data, .plugin = p};
+	str_copy(rt->method, sizeof(rt->method), method);
+	str_copy(rt->path, sizeof(rt->path), sub);
+	return 0;
+}
+
+static void h_vm_event(cvmm_plugin *p, cvmm_vm *vm, const char *type, const char *fmt, ...)
+{
+	(void)p;
+	char msg[1024];
+	va_list ap;
+	if (!vm || !type || !fmt)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* One line: a message from a remote peer must not forge a second. */
+	for (char *c = msg; *c; c++)
+		if (*c == '\n' || *c == '\r')
+			*c = ' ';
+	vm_event(vm, type, "%s", msg);
 }
 
 void registry_call_begin(char *err, size_t errlen)
@@ -938,6 +991,10 @@ static int h_spec_add_pcie(cvmm_spec *s, const struct cvmm_spec_pcie *elem)
 {
 	return spec_add_pcie(s, elem);
 }
+static int h_spec_set_confidential(cvmm_spec *s, const struct cvmm_spec_confidential *cc)
+{
+	return spec_set_confidential(s, cc);
+}
 
 static int h_vm_watch_pid(cvmm_vm *vm, int32_t pid)
 {
@@ -1050,6 +1107,9 @@ static const struct cvmm_host_api host_api = {
 	.vm_request_field = h_vm_request_field,
 	.register_info = h_register_info,
 	.register_route = h_register_route,
+	.vm_event = h_vm_event,
+	.register_vm_route = h_register_vm_route,
+	.spec_set_confidential = h_spec_set_confidential,
 };
 
 const struct cvmm_host_api *registry_host_api(void)

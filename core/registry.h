@@ -50,6 +50,7 @@ typedef int (*reg_validate_fn)(void *data, const char *json, char *err, size_t e
 typedef int (*reg_host_info_fn)(void *data, char *buf, size_t len);
 typedef int (*reg_vm_info_fn)(void *data, cvmm_vm *vm, char *buf, size_t len);
 typedef int (*reg_route_fn)(void *data, const char *body, char *buf, size_t len);
+typedef int (*reg_vm_route_fn)(void *data, cvmm_vm *vm, const char *body, char *buf, size_t len);
 
 struct reg_field {
 	char name[32];
@@ -72,6 +73,7 @@ struct reg_route {
 	reg_route_fn fn;
 	void *data;
 	struct cvmm_plugin *plugin;
+	reg_vm_route_fn vmfn; /* 1.2 (trust): a route under one VM; path is its sub-path */
 };
 
 struct registry {
@@ -129,6 +131,7 @@ const struct cvmm_host_api *registry_host_api(void);
 
 struct reg_field *registry_field(struct registry *r, const char *name);
 struct reg_route *registry_route(struct registry *r, const char *method, const char *path);
+struct reg_route *registry_vm_route(struct registry *r, const char *method, const char *sub);
 /* Runs a plugin's route or info call; a message the plugin reports with
  * host->error(p, NULL, ...) meanwhile lands in err. */
 void registry_call_begin(char *err, size_t errlen);

@@ -50,6 +50,7 @@ void spec_free(struct cvmm_spec *s)
 	free(s->nics);
 	free(s->nic_ports);
 	free(s->args);
+	free(s->cc);
 	free(s);
 }
 
@@ -276,6 +277,24 @@ int spec_set_emulator_cpus(struct cvmm_spec *s, const char *host_cpus)
 	return 0;
 }
 
+int spec_set_confidential(struct cvmm_spec *s, const struct cvmm_spec_confidential *cc)
+{
+	if (!cc || cc->struct_size < offsetof(struct cvmm_spec_confidential, type) + sizeof(cc->type))
+		return -EINVAL;
+	struct cvmm_spec_confidential *c = copy_versioned(cc, sizeof(*c));
+	TERMINATE(c->firmware);
+	TERMINATE(c->mrconfigid);
+	TERMINATE(c->host_data);
+	if (c->type < CVMM_CC_TDX || c->type > CVMM_CC_SEV) {
+		free(c);
+		return -EINVAL;
+	}
+	free(s->cc);
+	s->cc = c;
+	s->pub.confidential = c;
+	return 0;
+}
+
 int spec_add_pcie(struct cvmm_spec *s, const struct cvmm_spec_pcie *elem)
 {
 	if (!elem ||
@@ -316,6 +335,7 @@ int spec_check(const struct cvmm_spec *s, char *err, size_t errlen)
 static const char *nic_kinds[] = {NULL, "user", "stream", "tap", "macvtap"};
 static const char *disk_formats[] = {NULL, "qcow2", "raw"};
 static const char *pcie_kinds[] = {NULL, "expander", "root-port", "switch-up", "switch-down"};
+static const char *cc_types[] = {NULL, "tdx", "sev-snp", "sev"};
 
 static const char *proto_name(uint32_t p)
 {
@@ -405,6 +425,24 @@ static void topology_to_json(json_object *o, const struct cvmm_launch_spec *s)
 			json_object_array_add(a, j);
 		}
 		json_object_object_add(o, "hostdevs", a);
+	}
+	if (s->struct_size >= offsetof(struct cvmm_launch_spec, confidential) + sizeof(s->confidential) &&
+	    s->confidential) {
+		const struct cvmm_spec_confidential *cc = s->confidential;
+		json_object *j = json_object_new_object();
+		add_str(j, "type", cc->type < ARRAY_SIZE(cc_types) ? cc_types[cc->type] : NULL);
+		add_str(j, "firmware", cc->firmware);
+		if (cc->policy)
+			add_int(j, "policy", (int64_t)cc->policy);
+		if (cc->cbitpos)
+			add_int(j, "cbitpos", cc->cbitpos);
+		if (cc->reduced_phys_bits)
+			add_int(j, "reduced_phys_bits", cc->reduced_phys_bits);
+		add_str(j, "mrconfigid", cc->mrconfigid);
+		add_str(j, "host_data", cc->host_data);
+		if (cc->kernel_hashes)
+			add_int(j, "kernel_hashes", cc->kernel_hashes);
+		json_object_object_add(o, "confidential", j);
 	}
 }
 
@@ -780,6 +818,24 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 		}
 	if ((r = topology_from_json(s, o, &c)))
 		goto out;
+	json_object *cj;
+	if (json_object_object_get_ex(o, "confidential", &cj)) {
+		struct cvmm_spec_confidential cc = {.struct_size = sizeof(cc)};
+		c.where = "confidential.";
+		if ((r = j_enum(&c, cj, "type", cc_types, ARRAY_SIZE(cc_types), &cc.type)) ||
+		    (r = j_str(&c, cj, "firmware", cc.firmware, sizeof(cc.firmware))) ||
+		    (r = j_u64(&c, cj, "policy", &cc.policy)) ||
+		    (r = j_u32(&c, cj, "cbitpos", &cc.cbitpos)) ||
+		    (r = j_u32(&c, cj, "reduced_phys_bits", &cc.reduced_phys_bits)) ||
+		    (r = j_str(&c, cj, "mrconfigid", cc.mrconfigid, sizeof(cc.mrconfigid))) ||
+		    (r = j_str(&c, cj, "host_data", cc.host_data, sizeof(cc.host_data))) ||
+		    (r = j_u32(&c, cj, "kernel_hashes", &cc.kernel_hashes)))
+			goto out;
+		if ((r = spec_set_confidential(s, &cc))) {
+			snprintf(err, errlen, "confidential.type: missing");
+			goto out;
+		}
+	}
 out:
 	if (r) {
 		spec_free(s);

@@ -20,6 +20,7 @@ struct cvmm_spec {
 	struct cvmm_spec_numa **numa;
 	struct cvmm_spec_pin **pins;
 	struct cvmm_spec_pcie **pcie;
+	struct cvmm_spec_confidential *cc; /* 1.2 (trust) */
 };
 
 struct cvmm_spec *spec_new(void);
@@ -39,6 +40,8 @@ int spec_add_numa(struct cvmm_spec *s, const struct cvmm_spec_numa *cell);
 int spec_add_pin(struct cvmm_spec *s, const struct cvmm_spec_pin *pin);
 int spec_set_emulator_cpus(struct cvmm_spec *s, const char *host_cpus);
 int spec_add_pcie(struct cvmm_spec *s, const struct cvmm_spec_pcie *elem);
+/* 1.2 (trust): a confidential guest; a second call replaces the first. */
+int spec_set_confidential(struct cvmm_spec *s, const struct cvmm_spec_confidential *cc);
 /* The whole-spec rules (plugins/common/spec_check.h), once every plugin has
  * added its part: 0 or -EINVAL with the reason in err. Both renderers apply
  * them too. */

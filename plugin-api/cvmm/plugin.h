@@ -180,6 +180,25 @@ struct cvmm_spec_pcie {
 	uint32_t port;      /* ROOT_PORT / SWITCH_DOWN */
 };
 
+/* Added in 1.2 (trust): a confidential guest (struct cvmm_launch_spec's
+ * confidential). */
+#define CVMM_CC_TDX 1     /* Intel TDX trust domain (tdx-guest) */
+#define CVMM_CC_SEV_SNP 2 /* AMD SEV-SNP (sev-snp-guest) */
+#define CVMM_CC_SEV 3     /* AMD SEV (sev-guest) */
+
+struct cvmm_spec_confidential {
+	uint32_t struct_size;
+	uint32_t type;              /* CVMM_CC_* */
+	char firmware[256];         /* the OVMF build the type needs; replaces bios */
+	uint64_t policy;            /* SEV / SEV-SNP guest policy; 0 = the backend's default */
+	uint32_t cbitpos;           /* SEV*: C-bit position (51 on EPYC) */
+	uint32_t reduced_phys_bits; /* SEV*: 1 on EPYC */
+	char mrconfigid[64];        /* TDX: base64 of 48 bytes; "" none */
+	char host_data[64];         /* SEV-SNP: base64 of 32 bytes; "" none */
+	uint32_t kernel_hashes;     /* SEV*: 1 = measure -kernel/-initrd/-append */
+	uint32_t reserved;
+};
+
 #define CVMM_DISK_QCOW2 1
 #define CVMM_DISK_RAW 2
 
@@ -233,6 +252,10 @@ struct cvmm_launch_spec {
 	const struct cvmm_spec_hostdev *const *hostdevs;
 	uint32_t n_pcie;
 	const struct cvmm_spec_pcie *const *pcie; /* parents before children */
+	/* Added in 1.2 (trust): the VM runs as a confidential guest; NULL =
+	 * an ordinary VM. A backend that cannot launch the type refuses the
+	 * start with the reason (host->error). */
+	const struct cvmm_spec_confidential *confidential;
 };
 
 /* ---- Ops tables a plugin registers. ---------------------------------- */
@@ -429,6 +452,22 @@ struct cvmm_host_api {
 	int (*register_route)(cvmm_plugin *p, const char *method, const char *path,
 			      int (*fn)(void *data, const char *body, char *buf, size_t len),
 			      void *data);
+
+	/* Added in 1.2 (trust). One line in the VM's events (GET
+	 * /v1/vms/{id}/events), type a short word ("key-provider"); any
+	 * thread. */
+	void (*vm_event)(cvmm_plugin *p, cvmm_vm *vm, const char *type, const char *fmt, ...)
+		CVMM_PRINTF(4, 5);
+	/* Added in 1.2 (trust). A route under one VM: ("GET", "env-pubkey")
+	 * serves GET /v1/vms/{id-or-name}/env-pubkey, with the VM held for
+	 * the call; answers as register_route's fn. From the entry point
+	 * only. */
+	int (*register_vm_route)(cvmm_plugin *p, const char *method, const char *sub,
+				 int (*fn)(void *data, cvmm_vm *vm, const char *body, char *buf,
+					   size_t len),
+				 void *data);
+	/* Added in 1.2 (trust). Makes the VM a confidential guest (copied). */
+	int (*spec_set_confidential)(cvmm_spec *s, const struct cvmm_spec_confidential *cc);
 };
 
 /* Added in 1.2: whether the host's table has a slot (it is as large as the
