@@ -579,6 +579,11 @@ static enum MHD_Result plugin_route(struct api *a, struct req *q, struct reg_rou
 	if (n < 0 || (size_t)n >= cap) {
 		int e = n < 0 ? n : -ENOSPC;
 		unsigned st = status_for(e);
+		/* A plugin route that asked a remote service (a KMS) and got
+		 * no usable answer: the gateway's status, not ours. */
+		if (e == -EBADMSG || e == -EPROTO || e == -ECONNREFUSED || e == -ETIMEDOUT ||
+		    e == -EHOSTUNREACH)
+			st = 502;
 		ret = send_error(q->conn, st, "%s", err[0] ? err : strerror(-e));
 	} else {
 		ret = send_text(q->conn, 200, "application/json", buf, (size_t)n);
