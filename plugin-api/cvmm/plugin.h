@@ -193,8 +193,8 @@ struct cvmm_spec_confidential {
 	uint64_t policy;            /* SEV / SEV-SNP guest policy; 0 = the backend's default */
 	uint32_t cbitpos;           /* SEV*: C-bit position (51 on EPYC) */
 	uint32_t reduced_phys_bits; /* SEV*: 1 on EPYC */
-	char mrconfigid[64];        /* TDX: base64 of 48 bytes; "" none */
-	char host_data[64];         /* SEV-SNP: base64 of 32 bytes; "" none */
+	char mrconfigid[72];        /* TDX: base64 of 48 bytes (64 characters); "" none */
+	char host_data[48];         /* SEV-SNP: base64 of 32 bytes (44 characters); "" none */
 	uint32_t kernel_hashes;     /* SEV*: 1 = measure -kernel/-initrd/-append */
 	uint32_t reserved;
 };

@@ -335,6 +335,21 @@ static int check_spec(struct out *o, const struct cvmm_launch_spec *s, const str
 		return o->rc;
 	if (strcmp(opt->type, "qemu") && strcmp(opt->type, "kvm"))
 		return fail(o, "domain type '%s' is not \"qemu\" or \"kvm\"", opt->type);
+	const struct cvmm_spec_confidential *cc = lv_confidential(s);
+	if (cc) {
+		const char *t = lv_cc_type(cc);
+		if (strcmp(opt->type, "kvm"))
+			return fail(o, "confidential %s: a confidential guest runs under KVM only "
+				       "(domain type is %s)", t, opt->type);
+		if (!cc->firmware[0])
+			return fail(o, "confidential %s: no firmware (OVMF) given", t);
+		if (check_text(o, "firmware", cc->firmware) ||
+		    check_text(o, "mrconfigid", cc->mrconfigid) ||
+		    check_text(o, "host_data", cc->host_data))
+			return o->rc;
+		if (cc->type == CVMM_CC_SEV_SNP && s->n_numa)
+			return fail(o, "confidential sev-snp: NUMA cells are not supported");
+	}
 	for (uint32_t i = 0; i < s->n_disks; i++)
 		if (check_text(o, "disk path", s->disks[i]->path) ||
 		    check_text(o, "disk id", s->disks[i]->id))
@@ -537,6 +552,46 @@ static void render_hostdevs(struct out *o, const struct cvmm_launch_spec *s)
 	}
 }
 
+/* ---- confidential guests (ABI 1.2, trust): <launchSecurity> ---- */
+
+const struct cvmm_spec_confidential *lv_confidential(const struct cvmm_launch_spec *s)
+{
+	if (s->struct_size < offsetof(struct cvmm_launch_spec, confidential) + sizeof(s->confidential))
+		return NULL;
+	return s->confidential;
+}
+
+const char *lv_cc_type(const struct cvmm_spec_confidential *cc)
+{
+	return cc->type == CVMM_CC_TDX ? "tdx" : cc->type == CVMM_CC_SEV_SNP ? "sev-snp" : "sev";
+}
+
+static void render_launch_security(struct out *o, const struct cvmm_spec_confidential *cc)
+{
+	fprintf(o->f, "  <launchSecurity type='%s'", lv_cc_type(cc));
+	if (cc->type != CVMM_CC_TDX && cc->kernel_hashes)
+		fprintf(o->f, " kernelHashes='yes'");
+	fprintf(o->f, ">\n");
+	if (cc->type == CVMM_CC_TDX) {
+		if (cc->policy)
+			fprintf(o->f, "    <policy>0x%llx</policy>\n", (unsigned long long)cc->policy);
+		if (cc->mrconfigid[0])
+			elem(o, 4, "mrConfigId", cc->mrconfigid);
+	} else {
+		fprintf(o->f, "    <cbitpos>%u</cbitpos>\n", cc->cbitpos ? cc->cbitpos : 51);
+		fprintf(o->f, "    <reducedPhysBits>%u</reducedPhysBits>\n",
+			cc->reduced_phys_bits ? cc->reduced_phys_bits : 1);
+		if (cc->type == CVMM_CC_SEV_SNP)
+			fprintf(o->f, "    <policy>0x%08llx</policy>\n",
+				(unsigned long long)(cc->policy ? cc->policy : 0x30000));
+		else if (cc->policy)
+			fprintf(o->f, "    <policy>0x%04llx</policy>\n", (unsigned long long)cc->policy);
+		if (cc->type == CVMM_CC_SEV_SNP && cc->host_data[0])
+			elem(o, 4, "hostData", cc->host_data);
+	}
+	fprintf(o->f, "  </launchSecurity>\n");
+}
+
 int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char **xml, char *err,
               size_t errlen)
 {
@@ -551,6 +606,7 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 	if ((o.rc = cp_spec_check(s, err, errlen)))
 		return o.rc;
 	int v12 = cp_spec_has_12(s);
+	const struct cvmm_spec_confidential *cc = lv_confidential(s);
 	o.f = open_memstream(&buf, &len);
 	FILE *cmd = open_memstream(&cmdbuf, &cmdlen);
 	if (!o.f || !cmd)
@@ -578,11 +634,19 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 		render_numatune(&o, s);
 		render_hugepages(&o, s);
 	}
+	if (cc && cc->type == CVMM_CC_SEV_SNP) /* guest memory the host may share */
+		fprintf(o.f, "  <memoryBacking>\n    <source type='memfd'/>\n"
+			     "    <access mode='shared'/>\n  </memoryBacking>\n");
 
 	fprintf(o.f, "  <os>\n    <type arch='x86_64' machine='");
 	esc(o.f, s->machine[0] ? s->machine : "q35");
 	fprintf(o.f, "'>hvm</type>\n");
-	if (s->bios[0]) {
+	if (cc) {
+		/* The type's OVMF build, stateless (no NVRAM): measured as is. */
+		fprintf(o.f, "    <loader readonly='yes' type='rom'>");
+		esc(o.f, cc->firmware);
+		fprintf(o.f, "</loader>\n");
+	} else if (s->bios[0]) {
 		fprintf(o.f, "    <loader type='rom'>");
 		esc(o.f, s->bios);
 		fprintf(o.f, "</loader>\n");
@@ -596,7 +660,10 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 	}
 	fprintf(o.f, "  </os>\n");
 	/* ACPI: graceful stop is the ACPI power button. */
-	fprintf(o.f, "  <features>\n    <acpi/>\n  </features>\n");
+	if (cc) /* split irqchip, as QEMU's kernel-irqchip=split */
+		fprintf(o.f, "  <features>\n    <acpi/>\n    <ioapic driver='qemu'/>\n  </features>\n");
+	else
+		fprintf(o.f, "  <features>\n    <acpi/>\n  </features>\n");
 	/* The QEMU backend's -cpu max under TCG, -cpu host under KVM. */
 	if (v12 && (s->sockets || s->n_numa)) {
 		fprintf(o.f, "  <cpu mode='%s' check='none'>\n", kvm ? "host-passthrough" : "maximum");
@@ -682,6 +749,8 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 		abort();
 	if (cmdlen)
 		fprintf(o.f, "  <qemu:commandline>\n%s  </qemu:commandline>\n", cmdbuf);
+	if (cc)
+		render_launch_security(&o, cc);
 	fprintf(o.f, "</domain>\n");
 	if (fclose(o.f) != 0)
 		abort();

@@ -35,4 +35,9 @@ void lv_domain_name(const char *prefix, const char *name, char *out, size_t len)
  * element lv_render wrote for VM uuid; 0 if not. */
 int lv_metadata_is_ours(const char *xml, const char *uuid);
 
+/* The spec's confidential part, NULL when none (or an older spec), and
+ * its libvirt launchSecurity type. */
+const struct cvmm_spec_confidential *lv_confidential(const struct cvmm_launch_spec *s);
+const char *lv_cc_type(const struct cvmm_spec_confidential *cc);
+
 #endif

@@ -8,6 +8,7 @@
 #include "spec_check.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -280,6 +281,87 @@ static void render_hostdevs(const struct cvmm_launch_spec *s, struct argv *a)
 	}
 }
 
+/* ---- confidential guests (ABI 1.2, trust) ----
+ * As dstack runs them (qemu.rs): TDX is a tdx-guest object named by
+ * confidential-guest-support with a split irqchip; SEV-SNP adds a shared
+ * memfd RAM backend; plain SEV is the sev-guest object. Each boots the
+ * firmware its type needs instead of -bios. */
+
+const struct cvmm_spec_confidential *qemu_confidential(const struct cvmm_launch_spec *s)
+{
+	if (s->struct_size < offsetof(struct cvmm_launch_spec, confidential) + sizeof(s->confidential))
+		return NULL;
+	return s->confidential;
+}
+
+static int check_confidential(const struct cvmm_launch_spec *s,
+			      const struct cvmm_spec_confidential *cc, const struct qemu_opts *o,
+			      char *err, size_t errlen)
+{
+	const char *t = cc->type == CVMM_CC_TDX ? "tdx" : cc->type == CVMM_CC_SEV_SNP ? "sev-snp" : "sev";
+	if (strcmp(o->accel, "kvm")) {
+		snprintf(err, errlen,
+			 "confidential %s: a confidential guest runs under KVM only (accel is %s)", t,
+			 o->accel);
+		return -ENOTSUP;
+	}
+	if (!cc->firmware[0]) {
+		snprintf(err, errlen, "confidential %s: no firmware (OVMF) given", t);
+		return -EINVAL;
+	}
+	if (cc->type == CVMM_CC_SEV_SNP && s->n_numa) {
+		/* SNP's RAM is one shared memfd backend: NUMA cells would need
+		 * one each, which dstack does not do either. */
+		snprintf(err, errlen, "confidential sev-snp: NUMA cells are not supported");
+		return -ENOTSUP;
+	}
+	const char *b64[] = {cc->mrconfigid, cc->host_data};
+	for (int i = 0; i < 2; i++)
+		for (const char *c = b64[i]; *c; c++)
+			if (!isalnum((unsigned char)*c) && *c != '+' && *c != '/' && *c != '=') {
+				snprintf(err, errlen, "confidential %s: %s is not base64", t,
+					 i ? "host_data" : "mrconfigid");
+				return -EINVAL;
+			}
+	return 0;
+}
+
+static void render_confidential(const struct cvmm_launch_spec *s,
+				const struct cvmm_spec_confidential *cc, struct argv *a)
+{
+	char extra[160] = "";
+	size_t n = 0;
+	if (cc->type == CVMM_CC_TDX) {
+		if (cc->mrconfigid[0])
+			snprintf(extra, sizeof(extra), ",mrconfigid=%s", cc->mrconfigid);
+		push(a, "-object");
+		pushf(a, "tdx-guest,id=tdx%s", extra);
+	} else {
+		if (cc->policy)
+			n += (size_t)snprintf(extra + n, sizeof(extra) - n, ",policy=0x%llx",
+					      (unsigned long long)cc->policy);
+		else if (cc->type == CVMM_CC_SEV_SNP)
+			n += (size_t)snprintf(extra + n, sizeof(extra) - n, ",policy=0x30000");
+		if (cc->kernel_hashes)
+			n += (size_t)snprintf(extra + n, sizeof(extra) - n, ",kernel-hashes=on");
+		if (cc->type == CVMM_CC_SEV_SNP && cc->host_data[0])
+			n += (size_t)snprintf(extra + n, sizeof(extra) - n, ",host-data=%s",
+					      cc->host_data);
+		if (cc->type == CVMM_CC_SEV_SNP) {
+			push(a, "-object");
+			pushf(a, "memory-backend-memfd,id=ram1,size=%lluM,share=true,prealloc=false",
+			      (unsigned long long)(s->memory_mb ? s->memory_mb : 256));
+		}
+		push(a, "-object");
+		pushf(a, "%s,id=sev0,cbitpos=%u,reduced-phys-bits=%u%s",
+		      cc->type == CVMM_CC_SEV_SNP ? "sev-snp-guest" : "sev-guest",
+		      cc->cbitpos ? cc->cbitpos : 51, cc->reduced_phys_bits ? cc->reduced_phys_bits : 1,
+		      extra);
+	}
+	push(a, "-bios");
+	push(a, cc->firmware);
+}
+
 int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, struct argv *a,
 		char *err, size_t errlen)
 {
@@ -301,8 +383,17 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		push(a, "-uuid");
 		push(a, s->uuid);
 	}
+	const struct cvmm_spec_confidential *cc = qemu_confidential(s);
+	if (cc && (r = check_confidential(s, cc, o, err, errlen)))
+		return r;
 	push(a, "-machine");
-	pushf(a, "%s,accel=%s", s->machine[0] ? s->machine : "q35", o->accel);
+	if (cc)
+		pushf(a, "%s,accel=%s,kernel-irqchip=split,confidential-guest-support=%s%s,hpet=off",
+		      s->machine[0] ? s->machine : "q35", o->accel,
+		      cc->type == CVMM_CC_TDX ? "tdx" : "sev0",
+		      cc->type == CVMM_CC_SEV_SNP ? ",memory-backend=ram1" : "");
+	else
+		pushf(a, "%s,accel=%s", s->machine[0] ? s->machine : "q35", o->accel);
 	push(a, "-cpu");
 	push(a, strcmp(o->accel, "kvm") ? "max" : "host");
 	push(a, "-smp");
@@ -323,7 +414,9 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		push(a, "-sandbox");
 		push(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 	}
-	if (s->bios[0]) {
+	if (cc) {
+		render_confidential(s, cc, a);
+	} else if (s->bios[0]) {
 		push(a, "-bios");
 		push(a, s->bios);
 	}

@@ -38,5 +38,7 @@ void argv_free(struct argv *a);
 /* 1 when the spec pins vCPUs or emulator threads: the argv then has -S and
  * the backend pins (pin.c) before it lets the guest run. */
 int qemu_needs_pinning(const struct cvmm_launch_spec *spec);
+/* The spec's confidential part, NULL when none (or an older spec). */
+const struct cvmm_spec_confidential *qemu_confidential(const struct cvmm_launch_spec *spec);
 
 #endif
