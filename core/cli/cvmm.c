@@ -6,6 +6,7 @@
  * --json, as the daemon's JSON. Every failure is reported once, here, and
  * becomes the exit code the README lists.
  */
+#include "envcrypt.h"
 #include "http.h"
 #include "print.h"
 
@@ -464,6 +465,64 @@ static void append(json_object *body, const char *key, json_object *item)
 	json_object_array_add(list, item);
 }
 
+/* --env-file: the app's env-encryption key from the daemon's KMS proxy
+ * (whose signature the daemon checked against its trusted signers), the
+ * file encrypted here; only app_id and the ciphertext go into the body. */
+static int encrypt_env_for(struct cli *cli, json_object *body, const char *file,
+			   const char *app_id)
+{
+	char idbuf[41], err[512];
+	char *plain = NULL, *enc = NULL;
+	uint8_t pub[32];
+	json_object *req = json_object_new_object(), *reply = NULL, *urls;
+	int r;
+	if (!app_id) {
+		if (env_random_hex(20, idbuf)) {
+			fprintf(stderr, "cvmm: no random bytes for an app id\n");
+			r = 1;
+			goto out;
+		}
+		app_id = idbuf;
+	}
+	if ((r = env_file_json(file, &plain, err, sizeof(err)))) {
+		fprintf(stderr, "cvmm: --env-file %s\n", err);
+		r = 2;
+		goto out;
+	}
+	json_object_object_add(req, "app_id", json_object_new_string(app_id));
+	if (json_object_object_get_ex(body, "kms_urls", &urls))
+		json_object_object_add(req, "kms_urls", json_object_get(urls));
+	if ((r = call(cli, "POST", "/v1/kms/env-pubkey", req, &reply)))
+		goto out;
+	const char *pk = get_str(reply, "public_key");
+	size_t pl = pk ? strlen(pk) : 0;
+	for (size_t i = 0; pk && pl == 64 && i < 32; i++)
+		sscanf(pk + 2 * i, "%2hhx", &pub[i]);
+	if (pl != 64) {
+		fprintf(stderr, "cvmm: the daemon's env-pubkey answer has no 32-byte public_key\n");
+		r = 1;
+		goto out;
+	}
+	if (env_encrypt(pub, plain, strlen(plain), &enc, err, sizeof(err))) {
+		fprintf(stderr, "cvmm: %s\n", err);
+		r = 1;
+		goto out;
+	}
+	fprintf(stderr, "cvmm: environment encrypted for app %s (KMS key signed by %s)\n", app_id,
+		get_str(reply, "signer") ?: "?");
+	json_object_object_add(body, "app_id", json_object_new_string(app_id));
+	json_object_object_add(body, "encrypted_env", json_object_new_string(enc));
+out:
+	if (plain) {
+		memset(plain, 0, strlen(plain));
+		free(plain);
+	}
+	free(enc);
+	json_object_put(reply);
+	json_object_put(req);
+	return r;
+}
+
 static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {{"image", required_argument, NULL, 'i'},
@@ -476,12 +535,15 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 	                                     {"no-start", no_argument, NULL, 'S'},
 	                                     {"dry-run", no_argument, NULL, 'D'},
 	                                     {"gpu", required_argument, NULL, 'g'},
+	                                     {"env-file", required_argument, NULL, 'E'},
+	                                     {"app-id", required_argument, NULL, 'A'},
+	                                     {"kms-url", required_argument, NULL, 'K'},
 	                                     HELP_OPTION,
 	                                     {0}};
 	/* Only what was given goes into the body: the daemon's defaults (from
 	 * its config) apply to everything else. */
 	json_object *body = json_object_new_object(), *item = NULL, *reply = NULL;
-	const char *image = NULL;
+	const char *image = NULL, *env_file = NULL, *app_id = NULL;
 	long long n;
 	int c, r = 0;
 	bool dry = false;
@@ -520,6 +582,15 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 			break;
 		case 'D':
 			dry = true;
+			break;
+		case 'E':
+			env_file = optarg;
+			break;
+		case 'A':
+			app_id = optarg;
+			break;
+		case 'K':
+			append(body, "kms_urls", json_object_new_string(optarg));
 			break;
 		case 'g': {
 			/* --gpu SLOT (repeatable), --gpu all, --gpu count=N */
@@ -568,6 +639,10 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 	}
 	json_object_object_add(body, "name", json_object_new_string(argv[optind]));
 	json_object_object_add(body, "image", json_object_new_string(image));
+	if (env_file && (r = encrypt_env_for(cli, body, env_file, app_id)))
+		goto cleanup;
+	if (!env_file && app_id)
+		json_object_object_add(body, "app_id", json_object_new_string(app_id));
 
 	r = call(cli, "POST", dry ? "/v1/vms?dry_run=1" : "/v1/vms", body, &reply);
 	if (r == 0 && (cli->json || dry)) {
@@ -845,7 +920,8 @@ static const struct command commands[] = {
     {"create", cmd_create,
      "NAME --image IMAGE [--vcpu N] [--memory MB] [--disk GB]\n"
      "              [--net MODE[,key=value...]]... [--port [PROTO:][ADDR:]HOSTPORT:VMPORT]...\n"
-     "              [--backend NAME] [--gpu SLOT|all|count=N]... [--no-start] [--dry-run]",
+     "              [--backend NAME] [--gpu SLOT|all|count=N]... [--no-start] [--dry-run]\n"
+     "              [--env-file FILE [--app-id HEX40]] [--kms-url URL]...",
      "create a VM (and start it unless --no-start)"},
     {"list", cmd_list, "", "list the VMs"},
     {"gpus", cmd_gpus, "", "list the GPUs and NVSwitches gpu-vfio offers"},
