@@ -701,12 +701,16 @@ static enum MHD_Result vm_dry_run(struct api *a, struct req *q, struct cvmm_vm *
 	struct reg_backend *b = registry_backend(d->reg, vm->backend);
 	size_t cap = 1 << 20;
 	char *buf = malloc(cap);
+	char why[512];
+	registry_call_begin(why, sizeof(why));
 	int n = b && b->ops.render && buf ? b->ops.render(b->data, &spec->pub, buf, cap) : -ENOTSUP;
+	registry_call_end();
 	spec_free(spec);
 	if (n < 0) {
 		free(buf);
+		/* The renderer's own reason when it gave one (host->error). */
 		enum MHD_Result ret = send_error(q->conn, status_for(n), "VM '%s': backend '%s' cannot render it: %s",
-						 vm->name, vm->backend, strerror(-n));
+						 vm->name, vm->backend, why[0] ? why : strerror(-n));
 		vm_free(vm);
 		return ret;
 	}

@@ -750,7 +750,7 @@ static int lv_render_op(void *data, const struct cvmm_launch_spec *spec, char *b
 	render_opts(&o);
 	int r = lv_render(spec, &o, &xml, err, sizeof(err));
 	if (r < 0)
-		return r;
+		return host->error(self, NULL, r, "%s", err);
 	size_t n = strlen(xml);
 	if (n + 1 > len) {
 		free(xml);

@@ -545,6 +545,8 @@ static int qemu_render_op(void *data, const struct cvmm_launch_spec *spec, char 
 		off += l;
 	}
 	argv_free(&a);
+	if (r < 0 && r != -ENOSPC)
+		host->error(self, NULL, r, "%s", err);
 	return r < 0 ? r : (int)off;
 }
 

@@ -136,7 +136,7 @@ static int route_guest(void *data, cvmm_vm *vm, const char *body, char *buf, siz
 	(void)data;
 	char err[1024] = "";
 	int r = calls[0].fn(vm, body, buf, len, err, sizeof(err));
-	return r < 0 ? host->error(self, vm, r, "%s", err) : r;
+	return r < 0 ? host->error(self, NULL, r, "%s", err) : r;
 }
 
 static int host_info(void *data, char *buf, size_t len)

@@ -265,7 +265,7 @@ static int route_vm_env_pubkey(void *data, cvmm_vm *vm, const char *body, char *
 	const char *app = vm_string_field(vm, "app_id", &hold);
 	if (!app) {
 		json_object_put(hold);
-		return host->error(self, vm, -EINVAL, "VM '%s' has no app_id (a create field)",
+		return host->error(self, NULL, -EINVAL, "VM '%s' has no app_id (a create field)",
 				   host->vm_name(vm));
 	}
 	app_id_from(app, id, "app_id", err, sizeof(err));
@@ -275,7 +275,7 @@ static int route_vm_env_pubkey(void *data, cvmm_vm *vm, const char *body, char *
 	json_object_put(uh);
 	if (r < 0) {
 		host->vm_event(self, vm, "kms", "env-encryption key refused: %s", err);
-		return host->error(self, vm, r, "%s", err);
+		return host->error(self, NULL, r, "%s", err);
 	}
 	return r;
 }
@@ -329,7 +329,7 @@ static int route_guest_config(void *data, cvmm_vm *vm, const char *body, char *b
 	(void)data;
 	char err[256] = "";
 	int r = calls[0].fn(vm, body, buf, len, err, sizeof(err));
-	return r < 0 ? host->error(self, vm, r, "%s", err) : r;
+	return r < 0 ? host->error(self, NULL, r, "%s", err) : r;
 }
 
 /* ---- GET /v1/host and the VM object ---- */

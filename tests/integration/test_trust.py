@@ -1,0 +1,279 @@
+"""The trust chain of a confidential VM through the real daemon: the
+key-provider, kms, gateway and confidential plugins against loopback
+stand-ins speaking the real wire formats (standins.py).
+
+Until the guest channel exists, the guest calls (GetSealingKey,
+GetKmsConfig) are reached through the plugins' test routes
+(guest_calls_route = true): the same C functions the channel will call,
+with the VM being the route's VM.
+"""
+import glob
+import json
+import os
+import tempfile
+import time
+import unittest
+
+from harness import Daemon, qemu_pids_for, wait_for, IMAGES
+from standins import Gateway, KeyProvider, Kms, signer_of
+
+
+class Base(unittest.TestCase):
+    plugins = ("backend-qemu", "net-user")
+
+    def start_daemon(self, sections):
+        if os.geteuid() != 0:
+            self.skipTest("needs root")
+        if not os.path.exists(os.path.join(IMAGES, "tiny", "metadata.json")):
+            self.fail("image 'tiny' missing under %s" % IMAGES)
+        self.d = Daemon(plugins=self.plugins, plugin_sections=sections)
+        self.d.start()
+
+    def tearDown(self):
+        d = getattr(self, "d", None)
+        if d:
+            log = d.read_log()
+            left = d.cleanup()
+            if left:
+                self.fail("QEMU processes left behind: %s\n%s" % (left, log[-2000:]))
+
+    def events(self, vm, kind):
+        st, o = self.d.api("GET", "/v1/vms/%s/events" % vm)
+        self.assertEqual(st, 200, o)
+        return [e["message"] for e in o["events"] if e["type"] == kind]
+
+
+class KeyProviderTest(Base):
+    plugins = ("backend-qemu", "net-user", "key-provider")
+
+    def setUp(self):
+        self.kp = KeyProvider()
+        self.start_daemon('key-provider = { address = "127.0.0.1"; port = %d; timeout_ms = 1000; '
+                          'connect_timeout_ms = 500; guest_calls_route = true; };' % self.kp.port)
+        self.d.create("kp", start=False)
+
+    def tearDown(self):
+        self.kp.close()
+        super().tearDown()
+
+    def call(self, quote="000102feff"):
+        t = time.monotonic()
+        st, o = self.d.api("POST", "/v1/vms/kp/guest-sealing-key", {"quote": quote})
+        return st, o, time.monotonic() - t
+
+    def test_sealing_key_answered_and_failures_reported(self):
+        st, o, _ = self.call()
+        self.assertEqual(st, 200, o)
+        self.assertEqual(self.kp.quotes[-1], bytes.fromhex("000102feff"))
+        self.assertEqual(o["encrypted_key"], (b"sealed:" + bytes.fromhex("000102feff")).hex())
+        self.assertEqual(o["provider_quote"], "abcd")
+
+        cases = [("slow", "no answer within"), ("wrong", "encrypted_key"),
+                 ("close", "closed the connection")]
+        for mode, words in cases:
+            self.kp.mode = mode
+            st, o, took = self.call()
+            self.assertEqual(st, 502, (mode, o))
+            self.assertIn(words, o["error"]["message"], mode)
+            self.assertLess(took, 2.5, "%s: the 1 s timeout bounds the call" % mode)
+        self.kp.close()  # not there at all
+        st, o, _ = self.call()
+        self.assertEqual(st, 502, o)
+        self.assertIn("Connection refused", o["error"]["message"])
+        # A bad request is the guest's error, not the provider's.
+        st, o, _ = self.call("zz")
+        self.assertEqual(st, 400, o)
+
+        ev = self.events("kp", "key-provider")
+        self.assertEqual(len(ev), 6, ev)
+        self.assertIn("sealing key delivered", ev[0])
+        for line, words in zip(ev[1:4], [c[1] for c in cases]):
+            self.assertIn("GetSealingKey failed", line)
+            self.assertIn(words, line)
+        for line in ev:
+            self.assertNotIn("\n", line)
+
+    def test_unknown_vm(self):
+        st, o = self.d.api("POST", "/v1/vms/nope/guest-sealing-key", {"quote": "00"})
+        self.assertEqual(st, 404, o)
+
+
+GOOD = "11" * 32
+BAD = "22" * 32
+
+
+class KmsTest(Base):
+    plugins = ("backend-qemu", "net-user", "kms")
+
+    def setUp(self):
+        self.good, self.bad = Kms(GOOD), Kms(BAD)
+        self.addr, self.comp = signer_of(GOOD)
+        self.start_daemon('kms = { urls = [ "%s" ]; trusted_signers = [ "%s" ]; timeout_ms = 3000; '
+                          'guest_calls_route = true; };' % (self.bad.url, self.addr))
+
+    def tearDown(self):
+        self.good.close()
+        self.bad.close()
+        super().tearDown()
+
+    def test_signature_checked(self):
+        app = "ab" * 20
+        # The host default is the KMS signing with the wrong key: refused.
+        st, o = self.d.api("POST", "/v1/kms/env-pubkey", {"app_id": app})
+        self.assertEqual(st, 502, o)
+        self.assertIn("not in plugin.kms.trusted_signers", o["error"]["message"])
+        self.assertIn(signer_of(BAD)[0], o["error"]["message"])
+        # The right key: accepted, v1 (timestamped) signature preferred.
+        st, o = self.d.api("POST", "/v1/kms/env-pubkey", {"app_id": app, "kms_urls": [self.good.url]})
+        self.assertEqual(st, 200, o)
+        self.assertEqual(o["signer"], self.addr)
+        self.assertEqual(o["signer_pubkey"], self.comp)
+        self.assertEqual(o["signature_version"], "v1")
+        self.assertEqual(len(bytes.fromhex(o["public_key"])), 32)
+        self.assertEqual(self.good.requests[-1], ("/prpc/GetAppEnvEncryptPubKey?json", {"app_id": app}))
+        # A KMS that is not there.
+        st, o = self.d.api("POST", "/v1/kms/env-pubkey",
+                           {"app_id": app, "kms_urls": ["http://127.0.0.1:9"]})
+        self.assertEqual(st, 502, o)
+
+    def test_vm_urls_win_and_env_pubkey(self):
+        self.d.create("own", start=False, kms_urls=[self.good.url], app_id="cd" * 20)
+        self.d.create("dflt", start=False, app_id="cd" * 20)
+        st, o = self.d.api("GET", "/v1/vms/own/env-pubkey")
+        self.assertEqual(st, 200, o)
+        self.assertEqual(o["kms_url"], self.good.url)
+        self.assertEqual(self.d.vm("own")["kms"]["urls_from"], "vm")
+        self.assertEqual(self.d.vm("dflt")["kms"]["urls"], [self.bad.url])
+        st, o = self.d.api("GET", "/v1/vms/dflt/env-pubkey")
+        self.assertEqual(st, 502, o)
+        ev = self.events("dflt", "kms")
+        self.assertEqual(len(ev), 1, ev)
+        self.assertIn("env-encryption key refused", ev[0])
+        for bad in ({"kms_urls": ["ftp://x"]}, {"app_id": "xyz"}, {"encrypted_env": "00"},
+                    {"kms_urls": "http://x"}):
+            st, o = self.d.api("POST", "/v1/vms", dict(name="bad", image="tiny", start=False, **bad))
+            self.assertEqual(st, 400, (bad, o))
+
+    def test_env_file_encrypted_in_cli(self):
+        secret = "hunter2-%d" % os.getpid()
+        with tempfile.NamedTemporaryFile("w", suffix=".env", delete=False) as f:
+            f.write("# app secrets\nexport SECRET=%s\nPLAIN='a b'\n" % secret)
+        try:
+            app = "ef" * 20
+            p = self.d.cli("create", "envvm", "--image", "tiny", "--no-start", "--env-file", f.name,
+                           "--app-id", app, "--kms-url", self.good.url)
+            self.assertIn(self.addr, p.stderr)
+            # Untrusted KMS: refused, nothing created.
+            p = self.d.cli("create", "envvm2", "--image", "tiny", "--no-start", "--env-file",
+                           f.name, "--kms-url", self.bad.url, check=False)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIsNone(self.d.vm("envvm2"))
+        finally:
+            os.unlink(f.name)
+        # The daemon holds no plain secret anywhere on disk.
+        for path in glob.glob(os.path.join(self.d.data, "**"), recursive=True):
+            if os.path.isfile(path):
+                with open(path, "rb") as fh:
+                    self.assertNotIn(secret.encode(), fh.read(), path)
+        st, o = self.d.api("GET", "/v1/vms/envvm/guest-kms-config")
+        self.assertEqual(st, 200, o)
+        self.assertEqual(o["kms_urls"], [self.good.url])
+        self.assertEqual(o["app_id"], app)
+        plain = json.loads(self.good.decrypt(app, o["encrypted_env"]))
+        self.assertEqual(plain, {"env": [{"key": "SECRET", "value": secret},
+                                         {"key": "PLAIN", "value": "a b"}]})
+
+
+class GatewayTest(Base):
+    plugins = ("backend-qemu", "net-user", "gateway")
+
+    def setUp(self):
+        self.up, self.down = Gateway(), Gateway("down")
+        self.start_daemon('gateway = { base_domain = "example.test"; port = 8443; agent_port = 8090; '
+                          'timeout_ms = 2000; retry_initial_ms = 200; retry_max_ms = 1000; };')
+
+    def tearDown(self):
+        super().tearDown()
+        self.up.close()
+        self.down.close()
+
+    def start_time(self, name):
+        t = time.monotonic()
+        st, o = self.d.api("POST", "/v1/vms/%s/start" % name)
+        self.assertEqual(st, 202, o)
+        self.d.wait_state(name, "running", timeout=60)
+        return time.monotonic() - t
+
+    def test_register_forget_and_outage_never_blocks(self):
+        a = self.d.create("gwa", start=False, gateway_urls=[self.up.url])
+        self.d.create("gwb", start=False, gateway_urls=[self.down.url])
+        c = self.d.create("gwc", start=False)
+        inst = a["id"].replace("-", "")
+        port = self.up.url.rsplit(":", 1)[1]
+        self.assertEqual(self.d.vm("gwa")["gateway"]["app_url"],
+                         "https://%s-8090.127.0.0.1:%s" % (inst, port))
+        self.assertEqual(self.d.vm("gwc")["gateway"]["app_url"],
+                         "https://%s-8090.example.test:8443" % c["id"].replace("-", ""))
+        times = {"up": [], "down": []}
+        for rnd in range(2):
+            for name, kind in (("gwa", "up"), ("gwb", "down")):
+                times[kind].append(self.start_time(name))
+                if kind == "up":
+                    wait_for(lambda: inst in self.up.instances, 10, "registration")
+                    self.assertEqual(self.up.instances[inst]["app_url"],
+                                     self.d.vm("gwa")["gateway"]["app_url"])
+                    self.assertIn("registered", self.d.vm("gwa")["gateway"]["registration"])
+                else:
+                    wait_for(lambda: "failed" in self.d.vm("gwb")["gateway"]["registration"],
+                             10, "a failed registration to be shown")
+                st, o = self.d.api("POST", "/v1/vms/%s/stop" % name, {"force": True})
+                self.assertEqual(st, 202, o)
+                self.d.wait_state(name, ("stopped", "exited"), timeout=60)
+                if kind == "up":
+                    wait_for(lambda: inst not in self.up.instances, 10, "removal")
+        print("\n  start -> running, gateway up: %s s; gateway down (no answer, 2 s timeout): %s s"
+              % (["%.3f" % x for x in times["up"]], ["%.3f" % x for x in times["down"]]))
+        # Never blocked: a silent gateway costs the start nothing like its
+        # 2 s timeout (medians, on a shared 2-CPU host).
+        self.assertLess(sorted(times["down"])[0], sorted(times["up"])[-1] + 1.0)
+        methods = [c[0] for c in self.up.calls]
+        self.assertEqual(methods, ["POST", "DELETE", "POST", "DELETE"])
+
+
+class ConfidentialTest(Base):
+    plugins = ("backend-qemu", "net-user", "confidential")
+
+    def setUp(self):
+        self.start_daemon("")
+
+    def test_host_report_and_refusal(self):
+        st, h = self.d.api("GET", "/v1/host")
+        self.assertEqual(st, 200, h)
+        cc = h["confidential"]
+        for t in ("tdx", "sev-snp", "sev"):
+            self.assertFalse(cc[t]["supported"], cc)
+            self.assertIn("/dev/kvm", cc[t]["why"])
+        self.assertIn("no tdx-guest object", cc["tdx"]["why"])
+        self.assertIn("no sev-snp-guest object", cc["sev-snp"]["why"])
+        self.assertTrue(cc["sev"]["qemu_object"])  # QEMU 7.2 knows sev-guest
+        for bad in ({"type": "bogus"}, {"type": "sev", "mrconfigid": "AAAA"},
+                    {"type": "tdx", "cbitpos": 51}, {"type": "sev", "extra": 1}, "tdx"):
+            st, o = self.d.api("POST", "/v1/vms", {"name": "x", "image": "tiny", "start": False,
+                                                     "confidential": bad})
+            self.assertEqual(st, 400, (bad, o))
+        # A dry run renders what a start would, and this host's TCG refuses.
+        st, o = self.d.api("POST", "/v1/vms?dry_run=1", {"name": "x", "image": "tiny",
+                                                         "confidential": {"type": "tdx"}})
+        self.assertNotEqual(st, 200, o)
+        self.assertIn("KVM only", json.dumps(o))
+        vm = self.d.create("cc", start=False, confidential={"type": "sev", "kernel_hashes": True})
+        st, o = self.d.api("POST", "/v1/vms/cc/start")
+        self.assertEqual(st, 202, o)
+        v = self.d.wait_state("cc", "failed", timeout=30)
+        self.assertIn("confidential sev: this host cannot launch it", v["reason"])
+        self.assertIn("/dev/kvm", v["reason"])
+        self.assertEqual(qemu_pids_for(vm["id"]), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
