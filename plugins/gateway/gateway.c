@@ -20,8 +20,11 @@
  *
  * Settings: dstack's top-level gateway section (base_domain, port,
  * agent_port) and/or plugin.gateway (the same keys, plus urls = [...],
- * timeout_ms = 5000, retry_initial_ms = 1000, retry_max_ms = 60000).
+ * timeout_ms = 5000, retry_initial_ms = 1000, retry_max_ms = 60000,
+ * guest_calls_route = false: GET /v1/vms/{id}/guest-gateway-config answers
+ * the guest call GetGatewayConfig, for tests until the channel exists).
  */
+#include "guest_call.h"
 #include "kms_http.h"
 
 #include <cvmm/plugin.h>
@@ -374,6 +377,47 @@ static int host_info(void *data, char *buf, size_t len)
 	return w < 0 || (size_t)w >= len ? -ENOSPC : w;
 }
 
+/* ---- what the guest is told ---- */
+
+/* Guest call GetGatewayConfig: {"gateway_urls": [...], "app_url",
+ * "base_domain", "port", "agent_port"} for the channel's VM. */
+static int guest_gateway_config(cvmm_vm *vm, const char *req, char *buf, size_t len, char *err,
+				size_t errlen)
+{
+	(void)req;
+	const char *u[MAX_URLS];
+	int n;
+	char url[URL_MAX + 128];
+	json_object *own = vm_gateway_urls(vm, u, &n), *o = json_object_new_object(),
+		    *a = json_object_new_array();
+	for (int i = 0; i < n; i++)
+		json_object_array_add(a, json_object_new_string(u[i]));
+	app_url(vm, url, sizeof(url));
+	json_object_object_add(o, "gateway_urls", a);
+	json_object_object_add(o, "app_url", json_object_new_string(url));
+	json_object_object_add(o, "base_domain", json_object_new_string(base_domain));
+	json_object_object_add(o, "port", json_object_new_int64(gw_port));
+	json_object_object_add(o, "agent_port", json_object_new_int64(agent_port));
+	int w = snprintf(buf, len, "%s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	json_object_put(own);
+	if (w < 0 || (size_t)w >= len) {
+		snprintf(err, errlen, "answer too large");
+		return -ENOSPC;
+	}
+	return w;
+}
+
+static const struct guest_call calls[] = {{"GetGatewayConfig", guest_gateway_config}};
+
+static int route_guest(void *data, cvmm_vm *vm, const char *body, char *buf, size_t len)
+{
+	(void)data;
+	char err[256] = "";
+	int r = calls[0].fn(vm, body, buf, len, err, sizeof(err));
+	return r < 0 ? host->error(self, NULL, r, "%s", err) : r;
+}
+
 /* ---- configuration: plugin.gateway, else dstack's gateway section ---- */
 
 static int cfg_str(const char *k, const char **v)
@@ -451,6 +495,13 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 		return r;
 	if (n_urls == 0 && (r = read_urls(".gateway.gateway_urls")))
 		return r;
+	int32_t b = 0;
+	if ((r = host->cfg_bool(self, "guest_calls_route", &b)) < 0 && r != -ENOENT)
+		return r;
+	if (b == 1 && (!CVMM_HOST_HAS(h, register_vm_route) ||
+		       (r = host->register_vm_route(self, "GET", "guest-gateway-config", route_guest,
+						    NULL))))
+		return r ? r : -EPROTO;
 	if ((r = host->register_request_field(self, "gateway_urls", v_gateway_urls, NULL)) ||
 	    (r = host->register_hook(self, CVMM_EV_STARTED, 90, on_event, NULL)) ||
 	    (r = host->register_hook(self, CVMM_EV_STOPPING, 10, on_event, NULL)) ||

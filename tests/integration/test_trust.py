@@ -190,12 +190,26 @@ class GatewayTest(Base):
     def setUp(self):
         self.up, self.down = Gateway(), Gateway("down")
         self.start_daemon('gateway = { base_domain = "example.test"; port = 8443; agent_port = 8090; '
-                          'timeout_ms = 2000; retry_initial_ms = 200; retry_max_ms = 1000; };')
+                          'timeout_ms = 2000; retry_initial_ms = 200; retry_max_ms = 1000; '
+                          'guest_calls_route = true; };')
 
     def tearDown(self):
         super().tearDown()
         self.up.close()
         self.down.close()
+
+    def test_guest_told_its_gateway(self):
+        a = self.d.create("gwg", start=False, gateway_urls=[self.up.url])
+        st, o = self.d.api("GET", "/v1/vms/gwg/guest-gateway-config")
+        self.assertEqual(st, 200, o)
+        self.assertEqual(o["gateway_urls"], [self.up.url])
+        self.assertEqual(o["app_url"], self.d.vm("gwg")["gateway"]["app_url"])
+        self.assertIn(a["id"].replace("-", ""), o["app_url"])
+        self.assertEqual((o["base_domain"], o["port"], o["agent_port"]), ("example.test", 8443, 8090))
+        for bad in (["ftp://x"], "http://x", ["http://a b"]):
+            st, o = self.d.api("POST", "/v1/vms", {"name": "b", "image": "tiny", "start": False,
+                                                     "gateway_urls": bad})
+            self.assertEqual(st, 400, (bad, o))
 
     def start_time(self, name):
         t = time.monotonic()
