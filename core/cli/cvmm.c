@@ -11,9 +11,9 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -50,7 +50,8 @@ struct command {
 static const struct command commands[];
 
 static const char global_usage[] =
-    "usage: cvmm [--socket PATH | --url URL] [--token T] [--json] [--timeout S] COMMAND ...";
+    "usage: cvmm [--socket PATH | --url URL [--cacert FILE]] [--token T] [--json] [--timeout S]\n"
+    "            COMMAND ...";
 
 /* ---- usage ------------------------------------------------------------------ */
 
@@ -879,14 +880,14 @@ int main(int argc, char **argv)
 	                                     {"token", required_argument, NULL, 't'},
 	                                     {"json", no_argument, NULL, 'j'},
 	                                     {"timeout", required_argument, NULL, 'T'},
+	                                     {"cacert", required_argument, NULL, 'c'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {"version", no_argument, NULL, 'V'},
 	                                     {0}};
-	const char *socket_path = NULL, *url = NULL, *token = NULL;
+	const char *socket_path = NULL, *url = NULL, *token = NULL, *cacert = NULL;
 	long long timeout_s = HTTP_TOTAL_TIMEOUT_MS / 1000;
 	const struct command *cmd;
 	struct cli cli = {0};
-	char *base_url = NULL;
 	int c, r;
 
 	/* "+": options end at the command; the command parses its own. */
@@ -900,6 +901,9 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			token = optarg;
+			break;
+		case 'c':
+			cacert = optarg;
 			break;
 		case 'j':
 			cli.json = 1;
@@ -938,7 +942,14 @@ int main(int argc, char **argv)
 	if (socket_path && !*socket_path)
 		return usage_error(NULL, "--socket needs a path");
 	if (url && strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
-		return usage_error(NULL, "--url '%s': expected http://HOST:PORT", url);
+		return usage_error(NULL, "--url '%s': expected http://HOST:PORT or https://HOST:PORT",
+		                   url);
+	if (!cacert)
+		cacert = getenv("CVMM_CACERT");
+	if (cacert && !*cacert)
+		cacert = NULL;
+	if (cacert && (!url || strncmp(url, "https://", 8)))
+		return usage_error(NULL, "--cacert (or CVMM_CACERT) goes with --url https://...");
 	if (!url && !socket_path)
 		socket_path = getenv("CVMM_SOCKET");
 	if (!url && (!socket_path || !*socket_path))
@@ -950,24 +961,21 @@ int main(int argc, char **argv)
 	cli.have_token = token != NULL;
 	cli.tcp = url != NULL;
 
-	/* Paths start with "/", so a trailing one on the URL would double. */
-	if (url && !(base_url = strndup(url, strlen(url) - (url[strlen(url) - 1] == '/'))))
-		return out_of_memory();
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		free(base_url);
-		fputs("cvmm: cannot initialise libcurl\n", stderr);
-		return EXIT_REFUSED;
-	}
-	cli.http = http_client_new(socket_path, base_url, token);
+	/* A daemon that goes away mid-request, or a closed stdout pipe ("cvmm
+	 * logs -f | head"), is an error to report, not a signal to die of. */
+	signal(SIGPIPE, SIG_IGN);
+	cli.http = http_client_new(socket_path, url, token);
 	if (cli.http) {
 		http_client_set_timeouts(cli.http, HTTP_CONNECT_TIMEOUT_MS, (long)timeout_s * 1000);
+		http_client_set_cacert(cli.http, cacert);
 		r = cmd->run(&cli, cmd, argc - optind, argv + optind);
-	}
-	else
+	} else if (url) {
+		r = usage_error(NULL, "--url '%s': expected http://HOST:PORT or https://HOST:PORT",
+		                url);
+	} else {
 		r = out_of_memory();
+	}
 	http_client_free(cli.http);
-	curl_global_cleanup();
-	free(base_url);
 
 	if (fflush(stdout) != 0 && r == 0) {
 		fprintf(stderr, "cvmm: cannot write output: %s\n", strerror(errno));
