@@ -1312,7 +1312,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	pthread_mutex_unlock(&a->mu);
 }
 
-static int listen_unix(const char *path, char *err, size_t errlen)
+static int listen_unix(const char *path, const struct cvmm_config *cfg, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -1346,10 +1346,20 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 	mode_t old = umask(0117);
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
+	if (r < 0 || chmod(path, cfg->unix_sock_mode) < 0 || listen(fd, SOMAXCONN) < 0) {
 		int e = errno;
 		snprintf(err, errlen, "address: cannot listen on %s: %s", path, strerror(e));
 		close(fd);
+		return -e;
+	}
+	/* libvirt's unix_sock_group: that group's members may use the API
+	 * without being root (and without a token when auth is off). */
+	if (cfg->unix_sock_gid >= 0 && chown(path, (uid_t)-1, (gid_t)cfg->unix_sock_gid) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "cvm.unix_sock_group: cannot give %s to group %ld: %s", path,
+		         cfg->unix_sock_gid, strerror(e));
+		close(fd);
+		unlink(path);
 		return -e;
 	}
 	return fd;
@@ -1408,7 +1418,7 @@ int api_open(struct cvmm_daemon *d, char *err, size_t errlen)
 	pthread_mutex_init(&a->mu, NULL);
 	const char *addr = d->cfg->address;
 	if (!strncmp(addr, "unix:", 5)) {
-		a->listen_fd = listen_unix(addr + 5, err, errlen);
+		a->listen_fd = listen_unix(addr + 5, d->cfg, err, errlen);
 		str_copy(a->sock_path, sizeof(a->sock_path), addr + 5);
 	} else if (!strncmp(addr, "tcp:", 4)) {
 		a->listen_fd = listen_tcp(addr + 4, err, errlen);
@@ -1423,16 +1433,32 @@ int api_open(struct cvmm_daemon *d, char *err, size_t errlen)
 		return r;
 	}
 	raise_fd_limit();
-	/* Blocking accepts on the listener are MHD's business from here. */
+	/* The config refused certificates on a unix socket and plain TCP off
+	 * loopback: TLS here is exactly "a certificate was configured". */
+	bool tls = d->cfg->tls_cert_pem != NULL;
+	if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		snprintf(err, errlen, "cvm.tls_cert: this libmicrohttpd was built without TLS");
+		close(a->listen_fd);
+		pthread_mutex_destroy(&a->mu);
+		free(a);
+		return -ENOTSUP;
+	}
+	/* Blocking accepts on the listener are MHD's business from here. The
+	 * two TLS options come last so that plain HTTP passes them as the
+	 * end of the list (NULL tls: MHD_OPTION_END). */
 	a->mhd = MHD_start_daemon(
-		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC, 0, NULL,
-		NULL, handler, a, MHD_OPTION_LISTEN_SOCKET, a->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
-		completed, a, MHD_OPTION_NOTIFY_CONNECTION, notify_conn, a,
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC |
+			(tls ? MHD_USE_TLS : 0),
+		0, NULL, NULL, handler, a, MHD_OPTION_LISTEN_SOCKET, a->listen_fd,
+		MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_NOTIFY_CONNECTION, notify_conn, a,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_THREAD_STACK_SIZE,
-		(size_t)(512 * 1024), MHD_OPTION_END);
+		(size_t)(512 * 1024),
+		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, d->cfg->tls_cert_pem,
+		MHD_OPTION_HTTPS_MEM_KEY, d->cfg->tls_key_pem, MHD_OPTION_END);
 	if (!a->mhd) {
-		snprintf(err, errlen, "cannot start the HTTP server on %s", addr);
+		snprintf(err, errlen, "cannot start the HTTP server on %s%s", addr,
+		         tls ? " with TLS (cvm.tls_cert, cvm.tls_key)" : "");
 		close(a->listen_fd);
 		pthread_mutex_destroy(&a->mu);
 		free(a);
@@ -1442,7 +1468,7 @@ int api_open(struct cvmm_daemon *d, char *err, size_t errlen)
 	a->sweep.data = a;
 	ev_timer_start(d->loop, &a->sweep);
 	d->api = a;
-	log_info("API listening on %s", addr);
+	log_info("API listening on %s%s", addr, tls ? " (TLS)" : "");
 	return 0;
 }
 

@@ -646,8 +646,9 @@ static void describe(struct http_client *c, int r, const char *method, const cha
 		         c->base_url && !c->https ? " (is it https?)" : "");
 	else if (r == -ECONNRESET)
 		snprintf(c->error, sizeof(c->error),
-		         "cannot talk to cvmmd %s %s: the connection closed during %s %s", where(c),
-		         http_endpoint(c), method, path);
+		         "cannot talk to cvmmd %s %s: the connection closed during %s %s%s", where(c),
+		         http_endpoint(c), method, path,
+		         c->base_url && !c->https ? " (does it want https?)" : "");
 	else
 		snprintf(c->error, sizeof(c->error), "cannot talk to cvmmd %s %s: %s", where(c),
 		         http_endpoint(c),
