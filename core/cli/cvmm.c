@@ -22,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
+#include <termios.h>
+#include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/cvmm/cvmm.sock"
 
@@ -821,6 +824,185 @@ cleanup:
 	return r;
 }
 
+/* ---- console ------------------------------------------------------------------ */
+
+#define DETACH_KEY 0x1d /* Ctrl-], as virsh console */
+
+static struct termios saved_tty;
+static int tty_raw;
+
+static void restore_tty(void)
+{
+	if (tty_raw)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+	tty_raw = 0;
+}
+
+static int write_all(int fd, const char *buf, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, buf, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+			poll(&p, 1, -1);
+			continue;
+		}
+		if (w <= 0)
+			return -1;
+		buf += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Copies the stream to stdout and stdin to the stream until the detach key,
+ * the end of the stream, or a write error. Returns an exit code. */
+static int console_session(struct cli *cli, int readonly)
+{
+	struct http_client *h = cli->http;
+	char out[4096], in[4096];
+	size_t in_len = 0;
+	int stdin_open = 1, detached = 0;
+
+	for (;;) {
+		struct pollfd p[2] = {{.fd = http_stream_fd(h)}, {.fd = STDIN_FILENO, .events = POLLIN}};
+		ssize_t n;
+
+		/* Stream first: bytes already read from the socket are not seen
+		 * by poll(). */
+		if (!http_stream_pending(h)) {
+			p[0].events = http_stream_events(h, (short)(POLLIN | (in_len ? POLLOUT : 0)));
+			if (in_len) /* TLS: wanting to write may still mean reading */
+				p[0].events |= POLLIN;
+			if (poll(p, stdin_open && in_len < sizeof(in) ? 2 : 1, -1) < 0) {
+				if (errno == EINTR)
+					continue;
+				break;
+			}
+		} else {
+			p[0].revents = POLLIN;
+		}
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			n = http_stream_read(h, out, sizeof(out));
+			if (n == 0)
+				break;
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				break;
+			if (n > 0 && write_all(STDOUT_FILENO, out, (size_t)n) < 0) {
+				restore_tty();
+				fprintf(stderr, "cvmm: cannot write output: %s\n", strerror(errno));
+				return EXIT_REFUSED;
+			}
+		}
+		if (in_len && (p[0].revents & (POLLOUT | POLLIN))) {
+			n = http_stream_write(h, in, in_len);
+			if (n > 0) {
+				memmove(in, in + n, in_len - (size_t)n);
+				in_len -= (size_t)n;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				break;
+			}
+		}
+		if (stdin_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+			char key[1024];
+			char *stop;
+
+			n = read(STDIN_FILENO, key, sizeof(key) < sizeof(in) - in_len ? sizeof(key)
+			                                                               : sizeof(in) - in_len);
+			if (n <= 0) {
+				/* Input ended (a pipe): keep showing the console. */
+				stdin_open = 0;
+				continue;
+			}
+			stop = memchr(key, DETACH_KEY, (size_t)n);
+			if (stop)
+				n = stop - key;
+			if (!readonly) {
+				memcpy(in + in_len, key, (size_t)n);
+				in_len += (size_t)n;
+			}
+			if (stop) {
+				detached = 1;
+				/* What came before the key still goes out. */
+				while (in_len) {
+					ssize_t w = http_stream_write(h, in, in_len);
+					struct pollfd q = {.fd = http_stream_fd(h),
+					                   .events = http_stream_events(h, POLLOUT)};
+
+					if (w > 0) {
+						memmove(in, in + w, in_len - (size_t)w);
+						in_len -= (size_t)w;
+					} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+						break;
+					} else if (poll(&q, 1, 2000) <= 0) {
+						break;
+					}
+				}
+				break;
+			}
+		}
+	}
+	restore_tty();
+	if (!detached)
+		fputs("\r\ncvmm: the console closed (the VM stopped, or the daemon ended the "
+		      "session)\r\n",
+		      stderr);
+	return 0;
+}
+
+static int cmd_console(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {{"readonly", no_argument, NULL, 'r'}, HELP_OPTION, {0}};
+	struct http_response resp = {0};
+	char *path = NULL;
+	const char *vm;
+	int c, readonly = 0, r = 0;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, ":rh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			readonly = 1;
+			break;
+		case 'h':
+			print_command_usage(stdout, cmd);
+			return 0;
+		default:
+			return option_error(cmd, c, argv);
+		}
+	}
+	if (!(vm = one_vm(cmd, argc, argv)))
+		return EXIT_USAGE;
+	if (!(path = vm_path(cli, vm, readonly ? "/console?readonly=1" : "/console")))
+		return out_of_memory();
+	r = http_upgrade(cli->http, path, "cvmm-console", &resp);
+	free(path);
+	if (r < 0)
+		return transport_exit(cli, r);
+	if (resp.status != 101) {
+		r = report_refusal(cli, &resp);
+		http_response_free(&resp);
+		return r;
+	}
+	http_response_free(&resp);
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tty) == 0) {
+		struct termios raw = saved_tty;
+
+		cfmakeraw(&raw);
+		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw) == 0) {
+			tty_raw = 1;
+			atexit(restore_tty);
+		}
+	}
+	fprintf(stderr, "Connected to the console of VM '%s'%s (detach: Ctrl-])\r\n", vm,
+	        readonly ? ", read-only" : "");
+	return console_session(cli, readonly);
+}
+
 /* host, plugins, images: GET /v1/<name>, shown generically. */
 static int cmd_show(struct cli *cli, const struct command *cmd, int argc, char **argv)
 {
@@ -857,6 +1039,8 @@ static const struct command commands[] = {
     {"kill", cmd_action, "VM", "kill a VM's process at once"},
     {"remove", cmd_remove, "VM", "stop (forced) and remove a VM; alias: rm"},
     {"logs", cmd_logs, "VM [-f] [-n N]", "print the serial console (-f: keep following)"},
+    {"console", cmd_console, "VM [--readonly]",
+     "attach to the serial console to read and type (detach: Ctrl-])"},
     {"host", cmd_show, "", "show the host: version, limits, usage, backends"},
     {"plugins", cmd_show, "", "list the loaded plugins"},
     {"images", cmd_show, "", "list the images"},
