@@ -772,7 +772,12 @@ int http_stream_fd(const struct http_client *c)
 
 short http_stream_events(const struct http_client *c, short dflt)
 {
-	return want(c, dflt);
+	/* TLS: what the caller wants, plus writing when a write of GnuTLS's
+	 * is pending (a read may also need the socket to become readable,
+	 * which POLLIN in dflt covers). */
+	if (c->tls && tls_want_write(c->tls))
+		dflt |= POLLOUT;
+	return dflt;
 }
 
 size_t http_stream_pending(const struct http_client *c)
