@@ -13,7 +13,7 @@
 #                     each (`cvmm create --no-start`, latency); the rest go
 #                     through one keep-alive curl session (throughput)
 #   N_BOOT [9]        boot-to-console runs for cvmm and for direct QEMU each
-#                     (alternating)
+#                     (alternating); 0 skips the boot part (no guest boots)
 #   IMAGE_DIR [/var/lib/cvmm/images]   where image "tiny" lives
 #   BUILD [<repo>/build]               cvmmd, cvmm, plugins/*.so
 #   BENCH_USER [cvmm-bench]  unprivileged user the libvirt session daemon runs
@@ -482,6 +482,11 @@ LIBVIRTD_PID=
 
 # ---- 3. boot to console line ----------------------------------------------------------------
 
+for f in boot_cvmm boot_direct boot_pairs boot_cvmm_cpu boot_cvmm_runq boot_direct_cpu \
+	boot_direct_runq; do : >"$SAMPLES/$f"; done
+touch "$W/argv.direct"
+FOREIGN_BEFORE=- FOREIGN_AFTER=- CV_EVENTS=-
+if ((N_BOOT > 0)); then
 say "boot: warm-up start of boot-vm through cvmm"
 "$CVMM" --socket "$SOCK" create boot-vm --image tiny --no-start >/dev/null 2>"$CV/boot-create.err" ||
 	die "cvmm create boot-vm failed: $(cat "$CV/boot-create.err")"
@@ -612,6 +617,7 @@ for ((r = 0; r < N_BOOT; r++)); do
 	[ -n "$vc" ] && [ -n "$vd" ] && echo "$vc $vd" >>"$SAMPLES/boot_pairs"
 done
 FOREIGN_AFTER=$(foreign_qemus)
+fi
 check_cvmmd "boot"
 CV_EVENTS=$("$CVMM" --socket "$SOCK" --json info boot-vm 2>/dev/null | jq -c '{state, restarts, reason}')
 

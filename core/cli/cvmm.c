@@ -621,7 +621,16 @@ static int cmd_list(struct cli *cli, const struct command *cmd, int argc, char *
 		print_vm_table(vms);
 	else if (r == 0)
 		print_json(reply); /* not the README's shape: show what came */
+	/* The process ends next: taking a tree of thousands of objects apart
+	 * one free() at a time was a tenth of `cvmm list`. Sanitizer builds
+	 * free it, so that a real leak still shows. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 	json_object_put(reply);
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+	json_object_put(reply);
+#endif
+#endif
 	return r;
 }
 
