@@ -605,32 +605,36 @@ cleanup:
 
 static int cmd_list(struct cli *cli, const struct command *cmd, int argc, char **argv)
 {
+	static const char table_path[] = "/v1/vms?fields=id,name,state,vcpu,memory_mb,backend,ports";
 	json_object *reply = NULL, *vms = NULL;
+	struct http_response resp;
 	int r = simple_args(cmd, argc, argv, 0, NULL);
 
 	if (r)
 		return r < 0 ? 0 : r;
-	/* The table needs seven fields: asking for only those keeps a list of
-	 * a thousand VMs cheap to send and to parse. */
-	r = call(cli, "GET",
-	         cli->json ? "/v1/vms" : "/v1/vms?fields=id,name,state,vcpu,memory_mb,backend,ports",
-	         NULL, &reply);
+	if (!cli->json) {
+		/* The table needs seven fields: asking for only those keeps a
+		 * list of a thousand VMs cheap to send, and jscan reads it
+		 * without building a json-c tree (two thirds of the command). */
+		r = http_request(cli->http, "GET", table_path, NULL, NULL, NULL, &resp);
+		if (r < 0)
+			return transport_exit(cli, r);
+		if (resp.status < 200 || resp.status > 299)
+			r = report_refusal(cli, &resp);
+		else if (print_vm_table_text(resp.body, resp.len) < 0)
+			r = -1; /* not what jscan takes: json-c below */
+		http_response_free(&resp);
+		if (r >= 0)
+			return r;
+	}
+	r = call(cli, "GET", cli->json ? "/v1/vms" : table_path, NULL, &reply);
 	if (r == 0 && cli->json)
 		print_json(reply);
 	else if (r == 0 && json_object_object_get_ex(reply, "vms", &vms))
 		print_vm_table(vms);
 	else if (r == 0)
 		print_json(reply); /* not the README's shape: show what came */
-	/* The process ends next: taking a tree of thousands of objects apart
-	 * one free() at a time was a tenth of `cvmm list`. Sanitizer builds
-	 * free it, so that a real leak still shows. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 	json_object_put(reply);
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-	json_object_put(reply);
-#endif
-#endif
 	return r;
 }
 

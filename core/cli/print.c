@@ -6,6 +6,7 @@
  * ASCII names and is merely untidy otherwise.
  */
 #include "print.h"
+#include "jscan.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -470,4 +471,79 @@ void print_listing(json_object *reply)
 	table_print(&t);
 	table_free(&t);
 	free(cols);
+}
+
+/* ---- the list, from jscan's tokens ------------------------------------------- */
+
+static const char *tok_text(const struct jtok *t, int i)
+{
+	return i < 0 || t[i].type == J_NULL || t[i].type == J_ARR || t[i].type == J_OBJ ? NULL
+	                                                                                  : t[i].s;
+}
+
+/* As format_ports(), from tokens. */
+static char *tok_ports(const struct jtok *t, int ports)
+{
+	char *s = NULL;
+	size_t len = 0;
+	FILE *f;
+	int p;
+
+	if (ports < 0 || t[ports].type != J_ARR || t[ports].count == 0)
+		return strdup("");
+	if (!(f = open_memstream(&s, &len)))
+		return NULL;
+	p = ports + 1;
+	for (int k = 0; k < t[ports].count; k++, p = t[p].next) {
+		const char *addr = tok_text(t, jscan_get(t, p, "host_address"));
+		const char *proto = tok_text(t, jscan_get(t, p, "protocol"));
+
+		fputs(k ? ", " : "", f);
+		if (addr && *addr)
+			fprintf(f, strchr(addr, ':') ? "[%s]:" : "%s:", addr);
+		fprintf(f, "%s->%s/%s", tok_text(t, jscan_get(t, p, "host_port")) ?: "?",
+		        tok_text(t, jscan_get(t, p, "vm_port")) ?: "?", proto ?: "tcp");
+	}
+	fclose(f);
+	return s;
+}
+
+int print_vm_table_text(const char *body, size_t len)
+{
+	static const char *const head[] = {"NAME",    "ID",      "STATE", "VCPU",
+	                                   "MEM(MB)", "BACKEND", "PORTS"};
+	struct table t = {.ncols = sizeof(head) / sizeof(head[0])};
+	char *copy = malloc(len + 1);
+	struct jtok *tok = NULL;
+	int vms, v;
+
+	if (!copy)
+		return -1;
+	memcpy(copy, body, len);
+	copy[len] = '\0';
+	if (jscan(copy, len, &tok) < 0 || (vms = jscan_get(tok, 0, "vms")) < 0 ||
+	    tok[vms].type != J_ARR) {
+		free(tok);
+		free(copy);
+		return -1;
+	}
+	for (size_t i = 0; i < t.ncols; i++)
+		table_add_ref(&t, head[i]);
+	v = vms + 1;
+	for (int k = 0; k < tok[vms].count; k++, v = tok[v].next) {
+		const char *id = tok_text(tok, jscan_get(tok, v, "id"));
+
+		table_add_ref(&t, tok_text(tok, jscan_get(tok, v, "name")));
+		table_add(&t, id ? strndup(id, 8) : NULL);
+		table_add_ref(&t, tok_text(tok, jscan_get(tok, v, "state")));
+		table_add_ref(&t, tok_text(tok, jscan_get(tok, v, "vcpu")));
+		table_add_ref(&t, tok_text(tok, jscan_get(tok, v, "memory_mb")));
+		table_add_ref(&t, tok_text(tok, jscan_get(tok, v, "backend")));
+		table_add(&t, tok_ports(tok, jscan_get(tok, v, "ports")));
+	}
+	table_print(&t);
+	table_free(&t);
+	free(tok);
+	free(copy);
+	return 0;
 }
