@@ -622,7 +622,7 @@ static int cmd_list(struct cli *cli, const struct command *cmd, int argc, char *
 		if (resp.status < 200 || resp.status > 299)
 			r = report_refusal(cli, &resp);
 		else if (print_vm_table_text(resp.body, resp.len) < 0)
-			r = -1; /* not what jscan takes: json-c below */
+			r = -1; /* not what jscan takes: asked again, for json-c */
 		http_response_free(&resp);
 		if (r >= 0)
 			return r;

@@ -679,10 +679,17 @@ int http_request(struct http_client *c, const char *method, const char *path, co
 		r = 0;
 	else if (h.chunked)
 		r = chunked_body(c, &t, deadline);
-	else if (h.has_length)
+	else if (h.has_length) {
+		/* One allocation of the announced size, not a doubling series
+		 * (a list of 1000 VMs is 130 to 600 KB). */
+		if (!t.to_sink && h.length < (64u << 20) && (t.buf = malloc(h.length + 1))) {
+			t.cap = h.length + 1;
+			t.buf[0] = '\0';
+		}
 		r = body_bytes(c, &t, h.length, 0, deadline);
-	else
+	} else {
 		r = body_bytes(c, &t, 0, 1, deadline), h.close = 1;
+	}
 	if (r < 0)
 		goto fail;
 	if (h.close)

@@ -13,11 +13,10 @@
 enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
 
 struct jtok {
-	int type;
-	int next;    /* index of the token after this value (and its children) */
-	int count;   /* J_ARR, J_OBJ: members (an object's are key, value pairs) */
-	char *s;     /* J_STR: decoded, NUL-terminated; J_NUM, J_BOOL: its text */
-	size_t len;  /* length of s */
+	unsigned type : 8;
+	unsigned count : 24; /* J_ARR, J_OBJ: members (an object's are key, value pairs) */
+	int next;            /* index of the token after this value (and its children) */
+	char *s;             /* J_STR: decoded, NUL-terminated; J_NUM, J_BOOL: its text */
 };
 
 /* Tokenizes text (modified in place: strings are decoded where they are).

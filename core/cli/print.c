@@ -508,23 +508,17 @@ static char *tok_ports(const struct jtok *t, int ports)
 	return s;
 }
 
-int print_vm_table_text(const char *body, size_t len)
+int print_vm_table_text(char *body, size_t len)
 {
 	static const char *const head[] = {"NAME",    "ID",      "STATE", "VCPU",
 	                                   "MEM(MB)", "BACKEND", "PORTS"};
 	struct table t = {.ncols = sizeof(head) / sizeof(head[0])};
-	char *copy = malloc(len + 1);
 	struct jtok *tok = NULL;
 	int vms, v;
 
-	if (!copy)
-		return -1;
-	memcpy(copy, body, len);
-	copy[len] = '\0';
-	if (jscan(copy, len, &tok) < 0 || (vms = jscan_get(tok, 0, "vms")) < 0 ||
+	if (jscan(body, len, &tok) < 0 || (vms = jscan_get(tok, 0, "vms")) < 0 ||
 	    tok[vms].type != J_ARR) {
 		free(tok);
-		free(copy);
 		return -1;
 	}
 	for (size_t i = 0; i < t.ncols; i++)
@@ -544,6 +538,5 @@ int print_vm_table_text(const char *body, size_t len)
 	table_print(&t);
 	table_free(&t);
 	free(tok);
-	free(copy);
 	return 0;
 }
