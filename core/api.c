@@ -10,6 +10,7 @@
  * not sent its headers within API_HEADER_DEADLINE seconds is shut.
  */
 #include "api.h"
+#include "console.h"
 #include "daemon.h"
 #include "image.h"
 #include "jsonw.h"
@@ -34,6 +35,7 @@ struct conn {
 	int fd;
 	double since; /* when it started waiting for its (next) request's headers */
 	bool in_request;
+	bool upgraded; /* a console session: never swept as idle */
 	struct conn *prev, *next;
 };
 
@@ -47,6 +49,7 @@ struct api {
 	int n_conns, n_waiting, n_followers;
 	bool closing;
 	ev_timer sweep;
+	struct console_set *consoles;
 };
 
 struct req {
@@ -64,6 +67,7 @@ struct req {
 	size_t head_len, head_off;
 	uint64_t offset; /* in console.log, after head */
 	bool follow;
+	struct console_client *console; /* GET .../console: its place on the hub */
 };
 
 /* ---- responses ---- */
@@ -1077,6 +1081,101 @@ static enum MHD_Result vm_logs(struct api *a, struct req *q, struct cvmm_vm *vm)
 	return ret;
 }
 
+/* ---- console: an upgraded connection ---- */
+
+#define CONSOLE_PROTOCOL "cvmm-console"
+
+/* A console session holds its connection for as long as it likes: out of
+ * the idle sweep and the header-wait count for good. */
+static void conn_upgraded(struct api *a, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn *k = ci ? ci->socket_context : NULL;
+	if (!k)
+		return;
+	pthread_mutex_lock(&a->mu);
+	if (!k->in_request)
+		a->n_waiting--;
+	k->in_request = true;
+	k->upgraded = true;
+	pthread_mutex_unlock(&a->mu);
+}
+
+static void console_close(void *urh)
+{
+	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+/* On the connection's thread, once the 101 went out: the socket (or, over
+ * TLS, MHD's end of a socket pair it encrypts for us) is the console's. */
+static void console_upgraded(void *cls, struct MHD_Connection *connection, void *req_cls,
+			     const char *extra_in, size_t extra_in_size, MHD_socket sock,
+			     struct MHD_UpgradeResponseHandle *urh)
+{
+	struct req *q = cls;
+	/* Bytes sent before the 101 arrived are dropped: a client starts
+	 * typing once it has read the answer. */
+	(void)extra_in;
+	(void)extra_in_size;
+	conn_upgraded(q->api, connection);
+	console_attach(q->console, sock, console_close, urh);
+}
+
+static bool header_has(struct MHD_Connection *c, const char *key, const char *token)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, key);
+	return v && strcasestr(v, token);
+}
+
+static enum MHD_Result vm_console(struct api *a, struct req *q, struct cvmm_vm *vm)
+{
+	const char *ro = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "readonly");
+	bool writer = !(ro && (!strcmp(ro, "1") || !strcmp(ro, "true")));
+	char err[512], sock[600], name[128], id[64];
+
+	if (!header_has(q->conn, "Connection", "upgrade") ||
+	    !header_has(q->conn, "Upgrade", CONSOLE_PROTOCOL))
+		return send_error(q->conn, 400,
+				  "the console is an upgraded connection: send \"Connection: Upgrade\" "
+				  "and \"Upgrade: " CONSOLE_PROTOCOL "\" (cvmm console VM does)");
+	vm_lock(vm);
+	enum vm_state st = vm->state;
+	bool gone = vm->gone;
+	str_copy(name, sizeof(name), vm->name);
+	str_copy(id, sizeof(id), vm->id);
+	snprintf(sock, sizeof(sock), "%s/console.sock", vm->run_dir);
+	vm_unlock(vm);
+	if (gone || st != VM_RUNNING)
+		return send_error(q->conn, 409, "VM '%s' is not running (state %s): its console "
+				  "exists while it runs (cvmm logs VM shows what it printed)",
+				  name, vm_state_name(st));
+	pthread_mutex_lock(&a->mu);
+	bool full = a->n_followers >= API_MAX_FOLLOWERS;
+	if (!full)
+		a->n_followers++;
+	pthread_mutex_unlock(&a->mu);
+	if (full)
+		return send_error(q->conn, 503, "too many log followers and console clients (%d): "
+				  "try again later", API_MAX_FOLLOWERS);
+	q->follower = true;
+	int r = console_reserve(a->consoles, id, sock, writer, &q->console, err, sizeof(err));
+	if (r == -EBUSY)
+		return send_error(q->conn, 409, "VM '%s': %s", name, err);
+	if (r == -ENOENT)
+		return send_error(q->conn, 409, "VM '%s' has no console socket (%s); a VM started "
+				  "before cvmm had interactive consoles gets one at its next start",
+				  name, err);
+	if (r < 0)
+		return send_error(q->conn, status_for(r), "VM '%s': console: %s", name, err);
+	/* The session may stay quiet for hours. */
+	MHD_set_connection_option(q->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0);
+	struct MHD_Response *resp = MHD_create_response_for_upgrade(console_upgraded, q);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, CONSOLE_PROTOCOL);
+	enum MHD_Result ret = MHD_queue_response(q->conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 /* ---- dispatch ---- */
 
 static enum MHD_Result route_vm(struct api *a, struct req *q, struct cvmm_vm *vm, const char *sub,
@@ -1096,6 +1195,9 @@ static enum MHD_Result route_vm(struct api *a, struct req *q, struct cvmm_vm *vm
 			   : send_error(q->conn, 405, "%s %s: use GET", method, url);
 	if (!strcmp(sub, "logs"))
 		return get ? vm_logs(a, q, vm) : send_error(q->conn, 405, "%s %s: use GET", method, url);
+	if (!strcmp(sub, "console"))
+		return get ? vm_console(a, q, vm)
+			   : send_error(q->conn, 405, "%s %s: use GET", method, url);
 	if (!strcmp(sub, "start") || !strcmp(sub, "stop") || !strcmp(sub, "restart") ||
 	    !strcmp(sub, "kill"))
 		return post ? vm_action(a, q, vm, sub)
@@ -1184,7 +1286,7 @@ static void conn_mark(struct api *a, struct MHD_Connection *c, bool in_request)
 	if (!k)
 		return;
 	pthread_mutex_lock(&a->mu);
-	if (k->in_request != in_request) {
+	if (!k->upgraded && k->in_request != in_request) {
 		k->in_request = in_request;
 		a->n_waiting += in_request ? -1 : 1;
 		k->since = now_mono();
@@ -1249,6 +1351,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		a->n_followers--;
 		pthread_mutex_unlock(&a->mu);
 	}
+	console_release(q->console);
 	vm_unref(q->vm);
 	free(q->body);
 	free(q->head);
@@ -1326,7 +1429,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	pthread_mutex_unlock(&a->mu);
 }
 
-static int listen_unix(const char *path, char *err, size_t errlen)
+static int listen_unix(const char *path, const struct cvmm_config *cfg, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -1360,10 +1463,20 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 	mode_t old = umask(0117);
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
+	if (r < 0 || chmod(path, cfg->unix_sock_mode) < 0 || listen(fd, SOMAXCONN) < 0) {
 		int e = errno;
 		snprintf(err, errlen, "address: cannot listen on %s: %s", path, strerror(e));
 		close(fd);
+		return -e;
+	}
+	/* libvirt's unix_sock_group: that group's members may use the API
+	 * without being root (and without a token when auth is off). */
+	if (cfg->unix_sock_gid >= 0 && chown(path, (uid_t)-1, (gid_t)cfg->unix_sock_gid) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "cvm.unix_sock_group: cannot give %s to group %ld: %s", path,
+		         cfg->unix_sock_gid, strerror(e));
+		close(fd);
+		unlink(path);
 		return -e;
 	}
 	return fd;
@@ -1422,7 +1535,7 @@ int api_open(struct cvmm_daemon *d, char *err, size_t errlen)
 	pthread_mutex_init(&a->mu, NULL);
 	const char *addr = d->cfg->address;
 	if (!strncmp(addr, "unix:", 5)) {
-		a->listen_fd = listen_unix(addr + 5, err, errlen);
+		a->listen_fd = listen_unix(addr + 5, d->cfg, err, errlen);
 		str_copy(a->sock_path, sizeof(a->sock_path), addr + 5);
 	} else if (!strncmp(addr, "tcp:", 4)) {
 		a->listen_fd = listen_tcp(addr + 4, err, errlen);
@@ -1437,16 +1550,34 @@ int api_open(struct cvmm_daemon *d, char *err, size_t errlen)
 		return r;
 	}
 	raise_fd_limit();
-	/* Blocking accepts on the listener are MHD's business from here. */
-	a->mhd = MHD_start_daemon(
-		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC, 0, NULL,
-		NULL, handler, a, MHD_OPTION_LISTEN_SOCKET, a->listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
-		completed, a, MHD_OPTION_NOTIFY_CONNECTION, notify_conn, a,
+	/* The config refused certificates on a unix socket and plain TCP off
+	 * loopback: TLS here is exactly "a certificate was configured". */
+	bool tls = d->cfg->tls_cert_pem != NULL;
+	if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		snprintf(err, errlen, "cvm.tls_cert: this libmicrohttpd was built without TLS");
+		close(a->listen_fd);
+		pthread_mutex_destroy(&a->mu);
+		free(a);
+		return -ENOTSUP;
+	}
+	/* Blocking accepts on the listener are MHD's business from here. The
+	 * two TLS options come last so that plain HTTP passes them as the
+	 * end of the list (NULL tls: MHD_OPTION_END). */
+	a->consoles = console_set_new();
+	a->mhd = a->consoles ? MHD_start_daemon(
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC |
+			MHD_ALLOW_UPGRADE | (tls ? MHD_USE_TLS : 0),
+		0, NULL, NULL, handler, a, MHD_OPTION_LISTEN_SOCKET, a->listen_fd,
+		MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_NOTIFY_CONNECTION, notify_conn, a,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_THREAD_STACK_SIZE,
-		(size_t)(512 * 1024), MHD_OPTION_END);
+		(size_t)(512 * 1024),
+		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, d->cfg->tls_cert_pem,
+		MHD_OPTION_HTTPS_MEM_KEY, d->cfg->tls_key_pem, MHD_OPTION_END) : NULL;
 	if (!a->mhd) {
-		snprintf(err, errlen, "cannot start the HTTP server on %s", addr);
+		console_set_free(a->consoles);
+		snprintf(err, errlen, "cannot start the HTTP server on %s%s", addr,
+		         tls ? " with TLS (cvm.tls_cert, cvm.tls_key)" : "");
 		close(a->listen_fd);
 		pthread_mutex_destroy(&a->mu);
 		free(a);
@@ -1456,7 +1587,7 @@ int api_open(struct cvmm_daemon *d, char *err, size_t errlen)
 	a->sweep.data = a;
 	ev_timer_start(d->loop, &a->sweep);
 	d->api = a;
-	log_info("API listening on %s", addr);
+	log_info("API listening on %s%s", addr, tls ? " (TLS)" : "");
 	return 0;
 }
 
@@ -1472,7 +1603,10 @@ void api_close(struct cvmm_daemon *d)
 		if (!k->in_request && k->fd >= 0)
 			shutdown(k->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&a->mu);
+	/* Console sessions first: MHD cannot stop under upgraded connections. */
+	console_set_close(a->consoles);
 	MHD_stop_daemon(a->mhd);
+	console_set_free(a->consoles);
 	close(a->listen_fd);
 	if (a->sock_path[0])
 		unlink(a->sock_path);

@@ -12,6 +12,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -522,6 +525,7 @@ static const char *const cvm_keys[] = {
     "backend",      "max_allocable_vcpu", "max_allocable_memory_in_mb", "hook_timeout",
     "cid_start",    "cid_pool_size",      "networking",
     "port_mapping", "auto_restart",       "gpu",
+    "tls_cert",     "tls_key",            "unix_sock_group", "unix_sock_mode",
     NULL,
 };
 static const char *const pm_keys[] = {"enabled", "address", "range", NULL};
@@ -742,6 +746,147 @@ static int load_auto_restart(struct loader *L, const config_setting_t *cvm)
 	return 0;
 }
 
+/* ---- the listener: TLS, socket group and mode -------------------------------- */
+
+static int read_text(const char *path, char **out);
+
+/* 127.0.0.0/8 or ::1 (also as ::ffff:127.x.y.z): plain HTTP is acceptable only
+ * where no one else can see the token go by. addr is a checked "tcp:" value. */
+static bool tcp_is_loopback(const char *hp)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (hp[0] == '[') {
+		size_t n = strcspn(hp + 1, "]");
+
+		snprintf(host, sizeof(host), "%.*s", (int)n, hp + 1);
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return false;
+		if (IN6_IS_ADDR_LOOPBACK(&a6))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+	}
+	snprintf(host, sizeof(host), "%.*s", (int)strcspn(hp, ":"), hp);
+	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* Reads a PEM file named by key into *pem; the error names the key. */
+static int read_pem(struct loader *L, const config_setting_t *s, const char *path, char **pem)
+{
+	int rc = read_text(path, pem);
+
+	if (rc == -ENOMEM)
+		return oom(L);
+	if (rc < 0)
+		return fail(L, s, "cannot read %s: %s", path, strerror(-rc));
+	return 0;
+}
+
+/* The certificate chain and key must load into GnuTLS together (which also
+ * checks that the key belongs to the certificate), as libmicrohttpd will. */
+static int check_tls_pair(struct loader *L, const config_setting_t *cert_s,
+                          const config_setting_t *key_s)
+{
+	struct cvmm_config *c = L->c;
+	gnutls_certificate_credentials_t cred;
+	gnutls_datum_t cert = {(unsigned char *)c->tls_cert_pem, (unsigned)strlen(c->tls_cert_pem)};
+	gnutls_datum_t key = {(unsigned char *)c->tls_key_pem, (unsigned)strlen(c->tls_key_pem)};
+	gnutls_x509_crt_t crt;
+	int r;
+
+	if (gnutls_certificate_allocate_credentials(&cred) < 0)
+		return oom(L);
+	r = gnutls_certificate_set_x509_key_mem2(cred, &cert, &key, GNUTLS_X509_FMT_PEM, NULL, 0);
+	gnutls_certificate_free_credentials(cred);
+	if (r >= 0)
+		return 0;
+	/* Which of the two is wrong: the certificate alone tells. */
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return oom(L);
+	if (gnutls_x509_crt_import(crt, &cert, GNUTLS_X509_FMT_PEM) < 0) {
+		gnutls_x509_crt_deinit(crt);
+		return fail(L, cert_s, "%s is not a PEM certificate", c->tls_cert);
+	}
+	gnutls_x509_crt_deinit(crt);
+	if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH)
+		return fail(L, key_s, "%s is not the key of the certificate %s (cvm.tls_cert)",
+		            c->tls_key, c->tls_cert);
+	return fail(L, key_s, "%s is not a usable PEM private key: %s", c->tls_key,
+	            gnutls_strerror(r));
+}
+
+static int load_listener(struct loader *L, const config_setting_t *root,
+                         const config_setting_t *cvm)
+{
+	struct cvmm_config *c = L->c;
+	config_setting_t *cert_s = member(cvm, "tls_cert"), *key_s = member(cvm, "tls_key");
+	config_setting_t *group_s = member(cvm, "unix_sock_group");
+	config_setting_t *mode_s = member(cvm, "unix_sock_mode");
+	bool tcp = !strncmp(c->address, "tcp:", 4);
+	const char *v;
+	int rc;
+
+	c->unix_sock_gid = -1;
+	c->unix_sock_mode = 0660;
+	if ((group_s || mode_s) && tcp)
+		return fail(L, group_s ?: mode_s,
+		            "applies to a unix socket, but address is \"%s\"", c->address);
+	if (group_s) {
+		struct group *gr;
+		char *end;
+		long gid;
+
+		if ((rc = check_string(L, group_s, false, &v)) < 0)
+			return rc;
+		errno = 0;
+		gid = strtol(v, &end, 10);
+		if (!*end && !errno && gid >= 0 && gid < INT32_MAX) {
+			c->unix_sock_gid = gid;
+		} else if ((gr = getgrnam(v))) {
+			c->unix_sock_gid = gr->gr_gid;
+		} else {
+			return fail(L, group_s, "no such group \"%s\"", v);
+		}
+	}
+	if (mode_s) {
+		char *end;
+		long mode;
+
+		if ((rc = check_string(L, mode_s, false, &v)) < 0)
+			return rc;
+		mode = strtol(v, &end, 8);
+		if (*end || mode < 0 || mode > 0777)
+			return fail(L, mode_s, "must be an octal mode from \"0000\" to \"0777\", got \"%s\"",
+			            v);
+		c->unix_sock_mode = (unsigned)mode;
+	}
+
+	if (!cert_s != !key_s)
+		return fail_child(L, cvm, cert_s ? "tls_key" : "tls_cert",
+		                  "missing: cvm.tls_cert and cvm.tls_key go together");
+	if (cert_s && !tcp)
+		return fail(L, cert_s, "TLS is for a tcp: address, but address is \"%s\"",
+		            c->address);
+	if (!cert_s) {
+		if (tcp && !tcp_is_loopback(c->address + 4))
+			return fail(L, member(root, "address"),
+			            "plain HTTP is accepted only on a loopback address (127.0.0.0/8, "
+			            "[::1]): the token would cross the network in clear; set "
+			            "cvm.tls_cert and cvm.tls_key for TLS, got \"%s\"",
+			            c->address);
+		return 0;
+	}
+	if ((rc = check_string(L, cert_s, false, &v)) < 0 || (rc = set_path(L, &c->tls_cert, v)) < 0 ||
+	    (rc = check_string(L, key_s, false, &v)) < 0 || (rc = set_path(L, &c->tls_key, v)) < 0)
+		return rc;
+	if ((rc = read_pem(L, cert_s, c->tls_cert, &c->tls_cert_pem)) < 0 ||
+	    (rc = read_pem(L, key_s, c->tls_key, &c->tls_key_pem)) < 0)
+		return rc;
+	return check_tls_pair(L, cert_s, key_s);
+}
+
 static int load_cvm(struct loader *L, const config_setting_t *root)
 {
 	struct cvmm_config *c = L->c;
@@ -792,7 +937,7 @@ static int load_cvm(struct loader *L, const config_setting_t *root)
 	c->cid_pool_size = (uint32_t)size;
 
 	if ((rc = load_networking(L, cvm)) < 0 || (rc = load_port_mapping(L, cvm)) < 0 ||
-	    (rc = load_auto_restart(L, cvm)) < 0)
+	    (rc = load_auto_restart(L, cvm)) < 0 || (rc = load_listener(L, root, cvm)) < 0)
 		return rc;
 	/* Owned by the GPU plugin (the registry refuses it while none reads it). */
 	return opt_group(L, cvm, "gpu", &gpu) < 0 ? -EINVAL : 0;
@@ -1263,6 +1408,12 @@ void config_free(struct cvmm_config *c)
 	free(c->default_backend);
 	free(c->net_mode);
 	free(c->pm_address);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_cert_pem);
+	if (c->tls_key_pem)
+		explicit_bzero(c->tls_key_pem, strlen(c->tls_key_pem));
+	free(c->tls_key_pem);
 	for (i = 0; i < CVMM_MAX_TOKENS; i++) {
 		if (c->tokens[i])
 			explicit_bzero(c->tokens[i], strlen(c->tokens[i]));

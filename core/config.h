@@ -66,6 +66,16 @@ struct cvmm_config {
 	double ar_max_backoff;     /* default 60 s */
 	double ar_reset_window;    /* default 300 s: running this long resets the count */
 
+	/* cvm.tls_cert, cvm.tls_key: the TCP listener speaks TLS (both or
+	 * neither; plain TCP only on a loopback address). Paths made absolute,
+	 * and the PEM texts read at load. */
+	char *tls_cert, *tls_key;
+	char *tls_cert_pem, *tls_key_pem;
+	/* cvm.unix_sock_group (name or gid; -1: the daemon's own) and
+	 * cvm.unix_sock_mode (default 0660), applied to the socket at bind. */
+	long unix_sock_gid;
+	unsigned unix_sock_mode;
+
 	/* auth */
 	bool auth_enabled;
 	int n_tokens;

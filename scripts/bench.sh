@@ -13,7 +13,7 @@
 #                     each (`cvmm create --no-start`, latency); the rest go
 #                     through one keep-alive curl session (throughput)
 #   N_BOOT [9]        boot-to-console runs for cvmm and for direct QEMU each
-#                     (alternating)
+#                     (alternating); 0 skips the boot part (no guest boots)
 #   IMAGE_DIR [/var/lib/cvmm/images]   where image "tiny" lives
 #   BUILD [<repo>/build]               cvmmd, cvmm, plugins/*.so
 #   BENCH_USER [cvmm-bench]  unprivileged user the libvirt session daemon runs
@@ -422,20 +422,43 @@ CV_LIST_LINES=$("$CVMM" --socket "$SOCK" list 2>/dev/null | wc -l)
 CV_JSON_BYTES=$("$CVMM" --socket "$SOCK" --json list 2>/dev/null | wc -c)
 CV_API_BYTES=$(curl -s --unix-socket "$SOCK" http://cvmm/v1/vms | wc -c)
 LV_LIST_LINES=$("${VIRSH[@]}" list --all 2>/dev/null | wc -l)
-for s in cvmm_list cvmm_json_list curl_get_vms virsh_list virsh_list_name; do : >"$SAMPLES/$s"; done
+# The floor a CLI is measured against: a C program that only starts and exits
+# (dynamically linked against libc, as the CLI is).
+printf 'int main(void) { return 0; }\n' >"$W/null.c"
+cc -O2 -o "$W/bin/null" "$W/null.c" || die "cannot compile $W/null.c"
+ONE_VM=$(vmname 1)
+CV_INFO_OK=$("$CVMM" --socket "$SOCK" info "$ONE_VM" >/dev/null 2>&1 && echo yes || echo NO)
+LV_INFO_OK=$("${VIRSH[@]}" dominfo "$ONE_VM" >/dev/null 2>&1 && echo yes || echo NO)
+LIST_SAMPLES="cvmm_list cvmm_json_list curl_get_vms virsh_list virsh_list_name cvmm_info virsh_dominfo null_c"
+for s in $LIST_SAMPLES; do : >"$SAMPLES/$s"; done
 # one round = one run of each command, so background noise hits all alike
 for ((r = 0; r < N_LIST; r++)); do
-	for s in cvmm_list cvmm_json_list curl_get_vms virsh_list virsh_list_name; do
+	for s in $LIST_SAMPLES; do
 		case $s in
 		cvmm_list) time_n "$s" 1 "$CVMM" --socket "$SOCK" list ;;
 		cvmm_json_list) time_n "$s" 1 "$CVMM" --socket "$SOCK" --json list ;;
 		curl_get_vms) time_n "$s" 1 curl -s --unix-socket "$SOCK" http://cvmm/v1/vms ;;
 		virsh_list) time_as_bench "$s" virsh -c qemu:///session list --all ;;
 		virsh_list_name) time_as_bench "$s" virsh -c qemu:///session list --all --name ;;
+		cvmm_info) time_n "$s" 1 "$CVMM" --socket "$SOCK" info "$ONE_VM" ;;
+		virsh_dominfo) time_as_bench "$s" virsh -c qemu:///session dominfo "$ONE_VM" ;;
+		null_c) time_n "$s" 1 "$W/bin/null" ;;
 		esac
 	done
 done
 check_cvmmd "list"
+# The client's own CPU time (perf stat task-clock, mean of N_LIST runs): what
+# the process costs, apart from waiting for a CPU or for the daemon.
+task_clock() { # CMD... -> ms
+	perf stat -x, -e task-clock -r "$N_LIST" "$@" 2>&1 >/dev/null | awk -F, '/task-clock/ {printf "%.2f", $1}'
+}
+if command -v perf >/dev/null 2>&1; then
+	CPU_NULL=$(task_clock "$W/bin/null")
+	CPU_INFO=$(task_clock "$CVMM" --socket "$SOCK" info "$ONE_VM")
+	CPU_LIST=$(task_clock "$CVMM" --socket "$SOCK" list)
+	CPU_DOMINFO=$(as_bench perf stat -x, -e task-clock -r "$N_LIST" virsh -c qemu:///session dominfo "$ONE_VM" 2>&1 >/dev/null | awk -F, '/task-clock/ {printf "%.2f", $1}')
+	CPU_VLIST=$(as_bench perf stat -x, -e task-clock -r "$N_LIST" virsh -c qemu:///session list --all 2>&1 >/dev/null | awk -F, '/task-clock/ {printf "%.2f", $1}')
+fi
 # fork/exec floor of the harness itself, for reading the small numbers
 time_n true_floor "$N_LIST" /bin/true
 time_n cvmm_version_floor "$N_LIST" "$CVMM" --version
@@ -471,6 +494,11 @@ LIBVIRTD_PID=
 
 # ---- 3. boot to console line ----------------------------------------------------------------
 
+for f in boot_cvmm boot_direct boot_pairs boot_cvmm_cpu boot_cvmm_runq boot_direct_cpu \
+	boot_direct_runq; do : >"$SAMPLES/$f"; done
+touch "$W/argv.direct"
+FOREIGN_BEFORE=- FOREIGN_AFTER=- CV_EVENTS=-
+if ((N_BOOT > 0)); then
 say "boot: warm-up start of boot-vm through cvmm"
 "$CVMM" --socket "$SOCK" create boot-vm --image tiny --no-start >/dev/null 2>"$CV/boot-create.err" ||
 	die "cvmm create boot-vm failed: $(cat "$CV/boot-create.err")"
@@ -601,6 +629,7 @@ for ((r = 0; r < N_BOOT; r++)); do
 	[ -n "$vc" ] && [ -n "$vd" ] && echo "$vc $vd" >>"$SAMPLES/boot_pairs"
 done
 FOREIGN_AFTER=$(foreign_qemus)
+fi
 check_cvmmd "boot"
 CV_EVENTS=$("$CVMM" --socket "$SOCK" --json info boot-vm 2>/dev/null | jq -c '{state, restarts, reason}')
 
@@ -628,6 +657,20 @@ per_vm() { awk -v a="$1" -v b="$2" -v n="$N_VMS" 'BEGIN { printf "%.2f KiB", (b 
 yesno() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
 	ok = (op == ">=") ? (v >= t) : (v <= t); print ok ? "**met**" : "**NOT met**" }'; }
 list_ratio=$(ratio "$m_cl" "$m_vl")
+m_ci=$(med cvmm_info)
+m_vi=$(med virsh_dominfo)
+m_nc=$(med null_c)
+info_ratio=$(ratio "$m_ci" "$m_vi")
+info_over=$(awk -v a="$m_ci" -v b="$m_nc" 'BEGIN { printf "%.1f", a - b }')
+# the same, paired: cvmm info minus the C program of the same round, so that
+# a slow moment of the host hits both
+paste "$SAMPLES/cvmm_info" "$SAMPLES/null_c" | awk '{printf "%.3f\n", $1 - $2}' >"$SAMPLES/info_minus_null"
+paste "$SAMPLES/virsh_dominfo" "$SAMPLES/cvmm_info" | awk '$2 > 0 {printf "%.3f\n", $1 / $2}' >"$SAMPLES/dominfo_over_info"
+paste "$SAMPLES/virsh_list" "$SAMPLES/cvmm_list" | awk '$2 > 0 {printf "%.3f\n", $1 / $2}' >"$SAMPLES/vlist_over_list"
+m_pair_over=$(med info_minus_null)
+m_pair_info=$(med dominfo_over_info)
+m_pair_list=$(med vlist_over_list)
+CVMM_LIBS=$(ldd "$CVMM" | grep -c '=>')
 json_ratio=$(ratio "$m_cj" "$m_vl")
 rss_frac=$(awk -v c="$CV_RSS1" -v l="$LV_RSS1" 'BEGIN { printf "%.3f", c / l }')
 pss_frac=$(awk -v c="$CV_PSS1" -v l="$LV_PSS1" 'BEGIN { printf "%.3f", c / l }')
@@ -657,7 +700,11 @@ the user switch is not counted); fork+exec of /bin/true here: $(fmt_stats true_f
 | 1 | define, per request on that connection | $(fmt_stats cvmm_create_keepalive) | | | |
 | 1 | define, one CLI call each | \`cvmm create --no-start\` ×${N_CLI}: $(fmt_stats cvmm_create_cli) | | | |
 | 1 | defined count / list lines | ${CV_COUNT} VMs / ${CV_LIST_LINES} lines | ${LV_COUNT} domains / ${LV_LIST_LINES} lines | | |
-| 1 | **\`cvmm list\` vs \`virsh list --all\`** | $(fmt_stats cvmm_list) | $(fmt_stats virsh_list) | **${list_ratio}×** | ≥ 10× $(yesno "$list_ratio" ">=" 10) |
+| 1 | **\`cvmm list\` vs \`virsh list --all\`** | $(fmt_stats cvmm_list) | $(fmt_stats virsh_list) | **${list_ratio}×** | ≥ 15× $(yesno "$list_ratio" ">=" 15) |
+| 1 | **\`cvmm info\` vs \`virsh dominfo\`** (one VM of ${N_VMS}; answered: ${CV_INFO_OK} / ${LV_INFO_OK}) | $(fmt_stats cvmm_info) | $(fmt_stats virsh_dominfo) | **${info_ratio}×** | ≥ 10× $(yesno "$info_ratio" ">=" 10) |
+| 1 | same two, paired within each round (median of the per-round ratios) | | | list **${m_pair_list}×**, info **${m_pair_info}×** | |
+| 1 | **\`cvmm info\` − a C program that only starts and exits** | $(fmt_stats null_c) for the C program: cvmm info takes **${info_over} ms** more (medians; paired within rounds: ${m_pair_over} ms); the CLI maps ${CVMM_LIBS} shared object(s) | | | ≤ 3 ms $(yesno "$info_over" "<=" 3) |
+| 1 | CPU time of the process itself (perf stat task-clock, mean of ${N_LIST}) | C program ${CPU_NULL:-?} ms, \`cvmm info\` ${CPU_INFO:-?} ms, \`cvmm list\` ${CPU_LIST:-?} ms | \`virsh dominfo\` ${CPU_DOMINFO:-?} ms, \`virsh list --all\` ${CPU_VLIST:-?} ms | | |
 | 1 | \`cvmm --json list\` (${CV_JSON_BYTES} B) vs \`virsh list --all\` | $(fmt_stats cvmm_json_list) | $(fmt_stats virsh_list) | ${json_ratio}× | ≥ 10× $(yesno "$json_ratio" ">=" 10) |
 | 1 | daemon share: \`GET /v1/vms\` ×${N_LIST} on one keep-alive connection | $(fmt_stats get_keepalive); daemon CPU ${CV_GET_CPU} ms per GET | | | |
 | 1 | reference: raw \`GET /v1/vms\` via curl (${CV_API_BYTES} B) vs \`virsh list --all --name\` | $(fmt_stats curl_get_vms) | $(fmt_stats virsh_list_name) | $(ratio "$m_cu" "$m_vn")× | |
@@ -678,7 +725,7 @@ After the boot runs: cvmmd RSS $(mb "$CV_RSS2"), PSS $(mb "$CV_PSS2"), ${CV_THRE
 boot-vm $CV_EVENTS; ${CV_ERRS} warning/error lines in the cvmmd log.
 
 Raw samples (ms):
-$(for s in cvmm_list cvmm_json_list curl_get_vms get_keepalive virsh_list virsh_list_name boot_cvmm boot_direct boot_cvmm_cpu boot_direct_cpu boot_cvmm_runq boot_direct_runq; do printf -- '- %s: %s\n' "$s" "$(tr '\n' ' ' <"$SAMPLES/$s")"; done)
+$(for s in cvmm_list cvmm_json_list curl_get_vms get_keepalive virsh_list virsh_list_name cvmm_info virsh_dominfo null_c boot_cvmm boot_direct boot_cvmm_cpu boot_direct_cpu boot_cvmm_runq boot_direct_runq; do printf -- '- %s: %s\n' "$s" "$(tr '\n' ' ' <"$SAMPLES/$s")"; done)
 
 ### Commands used
 
@@ -691,6 +738,8 @@ curl -s -K $CURLCFG   # $N_CURL blocks, one connection, separated by "next":
 #   data = "{\"name\": \"bench-NNNN\", \"image\": \"tiny\", \"start\": false}"; next
 $CVMM --socket $SOCK list
 $CVMM --socket $SOCK --json list
+$CVMM --socket $SOCK info $ONE_VM
+$W/bin/null      # cc -O2 of "int main(void) { return 0; }"
 curl -s --unix-socket $SOCK http://cvmm/v1/vms
 curl -s -K $CV/get.curl    # ${N_LIST}× GET /v1/vms, one connection, -w %{time_total}
 
@@ -702,6 +751,7 @@ virsh -c qemu:///session domcapabilities      # timed apart (libvirtd probes QEM
 virsh -c qemu:///session -q < $VCMDS    # $N_VMS lines "define $LV/xml/bench-NNNN.xml"
 virsh -c qemu:///session list --all
 virsh -c qemu:///session list --all --name
+virsh -c qemu:///session dominfo $ONE_VM
 (each virsh as: setpriv --reuid=$BENCH_USER ... env -i <the XDG vars> bash -c 't0=...; virsh ...; t1=...')
 
 # memory

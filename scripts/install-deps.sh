@@ -15,7 +15,7 @@ set -eu
 PACKAGES="
 build-essential cmake pkg-config
 libev-dev libconfig-dev libjson-c-dev libmicrohttpd-dev libcunit1-dev
-libcurl4-openssl-dev
+libcurl4-openssl-dev libgnutls28-dev openssl
 qemu-system-x86 qemu-utils passt ovmf
 busybox-static cpio gzip zstd xz-utils kmod
 socat jq curl iproute2 procps psmisc python3 python3-libvirt strace

@@ -1,18 +1,22 @@
 /*
- * envcrypt: see envcrypt.h. OpenSSL's libcrypto does X25519 and AES-GCM.
+ * envcrypt: see envcrypt.h. OpenSSL's libcrypto does X25519 and AES-GCM,
+ * loaded with dlopen() when --env-file is used: every other command of the
+ * CLI would otherwise pay for mapping and relocating it (README "A fast
+ * CLI"). The header gives the types and constants.
  */
 #include "envcrypt.h"
 
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 static void hex(const uint8_t *b, size_t n, char *out)
 {
@@ -24,10 +28,54 @@ static void hex(const uint8_t *b, size_t n, char *out)
 	out[2 * n] = 0;
 }
 
+#define CRYPTO_FNS(X)                                                                      \
+	X(EVP_PKEY_new_raw_public_key)                                                     \
+	X(EVP_PKEY_CTX_new_id)                                                             \
+	X(EVP_PKEY_keygen_init)                                                            \
+	X(EVP_PKEY_keygen)                                                                 \
+	X(EVP_PKEY_get_raw_public_key)                                                     \
+	X(EVP_PKEY_CTX_new)                                                                \
+	X(EVP_PKEY_derive_init)                                                            \
+	X(EVP_PKEY_derive_set_peer)                                                        \
+	X(EVP_PKEY_derive)                                                                 \
+	X(EVP_CIPHER_CTX_new)                                                              \
+	X(EVP_EncryptInit_ex)                                                              \
+	X(EVP_aes_256_gcm)                                                                 \
+	X(EVP_CIPHER_CTX_ctrl)                                                             \
+	X(EVP_EncryptUpdate)                                                               \
+	X(EVP_EncryptFinal_ex)                                                             \
+	X(EVP_CIPHER_CTX_free)                                                             \
+	X(EVP_PKEY_CTX_free)                                                               \
+	X(EVP_PKEY_free)
+
+#define CRYPTO_DECL(f) static __typeof__(f) *p_##f;
+CRYPTO_FNS(CRYPTO_DECL)
+
+static int load_crypto(char *err, size_t errlen)
+{
+	static void *h;
+	if (h)
+		return 0;
+	void *l = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+	if (!l) {
+		snprintf(err, errlen, "--env-file needs OpenSSL's libcrypto (libssl3): %s", dlerror());
+		return -ENOENT;
+	}
+#define CRYPTO_SYM(f)                                                                      \
+	if (!(*(void **)&p_##f = dlsym(l, #f))) {                                          \
+		snprintf(err, errlen, "libcrypto.so.3 has no %s", #f);                      \
+		dlclose(l);                                                                \
+		return -ENOENT;                                                            \
+	}
+	CRYPTO_FNS(CRYPTO_SYM)
+	h = l;
+	return 0;
+}
+
 int env_random_hex(size_t n, char *out)
 {
 	uint8_t b[64];
-	if (n > sizeof(b) || RAND_bytes(b, (int)n) != 1)
+	if (n > sizeof(b) || getrandom(b, n, 0) != (ssize_t)n)
 		return -EIO;
 	hex(b, n, out);
 	return 0;
@@ -109,22 +157,27 @@ int env_encrypt(const uint8_t pub[32], const char *plain, size_t len, char **hex
 	int r = -EIO, k;
 	if (!out)
 		return -ENOMEM;
-	if (!(peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pub, 32)) ||
-	    !(gen = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL)) || EVP_PKEY_keygen_init(gen) <= 0 ||
-	    EVP_PKEY_keygen(gen, &mine) <= 0 || EVP_PKEY_get_raw_public_key(mine, eph, &el) <= 0 ||
-	    !(kx = EVP_PKEY_CTX_new(mine, NULL)) || EVP_PKEY_derive_init(kx) <= 0 ||
-	    EVP_PKEY_derive_set_peer(kx, peer) <= 0 || EVP_PKEY_derive(kx, shared, &sl) <= 0 ||
+	if ((r = load_crypto(err, errlen)) < 0) {
+		free(out);
+		return r;
+	}
+	r = -EIO;
+	if (!(peer = p_EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pub, 32)) ||
+	    !(gen = p_EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL)) || p_EVP_PKEY_keygen_init(gen) <= 0 ||
+	    p_EVP_PKEY_keygen(gen, &mine) <= 0 || p_EVP_PKEY_get_raw_public_key(mine, eph, &el) <= 0 ||
+	    !(kx = p_EVP_PKEY_CTX_new(mine, NULL)) || p_EVP_PKEY_derive_init(kx) <= 0 ||
+	    p_EVP_PKEY_derive_set_peer(kx, peer) <= 0 || p_EVP_PKEY_derive(kx, shared, &sl) <= 0 ||
 	    sl != 32) {
 		snprintf(err, errlen, "X25519 key agreement with the KMS key failed");
 		goto out;
 	}
-	if (RAND_bytes(iv, sizeof(iv)) != 1 || !(c = EVP_CIPHER_CTX_new()) ||
-	    EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, sizeof(iv), NULL) != 1 ||
-	    EVP_EncryptInit_ex(c, NULL, NULL, shared, iv) != 1 ||
-	    EVP_EncryptUpdate(c, out + 44, &k, (const uint8_t *)plain, (int)len) != 1 ||
-	    EVP_EncryptFinal_ex(c, out + 44 + k, &k) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, sizeof(tag), tag) != 1) {
+	if (getrandom(iv, sizeof(iv), 0) != (ssize_t)sizeof(iv) || !(c = p_EVP_CIPHER_CTX_new()) ||
+	    p_EVP_EncryptInit_ex(c, p_EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+	    p_EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, sizeof(iv), NULL) != 1 ||
+	    p_EVP_EncryptInit_ex(c, NULL, NULL, shared, iv) != 1 ||
+	    p_EVP_EncryptUpdate(c, out + 44, &k, (const uint8_t *)plain, (int)len) != 1 ||
+	    p_EVP_EncryptFinal_ex(c, out + 44 + k, &k) != 1 ||
+	    p_EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, sizeof(tag), tag) != 1) {
 		snprintf(err, errlen, "AES-256-GCM encryption failed");
 		goto out;
 	}
@@ -139,12 +192,12 @@ int env_encrypt(const uint8_t pub[32], const char *plain, size_t len, char **hex
 	hex(out, 60 + len, *hexout);
 	r = 0;
 out:
-	OPENSSL_cleanse(shared, sizeof(shared));
+	explicit_bzero(shared, sizeof(shared));
 	free(out);
-	EVP_CIPHER_CTX_free(c);
-	EVP_PKEY_CTX_free(kx);
-	EVP_PKEY_CTX_free(gen);
-	EVP_PKEY_free(mine);
-	EVP_PKEY_free(peer);
+	p_EVP_CIPHER_CTX_free(c);
+	p_EVP_PKEY_CTX_free(kx);
+	p_EVP_PKEY_CTX_free(gen);
+	p_EVP_PKEY_free(mine);
+	p_EVP_PKEY_free(peer);
 	return r;
 }

@@ -1,11 +1,13 @@
 /*
- * http: the CLI's one way to talk to cvmmd, a libcurl easy handle aimed at
- * the daemon's unix socket (or a TCP base URL), with the bearer token attached.
+ * http: the CLI's one way to talk to cvmmd, a small HTTP/1.1 client of its
+ * own aimed at the daemon's unix socket (or an http/https base URL), with the
+ * bearer token attached.
  */
 #ifndef CVMM_CLI_HTTP_H
 #define CVMM_CLI_HTTP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct http_client;
 
@@ -35,6 +37,9 @@ void http_client_set_timeouts(struct http_client *c, long connect_ms, long total
 /* stream set: total_ms only bounds the wait for the reply's status, and the
  * body may then go on indefinitely (logs -f). */
 void http_client_set_stream(struct http_client *c, int stream);
+/* https: the CA certificate (PEM) the daemon's certificate must chain to;
+ * NULL (the default) trusts the system's CAs. Borrowed. */
+void http_client_set_cacert(struct http_client *c, const char *cafile);
 
 /* One request. path starts with "/v1/"; body is a JSON text or NULL. A 2xx
  * body goes to sink if one is given, anything else is kept in resp->body.
@@ -53,5 +58,23 @@ const char *http_endpoint(const struct http_client *c);
 char *http_escape(struct http_client *c, const char *s);
 
 void http_response_free(struct http_response *r);
+
+/* GET path asking to switch the connection to protocol (HTTP Upgrade).
+ * Returns as http_request(); with resp->status 101 the connection is then a
+ * raw byte stream, used through http_stream_*() until the next request or
+ * http_client_free(); any other status carries its body as usual. */
+int http_upgrade(struct http_client *c, const char *path, const char *protocol,
+                 struct http_response *resp);
+/* The stream's socket, to poll for the events http_stream_events() returns
+ * (TLS may need to write in order to read: dflt is what the caller wants). */
+int http_stream_fd(const struct http_client *c);
+short http_stream_events(const struct http_client *c, short dflt);
+/* Bytes already read from the socket but not yet returned: poll() cannot
+ * see them, so read them first. */
+size_t http_stream_pending(const struct http_client *c);
+/* As read() and write() on a non-blocking socket: -1 with errno EAGAIN when
+ * nothing can move now, read returns 0 at the end of the stream. */
+ssize_t http_stream_read(struct http_client *c, void *buf, size_t n);
+ssize_t http_stream_write(struct http_client *c, const void *buf, size_t n);
 
 #endif

@@ -12,6 +12,10 @@ void print_json(json_object *o);
 
 /* NAME ID STATE VCPU MEM(MB) BACKEND PORTS, one row per VM of the array. */
 void print_vm_table(json_object *vms);
+/* The same table from the text of GET /v1/vms (jscan, no json-c tree),
+ * which it modifies; -1 when the text is not a {"vms": [...]} this reader
+ * takes (the text is then unusable). */
+int print_vm_table_text(char *body, size_t len);
 
 /* One VM as aligned "Key: value" lines. */
 void print_vm_info(json_object *vm);

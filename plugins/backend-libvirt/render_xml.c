@@ -722,7 +722,16 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 		else
 			nic_commandline(&o, cmd, n, slot >= 0 ? qbus : NULL, slot);
 	}
-	if (s->serial_log[0]) {
+	if (s->serial_log[0] && s->run_dir[0]) {
+		/* A socket the daemon connects to (cvmm console), the guest's
+		 * output logged all the same; append: the daemon bounds the
+		 * file by truncating it. */
+		fprintf(o.f, "    <serial type='unix'>\n      <source mode='bind' path='");
+		esc(o.f, s->run_dir);
+		fprintf(o.f, "/console.sock'/>\n      <log file='");
+		esc(o.f, s->serial_log);
+		fprintf(o.f, "' append='on'/>\n      <target port='0'/>\n    </serial>\n");
+	} else if (s->serial_log[0]) {
 		/* append: the daemon bounds the file by truncating it. */
 		fprintf(o.f, "    <serial type='file'>\n      <source path='");
 		esc(o.f, s->serial_log);

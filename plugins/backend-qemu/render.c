@@ -432,7 +432,18 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 			push(a, s->cmdline);
 		}
 	}
-	if (s->serial_log[0]) {
+	if (s->serial_log[0] && s->run_dir[0]) {
+		/* The console is a socket the daemon connects to (cvmm console:
+		 * it reads and types there), and QEMU also logs every byte the
+		 * guest writes, whether a client is connected or not. logappend:
+		 * the daemon may truncate the file to bound it. */
+		push(a, "-chardev");
+		pushf(a, "socket,id=serial0,path=%s/console.sock,server=on,wait=off,logfile=%s,"
+		         "logappend=on",
+		      opt_escape(s->run_dir), opt_escape(s->serial_log));
+		push(a, "-serial");
+		push(a, "chardev:serial0");
+	} else if (s->serial_log[0]) {
 		/* append=on: the daemon may truncate the file to bound it. */
 		push(a, "-chardev");
 		pushf(a, "file,id=serial0,path=%s,append=on", opt_escape(s->serial_log));

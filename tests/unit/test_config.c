@@ -659,6 +659,53 @@ static void test_address(void)
 	}
 }
 
+/* Plain HTTP only where the token cannot be seen on a network; the socket's
+ * group and mode. (Certificates are read and checked in integration.tls.) */
+static void test_listener(void)
+{
+	struct cvmm_config c;
+
+	EXPECT_ERR_PREFIX("address = \"tcp:0.0.0.0:8080\";",
+	                  "<string>:1: address: plain HTTP is accepted only on a loopback address "
+	                  "(127.0.0.0/8, [::1])");
+	EXPECT_ERR_PREFIX("address = \"tcp:[::]:8080\";",
+	                  "<string>:1: address: plain HTTP is accepted only on a loopback");
+	EXPECT_ERR_PREFIX("address = \"tcp:128.0.0.1:8080\";",
+	                  "<string>:1: address: plain HTTP is accepted only on a loopback");
+	if (LOAD_OK(&c, "address = \"tcp:127.255.0.9:8080\";"))
+		config_free(&c);
+	if (LOAD_OK(&c, "address = \"tcp:[::ffff:127.0.0.1]:8080\";"))
+		config_free(&c);
+	EXPECT_ERR("address = \"tcp:127.0.0.1:8080\";\ncvm = { tls_key = \"k.pem\"; };",
+	           "<string>:2: cvm.tls_cert: missing: cvm.tls_cert and cvm.tls_key go together");
+	EXPECT_ERR("cvm = {\n tls_cert = \"c.pem\"; tls_key = \"k.pem\"; };",
+	           "<string>:2: cvm.tls_cert: TLS is for a tcp: address, but address is "
+	           "\"unix:/run/cvmm/cvmm.sock\"");
+	EXPECT_ERR("cvm = {\n unix_sock_mode = \"0800\"; };",
+	           "<string>:2: cvm.unix_sock_mode: must be an octal mode from \"0000\" to \"0777\", "
+	           "got \"0800\"");
+	EXPECT_ERR("cvm = {\n unix_sock_group = \"no-such-group-xyz\"; };",
+	           "<string>:2: cvm.unix_sock_group: no such group \"no-such-group-xyz\"");
+	EXPECT_ERR("address = \"tcp:127.0.0.1:8080\";\ncvm = { unix_sock_mode = \"0600\"; };",
+	           "<string>:2: cvm.unix_sock_mode: applies to a unix socket, but address is "
+	           "\"tcp:127.0.0.1:8080\"");
+	if (LOAD_OK(&c, "")) {
+		CU_ASSERT_EQUAL(c.unix_sock_gid, -1);
+		CU_ASSERT_EQUAL(c.unix_sock_mode, 0660);
+		CU_ASSERT_PTR_NULL(c.tls_cert_pem);
+		config_free(&c);
+	}
+	if (LOAD_OK(&c, "cvm = { unix_sock_group = \"root\"; unix_sock_mode = \"0640\"; };")) {
+		CU_ASSERT_EQUAL(c.unix_sock_gid, 0);
+		CU_ASSERT_EQUAL(c.unix_sock_mode, 0640);
+		config_free(&c);
+	}
+	if (LOAD_OK(&c, "cvm = { unix_sock_group = \"4242\"; };")) {
+		CU_ASSERT_EQUAL(c.unix_sock_gid, 4242);
+		config_free(&c);
+	}
+}
+
 static void test_workers_and_sizes(void)
 {
 	EXPECT_ERR("workers = 0;", "<string>:1: workers: must be between 1 and 256, got 0");
@@ -997,6 +1044,7 @@ int main(void)
 	    {"wrong types", test_wrong_types},
 	    {"log_level", test_log_level},
 	    {"address", test_address},
+	    {"listener: TLS, loopback, socket group and mode", test_listener},
 	    {"workers and sizes", test_workers_and_sizes},
 	    {"cid pool", test_cid_pool},
 	    {"port mapping", test_port_mapping},
