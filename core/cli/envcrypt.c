@@ -7,7 +7,6 @@
 #include "envcrypt.h"
 
 #include <json-c/json.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <ctype.h>
@@ -131,7 +130,7 @@ int env_file_json(const char *path, char **json, char *err, size_t errlen)
 		json_object_array_add(env, e);
 	}
 	if (line) {
-		OPENSSL_cleanse(line, cap);
+		explicit_bzero(line, cap);
 		free(line);
 	}
 	fclose(f);
