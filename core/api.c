@@ -695,6 +695,9 @@ static enum MHD_Result vm_dry_run(struct api *a, struct req *q, struct cvmm_vm *
 	size_t cap = 1 << 20;
 	char *buf = malloc(cap);
 	int n = b && b->ops.render && buf ? b->ops.render(b->data, &spec->pub, buf, cap) : -ENOTSUP;
+	/* the launch spec itself, in the fixtures' form (tests/fixtures/spec):
+	 * what the plugins built, whichever backend renders it */
+	json_object *spec_json = n >= 0 ? spec_to_json(&spec->pub) : NULL;
 	spec_free(spec);
 	if (n < 0) {
 		free(buf);
@@ -722,6 +725,8 @@ static enum MHD_Result vm_dry_run(struct api *a, struct req *q, struct cvmm_vm *
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "vm", vm_to_api(vm));
 	json_object_object_add(o, "render", render);
+	if (spec_json)
+		json_object_object_add(o, "spec", spec_json);
 	vm_free(vm);
 	return send_json(q->conn, 200, o);
 }
