@@ -63,6 +63,9 @@ class Tree:
         self.write(os.path.join(d, "class"), "0x%06x\n" % cls)
         self.write(os.path.join(d, "numa_node"), "%d\n" % node)
         self.write(os.path.join(d, "driver_override"), "(null)\n")
+        # PCIe Gen5 x16, as an H200 board's links are (NCCL reads these)
+        self.write(os.path.join(d, "max_link_speed"), "32.0 GT/s PCIe\n")
+        self.write(os.path.join(d, "max_link_width"), "16\n")
         self.link(d, os.path.join(self.sys, "bus/pci/devices", bdf))
         if group is None:
             group = self.group
