@@ -16,6 +16,7 @@
 #include "job.h"
 #include "registry.h"
 #include "spec.h"
+#include "check.h"
 #include "util.h"
 
 #include <errno.h>
@@ -1121,6 +1122,11 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 		json_object_object_add(o, "images", image_list_json(d->cfg->image_path));
 		return send_json(q->conn, 200, o);
 	}
+	/* GET /v1/host/check: the readiness report (core/check.c). It reads
+	 * files and runs programs: fine here, on the connection's thread. */
+	if (!strcmp(p, "host/check"))
+		return get ? send_json(q->conn, 200, check_report(d, "/"))
+			   : send_error(q->conn, 405, "%s %s: use GET", method, url);
 	struct reg_route *rt = registry_route(d->reg, method, p);
 	if (rt)
 		return plugin_route(a, q, rt);

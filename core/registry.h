@@ -74,6 +74,13 @@ struct reg_route {
 	struct cvmm_plugin *plugin;
 };
 
+typedef int (*reg_check_fn)(void *data, char *buf, size_t len);
+struct reg_check {
+	reg_check_fn fn;
+	void *data;
+	struct cvmm_plugin *plugin;
+};
+
 struct registry {
 	struct cvmm_daemon *d;
 	struct cvmm_plugin **plugins;
@@ -90,6 +97,8 @@ struct registry {
 	int n_infos;
 	struct reg_route *routes;
 	int n_routes;
+	struct reg_check *checks;
+	int n_checks;
 	struct cvmm_plugin *loading; /* the plugin whose entry point runs */
 	struct cvmm_plugin *starting; /* the plugin whose DAEMON_START hook runs */
 	/* Every key a plugin looked up while its entry point ran, as an

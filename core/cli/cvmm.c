@@ -654,6 +654,42 @@ static int cmd_gpus(struct cli *cli, const struct command *cmd, int argc, char *
 	return r;
 }
 
+/* The readiness report (GET /v1/host/check) as a table; the fix of each
+ * item that is not ok on the line below it. Exit status 1 when an item
+ * fails (a script can gate on it), 0 otherwise. */
+static int cmd_check(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	json_object *reply = NULL, *items = NULL, *v;
+	int r = simple_args(cmd, argc, argv, 0, NULL);
+
+	if (r)
+		return r < 0 ? 0 : r;
+	r = call(cli, "GET", "/v1/host/check", NULL, &reply);
+	if (r == 0 && cli->json) {
+		print_json(reply);
+	} else if (r == 0 && json_object_object_get_ex(reply, "items", &items)) {
+		printf("%-24s %-6s %s\n", "ITEM", "STATUS", "DETAIL");
+		for (size_t i = 0; i < json_object_array_length(items); i++) {
+			json_object *it = json_object_array_get_idx(items, i);
+			const char *fix = get_str(it, "fix");
+			printf("%-24s %-6s %s\n", get_str(it, "name") ?: "?",
+			       get_str(it, "status") ?: "?", get_str(it, "detail") ?: "");
+			if (fix && *fix)
+				printf("%-24s %-6s fix: %s\n", "", "", fix);
+		}
+		int warn = json_object_object_get_ex(reply, "warn", &v) ? json_object_get_int(v) : 0;
+		int fail = json_object_object_get_ex(reply, "fail", &v) ? json_object_get_int(v) : 0;
+		int ok = json_object_object_get_ex(reply, "ok", &v) ? json_object_get_int(v) : 0;
+		printf("\n%d ok, %d warn, %d fail\n", ok, warn, fail);
+	} else if (r == 0) {
+		print_json(reply);
+	}
+	if (r == 0 && json_object_object_get_ex(reply, "fail", &v) && json_object_get_int(v) > 0)
+		r = 1;
+	json_object_put(reply);
+	return r;
+}
+
 static int cmd_info(struct cli *cli, const struct command *cmd, int argc, char **argv)
 {
 	json_object *reply = NULL;
@@ -858,6 +894,7 @@ static const struct command commands[] = {
     {"logs", cmd_logs, "VM [-f] [-n N]", "print the serial console (-f: keep following)"},
     {"host", cmd_show, "", "show the host: version, limits, usage, backends"},
     {"plugins", cmd_show, "", "list the loaded plugins"},
+    {"check", cmd_check, "", "is this host ready for GPU VMs (exit 1 if an item fails)"},
     {"images", cmd_show, "", "list the images"},
     {NULL, NULL, NULL, NULL},
 };

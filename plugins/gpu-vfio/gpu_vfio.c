@@ -651,6 +651,24 @@ static int route_gpus(void *data, const char *body, char *buf, size_t len)
 	return rc;
 }
 
+/* The readiness report's GPU items (GET /v1/host/check). */
+static int check_items(void *data, char *buf, size_t len)
+{
+	struct gv_host h;
+	(void)data;
+	int rc = gv_discover(root, &filter, &h);
+	if (rc < 0)
+		return snprintf(buf, len,
+				"[{\"name\": \"gpu passthrough\", \"status\": \"fail\", \"detail\": "
+				"\"cannot read %s/sys/bus/pci\", \"fix\": \"check plugin.gpu-vfio.root\"}]",
+				root);
+	pthread_mutex_lock(&lock);
+	rc = ensure_store() < 0 ? -EIO : gv_check_json(root, &h, &filter, &store, buf, len);
+	pthread_mutex_unlock(&lock);
+	gv_host_free(&h);
+	return rc;
+}
+
 /* GET /v1/host's "gpus": how many devices are offered and held (the list
  * itself is GET /v1/gpus). */
 static int host_info_now(void *data, char *buf, size_t len);
@@ -786,6 +804,9 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 		return rc;
 	if (CVMM_HOST_HAS(host, register_route) &&
 	    (rc = host->register_route(self, "GET", "gpus", route_gpus, NULL)) < 0)
+		return rc;
+	if (CVMM_HOST_HAS(host, register_check) &&
+	    (rc = host->register_check(self, check_items, NULL)) < 0)
 		return rc;
 	if (!CVMM_HOST_HAS(host, register_request_field))
 		host->log(self, CVMM_LOG_WARN,

@@ -148,6 +148,10 @@ int gv_resolve(const struct gv_host *h, const struct gv_filter *f, const struct 
 /* GET /v1/gpus. Returns the length or -ENOSPC. */
 int gv_gpus_json(const struct gv_host *h, const struct gv_filter *f, const struct gv_store *s,
 		 char *buf, size_t len);
+/* The readiness report's items for the GPUs and NVSwitches under root
+ * (a JSON array: plugin.h, register_check). Returns the length or -ENOSPC. */
+int gv_check_json(const char *root, const struct gv_host *h, const struct gv_filter *f,
+		  const struct gv_store *s, char *buf, size_t len);
 /* A VM's held slots as a JSON array. */
 int gv_vm_json(const struct gv_store *s, const char *vm, char *buf, size_t len);
 

@@ -12,6 +12,7 @@
 #include <cvmm/plugin.h>
 
 #include <CUnit/Basic.h>
+#include <json-c/json.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -967,6 +968,83 @@ static void test_plan_desktop(void)
 	gv_host_free(&d);
 }
 
+/* ---- the readiness report's GPU items ---- */
+
+static const char *item_status(const char *json, const char *name, char *detail, size_t len)
+{
+	static char st[16];
+	struct json_object *a = json_tokener_parse(json), *v;
+	snprintf(st, sizeof(st), "(missing)");
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		struct json_object *it = json_object_array_get_idx(a, i);
+		json_object_object_get_ex(it, "name", &v);
+		if (strcmp(json_object_get_string(v), name))
+			continue;
+		json_object_object_get_ex(it, "status", &v);
+		snprintf(st, sizeof(st), "%s", json_object_get_string(v));
+		json_object_object_get_ex(it, "detail", &v);
+		snprintf(detail, len, "%s", json_object_get_string(v));
+	}
+	json_object_put(a);
+	return st;
+}
+
+static void test_check_items(void)
+{
+	static char buf[1 << 16];
+	char detail[1024], cmd[1024], tree2[300];
+	struct gv_filter f;
+	struct gv_store s;
+	struct gv_host h;
+	filter_open(&f);
+	store_fresh(&s, "check");
+	CU_ASSERT_TRUE_FATAL(gv_check_json(hgx, &H, &f, &s, buf, sizeof(buf)) > 0);
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu passthrough", detail, sizeof(detail)), "ok");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "8 GPUs and 4 NVSwitches"));
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:12:00.0", detail, sizeof(detail)), "ok");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "IOMMU group"));
+	/* the audio function in GPU b2's group is its own: still ok */
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:b2:00.0", detail, sizeof(detail)), "ok");
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "nvswitch 0000:06:00.0", detail, sizeof(detail)), "ok");
+	/* a filtered GPU is a warning saying why */
+	snprintf(f.exclude[f.n_exclude++], GV_SLOT_LEN, "0000:32:00.0");
+	CU_ASSERT_TRUE_FATAL(gv_check_json(hgx, &H, &f, &s, buf, sizeof(buf)) > 0);
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:32:00.0", detail, sizeof(detail)), "warn");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "not offered"));
+	filter_open(&f);
+	f.enabled = 0;
+	CU_ASSERT_TRUE_FATAL(gv_check_json(hgx, &H, &f, &s, buf, sizeof(buf)) > 0);
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu passthrough", detail, sizeof(detail)), "warn");
+	filter_open(&f);
+
+	/* the desktop's only GPU is the boot display */
+	CU_ASSERT_EQUAL_FATAL(gv_discover(desk, &f, &h), 0);
+	CU_ASSERT_TRUE_FATAL(gv_check_json(desk, &h, &f, &s, buf, sizeof(buf)) > 0);
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:01:00.0", detail, sizeof(detail)), "fail");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "boot display"));
+	gv_host_free(&h);
+
+	/* a NIC in a GPU's IOMMU group (no ACS) would leave the host with it;
+	 * nvidia_drm with modeset=Y makes unbinding hang */
+	snprintf(tree2, sizeof(tree2), "%s/hgx-noacs", base);
+	snprintf(cmd, sizeof(cmd),
+		 "rm -rf '%s' && cp -a '%s' '%s' && cd '%s/sys/kernel/iommu_groups' && "
+		 "g=$(basename \"$(readlink ../../bus/pci/devices/0000:52:00.0/iommu_group)\") && "
+		 "ln -s ../../../../bus/pci/devices/0000:53:00.0 $g/devices/0000:53:00.0 && "
+		 "mkdir -p '%s/sys/module/nvidia_drm/parameters' && "
+		 "echo Y > '%s/sys/module/nvidia_drm/parameters/modeset'",
+		 tree2, hgx, tree2, tree2, tree2, tree2);
+	run(cmd);
+	CU_ASSERT_EQUAL_FATAL(gv_discover(tree2, &f, &h), 0);
+	CU_ASSERT_TRUE_FATAL(gv_check_json(tree2, &h, &f, &s, buf, sizeof(buf)) > 0);
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:52:00.0", detail, sizeof(detail)), "warn");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "0000:53:00.0 (mlx5_core), which would leave the host"));
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:12:00.0", detail, sizeof(detail)), "warn");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "modeset=Y"));
+	gv_host_free(&h);
+	gv_store_free(&s);
+}
+
 static int suite_init(void)
 {
 	snprintf(base, sizeof(base), "/tmp/gpu-vfio-test.XXXXXX");
@@ -1015,6 +1093,7 @@ int main(void)
 	CU_add_test(pl, "pins_leased", test_plan_pins_leased);
 	CU_add_test(pl, "nccl", test_plan_nccl);
 	CU_add_test(pl, "desktop", test_plan_desktop);
+	CU_add_test(pl, "check_items", test_check_items);
 	CU_add_test(d, "sim_bind_restore", test_sim_bind_restore);
 	CU_add_test(d, "sim_later_step_fails", test_sim_later_step_fails);
 	CU_add_test(d, "sim_hang", test_sim_hang);
