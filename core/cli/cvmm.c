@@ -476,6 +476,7 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 	                                     {"no-start", no_argument, NULL, 'S'},
 	                                     {"dry-run", no_argument, NULL, 'D'},
 	                                     {"gpu", required_argument, NULL, 'g'},
+	                                     {"topology", required_argument, NULL, 'T'},
 	                                     HELP_OPTION,
 	                                     {0}};
 	/* Only what was given goes into the body: the daemon's defaults (from
@@ -520,6 +521,9 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 			break;
 		case 'D':
 			dry = true;
+			break;
+		case 'T': /* mirror | nccl | none: gpu-vfio checks the value */
+			json_object_object_add(body, "topology", json_object_new_string(optarg));
 			break;
 		case 'g': {
 			/* --gpu SLOT (repeatable), --gpu all, --gpu count=N */
@@ -881,7 +885,8 @@ static const struct command commands[] = {
     {"create", cmd_create,
      "NAME --image IMAGE [--vcpu N] [--memory MB] [--disk GB]\n"
      "              [--net MODE[,key=value...]]... [--port [PROTO:][ADDR:]HOSTPORT:VMPORT]...\n"
-     "              [--backend NAME] [--gpu SLOT|all|count=N]... [--no-start] [--dry-run]",
+     "              [--backend NAME] [--gpu SLOT|all|count=N]... [--topology mirror|nccl|none]\n"
+     "              [--no-start] [--dry-run]",
      "create a VM (and start it unless --no-start)"},
     {"list", cmd_list, "", "list the VMs"},
     {"gpus", cmd_gpus, "", "list the GPUs and NVSwitches gpu-vfio offers"},

@@ -216,6 +216,10 @@ class Planner(unittest.TestCase):
         argv = o["render"]["argv"]
         i = argv.index("-fw_cfg")
         self.assertRegex(argv[i + 1], r"^name=opt/cvmm/nccl-topo\.xml,file=/.*/nccl-topo\.xml$")
+        # the CLI asks the same
+        p = self.d.cli("create", "c1", "--image", "tiny", "--vcpu", "2", "--memory", "512",
+                       "--topology", "mirror", "--dry-run")
+        self.assertIn("pxb-pcie", p.stdout)
         st, o = self.dry("n2", vcpu=2, memory_mb=1024, topology="nccl")
         self.assertEqual(st, 400, o)
         self.assertIn("nccl", o["error"]["message"])
