@@ -55,7 +55,6 @@ static struct gv_filter filter;
 static char root[PATH_MAX] = "/";
 static int timeout_ms = 5000;
 static uint32_t hugepage_kb;
-static int reserved[GV_MAX_VCPUS * 2], n_reserved;
 
 /* ---- configuration ---- */
 
@@ -112,8 +111,10 @@ static int read_config(void)
 		return rc;
 	}
 	if ((rc = host->cfg_string(self, ".cvm.host_cpus", &s)) == 0) {
-		n_reserved = gv_parse_cpulist(s, reserved, (int)(sizeof(reserved) / sizeof(*reserved)));
-		if (n_reserved < 0)
+		/* kept in the filter: the request resolver counts around them too */
+		filter.n_reserved = gv_parse_cpulist(
+			s, filter.reserved, (int)(sizeof(filter.reserved) / sizeof(*filter.reserved)));
+		if (filter.n_reserved < 0)
 			return cfg_fail("cvm.host_cpus", "not a CPU list (0-15,32)", s);
 	} else if (rc != -ENOENT) {
 		return rc;
@@ -228,8 +229,8 @@ static int make_plan(cvmm_vm *vm, const struct gv_host *h, char (*slots)[GV_SLOT
 				.vcpus = host->vm_vcpus(vm),
 				.memory_mb = host->vm_memory_mb(vm),
 				.mode = mode,
-				.reserved = reserved,
-				.n_reserved = n_reserved,
+				.reserved = filter.reserved,
+				.n_reserved = filter.n_reserved,
 				.taken = taken,
 				.n_taken = n_taken,
 				.hugepage_kb = hugepage_kb};

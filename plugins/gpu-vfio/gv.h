@@ -59,6 +59,9 @@ struct gv_filter {
 	uint32_t listing[GV_MAX_IDS]; /* vendor << 16 | device */
 	char include[GV_MAX_IDS][GV_SLOT_LEN];
 	char exclude[GV_MAX_IDS][GV_SLOT_LEN];
+	/* cvm.host_cpus: CPUs no vCPU gets (count mode counts around them) */
+	int n_reserved;
+	int reserved[1024];
 };
 
 /* ---- discover.c ---- */

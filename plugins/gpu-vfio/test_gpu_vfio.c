@@ -487,6 +487,24 @@ static void test_count_placement(void)
 	EXPECT_ERR(n, -EBUSY, err,
 		   "gpus.count: no NUMA node has 4 free GPUs (free: node 0: 3, node 1: 0)");
 	gv_store_free(&s);
+
+	/* CPUs kept for the host (cvm.host_cpus) and pinned to other VMs
+	 * (the planner's pin leases) are not free either */
+	store_fresh(&s, "st-count2");
+	for (int c = 0; c < 96; c += 2)
+		if (c < 80)
+			f.reserved[f.n_reserved++] = c; /* node 0: 8 CPUs left */
+	n = resolve(&f, &s, "d", 16, "{\"count\":1}", out, err);
+	EXPECT_SEL(n, out, "92:00.0");
+	int pins[40];
+	for (int k = 0; k < 40; k++)
+		pins[k] = 95 - 2 * k; /* node 1: 8 CPUs left */
+	CU_ASSERT_EQUAL(gv_store_set_pins(&s, "e", pins, 40), 0);
+	n = resolve(&f, &s, "d", 16, "{\"count\":1}", out, err);
+	EXPECT_SEL(n, out, "12:00.0"); /* neither fits: the first node with the GPUs */
+	n = resolve(&f, &s, "d", 8, "{\"count\":1}", out, err);
+	EXPECT_SEL(n, out, "12:00.0");
+	gv_store_free(&s);
 }
 
 static void test_hostdevs(void)

@@ -74,6 +74,21 @@ def main():
         say("inner QEMU %s has open: %s" % (pids, sorted(set(opened))))
         ok = vm["state"] == "running" and bound == "vfio-pci" and \
             ("/dev/vfio/" + group) in opened
+        # The inner guest (TCG inside TCG) lists its PCI functions on its
+        # console: the device is there once it printed 1af4:1044.
+        wait = float(os.environ.get("CVMM_NESTED_INNER_WAIT", "0"))
+        seen = None
+        t1 = time.time()
+        while ok and wait and time.time() - t1 < wait:
+            out = d.cli("logs", "inner", check=False).stdout
+            seen = next((l for l in out.splitlines() if "1af4:1044" in l), None)
+            if seen:
+                break
+            time.sleep(5)
+        if wait:
+            tail = d.cli("logs", "inner", check=False).stdout.strip().splitlines()[-3:]
+            say("inner guest after %.0fs: %s (console tail: %s)" % (
+                time.time() - t1, seen or "device not listed yet", tail))
         st, o = d.api("POST", "/v1/vms/inner/stop", {"force": True, "timeout": 1}, timeout=60)
         vm = d.wait_state("inner", ("stopped", "exited", "failed"), timeout=120)
         after = driver(slot)

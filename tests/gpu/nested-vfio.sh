@@ -78,6 +78,7 @@ mount -t tmpfs varrun /host/var/tmp
 echo "NESTED: outer guest up, \$(ls /sys/class/iommu) IOMMU, \$(ls /sys/kernel/iommu_groups | wc -l) groups"
 chroot /host /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp \
 	CVMM_BUILD_DIR=$build PYTHONDONTWRITEBYTECODE=1 \
+	CVMM_NESTED_INNER_WAIT=${CVMM_NESTED_INNER_WAIT:-0} \
 	/usr/bin/python3 $src/tests/gpu/nested-vfio-inner.py
 echo "NESTED: inner script exit \$?"
 poweroff -f
