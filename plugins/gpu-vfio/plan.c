@@ -234,18 +234,18 @@ static void name_devs(const struct gv_plan_in *in, struct gv_plan *p)
 		int lead = i;
 		while (lead > 0 && same_slot(in->slots[lead - 1], in->slots[i]))
 			lead--;
+		char lead_id[32];
 		if (lead == i) {
 			int k = g ? (int)g->kind : 0;
 			snprintf(d->id, sizeof(d->id), "%s%d", names[k], counts[k]++);
+			memcpy(lead_id, d->id, sizeof(lead_id));
 		} else {
-			snprintf(d->id, sizeof(d->id), "%.20s-fn%d", p->devs[lead].id, i - lead);
+			memcpy(lead_id, p->devs[lead].id, sizeof(lead_id));
+			snprintf(d->id, sizeof(d->id), "%.20s-fn%d", lead_id, i - lead);
 		}
-		if (i + 1 < in->n && same_slot(in->slots[i + 1], in->slots[i]))
-			snprintf(d->group, sizeof(d->group), "%s", p->devs[lead].id);
-		if (lead != i) {
-			snprintf(d->group, sizeof(d->group), "%s", p->devs[lead].id);
-			d->function = (uint32_t)(i - lead);
-		}
+		if (lead != i || (i + 1 < in->n && same_slot(in->slots[i + 1], in->slots[i])))
+			snprintf(d->group, sizeof(d->group), "%s", lead_id);
+		d->function = (uint32_t)(i - lead);
 		/* an NVSwitch's option ROM is of no use to a guest and only slows
 		 * its firmware down */
 		if (g && g->kind == GV_NVSWITCH)
