@@ -738,6 +738,24 @@ static int vm_info(void *data, cvmm_vm *vm, char *buf, size_t len)
 	return rc;
 }
 
+/* A VM's "host_cpus": the host CPUs its vCPUs are pinned to (vCPU order
+ * aside), null when it is not pinned. */
+static int vm_pins_info(void *data, cvmm_vm *vm, char *buf, size_t len)
+{
+	(void)data;
+	int rc = -ENOENT;
+	pthread_mutex_lock(&lock);
+	if (ensure_store() < 0)
+		rc = -EIO;
+	for (int i = 0; rc == -ENOENT && i < store.n_pins; i++)
+		if (!strcmp(store.pins[i].vm, host->vm_id(vm)))
+			rc = snprintf(buf, len, "\"%s\"", store.pins[i].cpus);
+	pthread_mutex_unlock(&lock);
+	if (rc == -ENOENT)
+		rc = snprintf(buf, len, "null");
+	return rc >= 0 && (size_t)rc >= len ? -ENOSPC : rc;
+}
+
 /* ---- start-up: the record against what exists ---- */
 
 static int on_daemon_start(void)
@@ -805,6 +823,9 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 		return rc;
 	if (CVMM_HOST_HAS(host, register_route) &&
 	    (rc = host->register_route(self, "GET", "gpus", route_gpus, NULL)) < 0)
+		return rc;
+	if (CVMM_HOST_HAS(host, register_info) &&
+	    (rc = host->register_info(self, "host_cpus", NULL, vm_pins_info, NULL)) < 0)
 		return rc;
 	if (CVMM_HOST_HAS(host, register_check) &&
 	    (rc = host->register_check(self, check_items, NULL)) < 0)

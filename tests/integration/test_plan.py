@@ -188,6 +188,8 @@ class Planner(unittest.TestCase):
         self.assertEqual(st, 200, o)
         self.assertEqual([int(p["host_cpus"]) for p in o["spec"]["pins"]],
                          list(range(63, 32, -2)))
+        # the VM says where its vCPUs are
+        self.assertEqual(d.vm("p1")["host_cpus"], ",".join(str(c) for c in range(65, 96, 2)))
         with open(os.path.join(d.data, "gpu-vfio", "leases")) as f:
             self.assertIn("pins %s %s\n" % (a["id"], ",".join(str(c) for c in range(65, 96, 2))),
                           f.read())
