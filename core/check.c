@@ -273,7 +273,8 @@ void check_core(const char *root, json_object *items)
 		item(items, "cpu_virtualization", CHECK_OK, "", "cpuinfo flag %s",
 		     vmx > 0 ? "vmx (VT-x)" : "svm (AMD-V)");
 	else if (vmx < 0)
-		item(items, "cpu_virtualization", CHECK_FAIL, "", "cannot read /proc/cpuinfo: %s",
+		item(items, "cpu_virtualization", CHECK_FAIL, "mount proc on /proc",
+		     "cannot read /proc/cpuinfo: %s",
 		     strerror(-vmx));
 	else
 		item(items, "cpu_virtualization", CHECK_FAIL,
