@@ -17,6 +17,7 @@
 #include "job.h"
 #include "registry.h"
 #include "spec.h"
+#include "check.h"
 #include "util.h"
 
 #include <errno.h>
@@ -709,6 +710,9 @@ static enum MHD_Result vm_dry_run(struct api *a, struct req *q, struct cvmm_vm *
 	registry_call_begin(why, sizeof(why));
 	int n = b && b->ops.render && buf ? b->ops.render(b->data, &spec->pub, buf, cap) : -ENOTSUP;
 	registry_call_end();
+	/* the launch spec itself, in the fixtures' form (tests/fixtures/spec):
+	 * what the plugins built, whichever backend renders it */
+	json_object *spec_json = n >= 0 ? spec_to_json(&spec->pub) : NULL;
 	spec_free(spec);
 	if (n < 0) {
 		free(buf);
@@ -737,6 +741,8 @@ static enum MHD_Result vm_dry_run(struct api *a, struct req *q, struct cvmm_vm *
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "vm", vm_to_api(vm));
 	json_object_object_add(o, "render", render);
+	if (spec_json)
+		json_object_object_add(o, "spec", spec_json);
 	vm_free(vm);
 	return send_json(q->conn, 200, o);
 }
@@ -1232,6 +1238,11 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 		json_object_object_add(o, "images", image_list_json(d->cfg->image_path));
 		return send_json(q->conn, 200, o);
 	}
+	/* GET /v1/host/check: the readiness report (core/check.c). It reads
+	 * files and runs programs: fine here, on the connection's thread. */
+	if (!strcmp(p, "host/check"))
+		return get ? send_json(q->conn, 200, check_report(d, "/"))
+			   : send_error(q->conn, 405, "%s %s: use GET", method, url);
 	struct reg_route *rt = registry_route(d->reg, method, p);
 	if (rt)
 		return plugin_route(a, q, rt, NULL);

@@ -516,7 +516,8 @@ static const char *const top_keys[] = {
 /* Sections owned by plugins: only their type is checked here; the registry
  * refuses one that no loaded plugin reads. */
 const char *const config_plugin_owned[] = {
-    "cvm.gpu",      "gpu-vfio", "gateway",    "gateway",    "host_api", "host-api",
+    "cvm.gpu",      "gpu-vfio", "cvm.host_cpus", "gpu-vfio",
+    "gateway",      "gateway",  "host_api", "host-api",
     "key_provider", "key-provider", "supervisor", "supervisor", "kms",      "kms",
     NULL,
 };
@@ -524,7 +525,7 @@ static const char *const image_keys[] = {"path", NULL};
 static const char *const cvm_keys[] = {
     "backend",      "max_allocable_vcpu", "max_allocable_memory_in_mb", "hook_timeout",
     "cid_start",    "cid_pool_size",      "networking",
-    "port_mapping", "auto_restart",       "gpu",
+    "port_mapping", "auto_restart",       "gpu",                "host_cpus",
     "tls_cert",     "tls_key",            "unix_sock_group", "unix_sock_mode",
     NULL,
 };
@@ -939,7 +940,11 @@ static int load_cvm(struct loader *L, const config_setting_t *root)
 	if ((rc = load_networking(L, cvm)) < 0 || (rc = load_port_mapping(L, cvm)) < 0 ||
 	    (rc = load_auto_restart(L, cvm)) < 0 || (rc = load_listener(L, root, cvm)) < 0)
 		return rc;
-	/* Owned by the GPU plugin (the registry refuses it while none reads it). */
+	/* Owned by the GPU plugin (the registry refuses them while none reads
+	 * them; it parses the CPU list). */
+	const char *host_cpus;
+	if ((rc = opt_string(L, cvm, "host_cpus", false, &host_cpus)) < 0)
+		return rc;
 	return opt_group(L, cvm, "gpu", &gpu) < 0 ? -EINVAL : 0;
 }
 
@@ -1053,7 +1058,7 @@ static int load_plugins(struct loader *L, const config_setting_t *root)
 			            "section)",
 			            config_setting_name(e));
 	}
-	for (i = 2; config_plugin_owned[i]; i += 2)
+	for (i = 4; config_plugin_owned[i]; i += 2) /* past the two cvm.* ones */
 		if ((rc = opt_group(L, root, config_plugin_owned[i], &g)) < 0)
 			return rc;
 	return 0;

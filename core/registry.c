@@ -47,6 +47,7 @@ void registry_free(struct registry *r)
 	free(r->backends);
 	free(r->netmodes);
 	free(r->hooks);
+	free(r->checks);
 	for (int i = 0; i < r->n_read_keys; i++)
 		free(r->read_keys[i]);
 	free(r->read_keys);
@@ -181,6 +182,11 @@ static void drop_registrations(struct registry *r, struct cvmm_plugin *p)
 		if (r->routes[i].plugin != p)
 			r->routes[j++] = r->routes[i];
 	r->n_routes = j;
+	j = 0;
+	for (int i = 0; i < r->n_checks; i++)
+		if (r->checks[i].plugin != p)
+			r->checks[j++] = r->checks[i];
+	r->n_checks = j;
 }
 
 int registry_load(struct registry *r, const char *path, const char *name, char *err, size_t errlen)
@@ -677,6 +683,21 @@ static int h_register_info(cvmm_plugin *p, const char *key, reg_host_info_fn hos
 	return 0;
 }
 
+static int h_register_check(cvmm_plugin *p, reg_check_fn fn, void *data)
+{
+	struct registry *r = p->reg;
+	if (r->loading != p)
+		return -EPERM;
+	if (!fn)
+		return -EINVAL;
+	struct reg_check *n = realloc(r->checks, sizeof(*r->checks) * (size_t)(r->n_checks + 1));
+	if (!n)
+		return -ENOMEM;
+	r->checks = n;
+	n[r->n_checks++] = (struct reg_check){.fn = fn, .data = data, .plugin = p};
+	return 0;
+}
+
 /* Paths the core serves: a plugin's route may not shadow them. */
 static const char *const core_routes[] = {"host", "plugins", "images", "vms", NULL};
 
@@ -1110,6 +1131,7 @@ static const struct cvmm_host_api host_api = {
 	.vm_event = h_vm_event,
 	.register_vm_route = h_register_vm_route,
 	.spec_set_confidential = h_spec_set_confidential,
+	.register_check = h_register_check,
 };
 
 const struct cvmm_host_api *registry_host_api(void)

@@ -76,6 +76,13 @@ struct reg_route {
 	reg_vm_route_fn vmfn; /* 1.2 (trust): a route under one VM; path is its sub-path */
 };
 
+typedef int (*reg_check_fn)(void *data, char *buf, size_t len);
+struct reg_check {
+	reg_check_fn fn;
+	void *data;
+	struct cvmm_plugin *plugin;
+};
+
 struct registry {
 	struct cvmm_daemon *d;
 	struct cvmm_plugin **plugins;
@@ -92,6 +99,8 @@ struct registry {
 	int n_infos;
 	struct reg_route *routes;
 	int n_routes;
+	struct reg_check *checks;
+	int n_checks;
 	struct cvmm_plugin *loading; /* the plugin whose entry point runs */
 	struct cvmm_plugin *starting; /* the plugin whose DAEMON_START hook runs */
 	/* Every key a plugin looked up while its entry point ran, as an

@@ -542,6 +542,7 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 	                                     {"env-file", required_argument, NULL, 'E'},
 	                                     {"app-id", required_argument, NULL, 'A'},
 	                                     {"kms-url", required_argument, NULL, 'K'},
+	                                     {"topology", required_argument, NULL, 'T'},
 	                                     HELP_OPTION,
 	                                     {0}};
 	/* Only what was given goes into the body: the daemon's defaults (from
@@ -595,6 +596,9 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 			break;
 		case 'K':
 			append(body, "kms_urls", json_object_new_string(optarg));
+			break;
+		case 'T': /* mirror | nccl | none: gpu-vfio checks the value */
+			json_object_object_add(body, "topology", json_object_new_string(optarg));
 			break;
 		case 'g': {
 			/* --gpu SLOT (repeatable), --gpu all, --gpu count=N */
@@ -742,6 +746,42 @@ static int cmd_gpus(struct cli *cli, const struct command *cmd, int argc, char *
 	} else if (r == 0) {
 		print_json(reply);
 	}
+	json_object_put(reply);
+	return r;
+}
+
+/* The readiness report (GET /v1/host/check) as a table; the fix of each
+ * item that is not ok on the line below it. Exit status 1 when an item
+ * fails (a script can gate on it), 0 otherwise. */
+static int cmd_check(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	json_object *reply = NULL, *items = NULL, *v;
+	int r = simple_args(cmd, argc, argv, 0, NULL);
+
+	if (r)
+		return r < 0 ? 0 : r;
+	r = call(cli, "GET", "/v1/host/check", NULL, &reply);
+	if (r == 0 && cli->json) {
+		print_json(reply);
+	} else if (r == 0 && json_object_object_get_ex(reply, "items", &items)) {
+		printf("%-24s %-6s %s\n", "ITEM", "STATUS", "DETAIL");
+		for (size_t i = 0; i < json_object_array_length(items); i++) {
+			json_object *it = json_object_array_get_idx(items, i);
+			const char *fix = get_str(it, "fix");
+			printf("%-24s %-6s %s\n", get_str(it, "name") ?: "?",
+			       get_str(it, "status") ?: "?", get_str(it, "detail") ?: "");
+			if (fix && *fix)
+				printf("%-24s %-6s fix: %s\n", "", "", fix);
+		}
+		int warn = json_object_object_get_ex(reply, "warn", &v) ? json_object_get_int(v) : 0;
+		int fail = json_object_object_get_ex(reply, "fail", &v) ? json_object_get_int(v) : 0;
+		int ok = json_object_object_get_ex(reply, "ok", &v) ? json_object_get_int(v) : 0;
+		printf("\n%d ok, %d warn, %d fail\n", ok, warn, fail);
+	} else if (r == 0) {
+		print_json(reply);
+	}
+	if (r == 0 && json_object_object_get_ex(reply, "fail", &v) && json_object_get_int(v) > 0)
+		r = 1;
 	json_object_put(reply);
 	return r;
 }
@@ -1116,8 +1156,8 @@ static const struct command commands[] = {
     {"create", cmd_create,
      "NAME --image IMAGE [--vcpu N] [--memory MB] [--disk GB]\n"
      "              [--net MODE[,key=value...]]... [--port [PROTO:][ADDR:]HOSTPORT:VMPORT]...\n"
-     "              [--backend NAME] [--gpu SLOT|all|count=N]... [--no-start] [--dry-run]\n"
-     "              [--env-file FILE [--app-id HEX40]] [--kms-url URL]...",
+     "              [--backend NAME] [--gpu SLOT|all|count=N]... [--topology mirror|nccl|none]\n"
+     "              [--no-start] [--dry-run] [--env-file FILE [--app-id HEX40]] [--kms-url URL]...",
      "create a VM (and start it unless --no-start)"},
     {"list", cmd_list, "", "list the VMs"},
     {"gpus", cmd_gpus, "", "list the GPUs and NVSwitches gpu-vfio offers"},
@@ -1132,6 +1172,7 @@ static const struct command commands[] = {
      "attach to the serial console to read and type (detach: Ctrl-])"},
     {"host", cmd_show, "", "show the host: version, limits, usage, backends"},
     {"plugins", cmd_show, "", "list the loaded plugins"},
+    {"check", cmd_check, "", "is this host ready for GPU VMs (exit 1 if an item fails)"},
     {"images", cmd_show, "", "list the images"},
     {NULL, NULL, NULL, NULL},
 };

@@ -468,6 +468,15 @@ struct cvmm_host_api {
 				 void *data);
 	/* Added in 1.2 (trust). Makes the VM a confidential guest (copied). */
 	int (*spec_set_confidential)(cvmm_spec *s, const struct cvmm_spec_confidential *cc);
+	/* Added in 1.2 (appended after register_route): items the plugin adds
+	 * to the host readiness report (GET /v1/host/check, `cvmm check`).
+	 * From the entry point only. fn writes a JSON array of
+	 * {"name": "...", "status": "ok" | "warn" | "fail", "detail": "...",
+	 *  "fix": "..."} into buf and returns its length or a negative errno.
+	 * Called on request threads; it may read the host, and changes
+	 * nothing. */
+	int (*register_check)(cvmm_plugin *p, int (*fn)(void *data, char *buf, size_t len),
+			      void *data);
 };
 
 /* Added in 1.2: whether the host's table has a slot (it is as large as the

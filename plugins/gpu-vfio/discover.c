@@ -177,26 +177,29 @@ static void product_name(uint16_t vendor, uint16_t device, char *out, size_t len
 #endif
 }
 
-/* "0,2,4-6" into cpus; returns the count. */
-static int parse_cpulist(const char *s, int *cpus, int max)
+int gv_parse_cpulist(const char *s, int *cpus, int max)
 {
 	int n = 0;
-	while (*s) {
+	while (*s && *s != '\n') {
 		char *end;
+		if (!isdigit((unsigned char)*s))
+			return -EINVAL;
 		long a = strtol(s, &end, 10), b = a;
-		if (end == s)
-			break;
 		s = end;
 		if (*s == '-') {
+			if (!isdigit((unsigned char)s[1]))
+				return -EINVAL;
 			b = strtol(s + 1, &end, 10);
 			s = end;
 		}
+		if (b < a || b > 65535)
+			return -EINVAL;
 		for (long c = a; c <= b && n < max; c++)
 			cpus[n++] = (int)c;
 		if (*s == ',')
 			s++;
-		else
-			break;
+		else if (*s && *s != '\n')
+			return -EINVAL;
 	}
 	return n;
 }
@@ -221,7 +224,8 @@ static void read_nodes(const char *root, struct gv_host *h)
 			continue;
 		struct gv_node *nd = &h->nodes[h->n_nodes++];
 		nd->id = (int)id;
-		nd->n_cpus = parse_cpulist(buf, nd->cpus, (int)(sizeof(nd->cpus) / sizeof(int)));
+		int n = gv_parse_cpulist(buf, nd->cpus, (int)(sizeof(nd->cpus) / sizeof(int)));
+		nd->n_cpus = n > 0 ? n : 0; /* a node without CPUs (memory only) */
 	}
 	closedir(d);
 	/* readdir order is the filesystem's: sort by id for stable output */
@@ -255,6 +259,13 @@ static int read_dev(const char *root, const char *slot, struct gv_dev *d)
 	snprintf(path, sizeof(path), "%s/iommu_group", dir);
 	d->iommu_group = link_base(path, buf, sizeof(buf)) == 0 ? atoi(buf) : -1;
 	gv_driver_of(root, slot, d->driver, sizeof(d->driver));
+	/* What NCCL's topology file says of each link (NCCL reads the same two) */
+	snprintf(path, sizeof(path), "%s/max_link_speed", dir);
+	if (read_line(path, buf, sizeof(buf)) == 0)
+		snprintf(d->link_speed, sizeof(d->link_speed), "%s", buf);
+	snprintf(path, sizeof(path), "%s/max_link_width", dir);
+	if (read_line(path, buf, sizeof(buf)) == 0)
+		d->link_width = atoi(buf);
 	/* The parent: the path component before the device's own, if a BDF. */
 	if (realpath(dir, real)) {
 		char *last = strrchr(real, '/');

@@ -199,27 +199,43 @@ static int add_group(const struct gv_host *h, const struct gv_dev *d, struct sel
 	return rc;
 }
 
-/* CPUs of node not taken by VMs holding GPUs there. */
-static int free_cpus(const struct gv_host *h, const struct gv_store *s, int node, const char *vm)
+/* CPUs of node a VM could still be pinned to: neither kept for the host
+ * (cvm.host_cpus) nor pinned to another VM (the pins of the lease record);
+ * a VM holding GPUs there without pins (topology "none") counts with the
+ * vCPUs it asked for. */
+static int free_cpus(const struct gv_host *h, const struct gv_filter *f, const struct gv_store *s,
+		     int node, const char *vm)
 {
-	int total = -1;
+	const struct gv_node *nd = NULL;
 	for (int i = 0; i < h->n_nodes; i++)
 		if (h->nodes[i].id == node)
-			total = h->nodes[i].n_cpus;
-	if (total < 0)
+			nd = &h->nodes[i];
+	if (!nd)
 		return 1 << 20; /* the platform names no node: no constraint known */
-	/* each holder counts once per node, with the vCPUs it asked for */
+	static __thread int taken[GV_MAX_VCPUS * 8];
+	int n_taken = gv_store_taken(s, vm, taken, (int)(sizeof(taken) / sizeof(*taken)));
+	int total = 0;
+	for (int k = 0; k < nd->n_cpus; k++) {
+		int c = nd->cpus[k], busy = 0;
+		for (int i = 0; i < f->n_reserved && !busy; i++)
+			busy = f->reserved[i] == c;
+		for (int i = 0; i < n_taken && !busy; i++)
+			busy = taken[i] == c;
+		total += !busy;
+	}
 	for (int i = 0; i < s->n_leases; i++) {
 		const struct gv_dev *d = gv_find(h, s->leases[i].slot);
 		if (!d || d->kind != GV_GPU || d->numa_node != node || !strcmp(s->leases[i].vm, vm))
 			continue;
-		int first = 1;
+		int first = 1, pinned = 0;
 		for (int j = 0; j < i && first; j++) {
 			const struct gv_dev *e = gv_find(h, s->leases[j].slot);
 			first = !(e && e->kind == GV_GPU && e->numa_node == node &&
 				  !strcmp(s->leases[j].vm, s->leases[i].vm));
 		}
-		if (first)
+		for (int j = 0; j < s->n_pins && !pinned; j++)
+			pinned = !strcmp(s->pins[j].vm, s->leases[i].vm);
+		if (first && !pinned)
 			total -= (int)s->leases[i].vcpus;
 	}
 	return total;
@@ -257,7 +273,7 @@ static int resolve_count(const struct gv_host *h, const struct gv_filter *f,
 	for (int pass = 0; pass < 2; pass++) {
 		for (int k = 0; k < n_nodes; k++) {
 			int node = nodes[k], nfree = 0;
-			if (pass == 0 && free_cpus(h, s, node, vm) < (int)vcpus)
+			if (pass == 0 && free_cpus(h, f, s, node, vm) < (int)vcpus)
 				continue;
 			gpus->n = 0;
 			for (int i = 0; i < h->n_devs && nfree < count; i++) {

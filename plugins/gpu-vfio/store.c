@@ -45,7 +45,12 @@ int gv_store_open(struct gv_store *s, const char *dir)
 			rc = gv_store_lease(s, a, b, (uint32_t)strtoul(c, NULL, 10));
 		else if (sscanf(line, "bound %63s %63s %63s", a, b, c) == 3 && strlen(a) < GV_SLOT_LEN)
 			rc = gv_store_add_bound(s, a, b, strcmp(c, "-") ? c : "");
-		else if (line[0])
+		else if (sscanf(line, "pins %63s %63s", b, c) == 2) {
+			int cpus[GV_MAX_VCPUS];
+			const char *list = line + 5 + strlen(b) + 1;
+			int n = gv_parse_cpulist(list, cpus, GV_MAX_VCPUS);
+			rc = n > 0 ? gv_store_set_pins(s, b, cpus, n) : -EINVAL;
+		} else if (line[0])
 			rc = -EINVAL;
 		if (rc < 0)
 			break;
@@ -60,9 +65,11 @@ void gv_store_free(struct gv_store *s)
 		return;
 	free(s->leases);
 	free(s->bound);
+	free(s->pins);
 	s->leases = NULL;
 	s->bound = NULL;
-	s->n_leases = s->n_bound = 0;
+	s->pins = NULL;
+	s->n_leases = s->n_bound = s->n_pins = 0;
 }
 
 int gv_store_save(const struct gv_store *s)
@@ -85,6 +92,8 @@ int gv_store_save(const struct gv_store *s)
 	for (int i = 0; i < s->n_bound; i++)
 		fprintf(f, "bound %s %s %s\n", s->bound[i].slot, s->bound[i].vm,
 			s->bound[i].orig[0] ? s->bound[i].orig : "-");
+	for (int i = 0; i < s->n_pins; i++)
+		fprintf(f, "pins %s %s\n", s->pins[i].vm, s->pins[i].cpus);
 	int rc = fflush(f) == 0 && fsync(fd) == 0 ? 0 : -errno;
 	if (fclose(f) != 0 && !rc)
 		rc = -errno;
@@ -133,6 +142,49 @@ int gv_store_release_vm(struct gv_store *s, const char *vm)
 		s->leases[k++] = s->leases[i];
 	}
 	s->n_leases = k;
+	if (gv_store_set_pins(s, vm, NULL, 0) > 0)
+		n++;
+	return n;
+}
+
+/* Returns 1 when a record was removed, else 0; -errno. */
+int gv_store_set_pins(struct gv_store *s, const char *vm, const int *cpus, int n)
+{
+	int at = -1;
+	for (int i = 0; i < s->n_pins; i++)
+		if (!strcmp(s->pins[i].vm, vm))
+			at = i;
+	if (!n) {
+		if (at < 0)
+			return 0;
+		memmove(&s->pins[at], &s->pins[at + 1], sizeof(*s->pins) * (size_t)(s->n_pins - at - 1));
+		s->n_pins--;
+		return 1;
+	}
+	if (strlen(vm) >= sizeof(s->pins->vm) || strchr(vm, ' '))
+		return -EINVAL;
+	if (at < 0) {
+		struct gv_pinrec *p = realloc(s->pins, sizeof(*p) * (size_t)(s->n_pins + 1));
+		if (!p)
+			return -ENOMEM;
+		s->pins = p;
+		at = s->n_pins++;
+		memset(&p[at], 0, sizeof(*p));
+		snprintf(p[at].vm, sizeof(p[at].vm), "%s", vm);
+	}
+	gv_format_cpulist(cpus, n, s->pins[at].cpus, sizeof(s->pins[at].cpus));
+	return 0;
+}
+
+int gv_store_taken(const struct gv_store *s, const char *except, int *out, int max)
+{
+	int n = 0;
+	for (int i = 0; i < s->n_pins; i++)
+		if (!except || strcmp(s->pins[i].vm, except)) {
+			int k = gv_parse_cpulist(s->pins[i].cpus, out + n, max - n);
+			if (k > 0)
+				n += k;
+		}
 	return n;
 }
 

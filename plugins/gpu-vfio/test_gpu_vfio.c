@@ -12,6 +12,7 @@
 #include <cvmm/plugin.h>
 
 #include <CUnit/Basic.h>
+#include <json-c/json.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -486,6 +487,24 @@ static void test_count_placement(void)
 	EXPECT_ERR(n, -EBUSY, err,
 		   "gpus.count: no NUMA node has 4 free GPUs (free: node 0: 3, node 1: 0)");
 	gv_store_free(&s);
+
+	/* CPUs kept for the host (cvm.host_cpus) and pinned to other VMs
+	 * (the planner's pin leases) are not free either */
+	store_fresh(&s, "st-count2");
+	for (int c = 0; c < 96; c += 2)
+		if (c < 80)
+			f.reserved[f.n_reserved++] = c; /* node 0: 8 CPUs left */
+	n = resolve(&f, &s, "d", 16, "{\"count\":1}", out, err);
+	EXPECT_SEL(n, out, "92:00.0");
+	int pins[40];
+	for (int k = 0; k < 40; k++)
+		pins[k] = 95 - 2 * k; /* node 1: 8 CPUs left */
+	CU_ASSERT_EQUAL(gv_store_set_pins(&s, "e", pins, 40), 0);
+	n = resolve(&f, &s, "d", 16, "{\"count\":1}", out, err);
+	EXPECT_SEL(n, out, "12:00.0"); /* neither fits: the first node with the GPUs */
+	n = resolve(&f, &s, "d", 8, "{\"count\":1}", out, err);
+	EXPECT_SEL(n, out, "12:00.0");
+	gv_store_free(&s);
 }
 
 static void test_hostdevs(void)
@@ -818,6 +837,232 @@ static void test_write_timeout(void)
 	CU_ASSERT_EQUAL(gv_write_timeout("/nonexistent/x", "x", 100), -ENOENT);
 }
 
+/* ---- plan.c: the guest topology ---- */
+
+static int plan(const char *json, uint32_t vcpus, uint64_t mem, enum gv_topo mode,
+		const int *reserved, int n_reserved, const int *taken, int n_taken,
+		struct gv_plan *p, char (*slots)[GV_SLOT_LEN], int *n, char *err)
+{
+	struct gv_filter f;
+	struct gv_store s;
+	filter_open(&f);
+	store_fresh(&s, "plan");
+	*n = json ? resolve(&f, &s, "vm", vcpus, json, slots, err) : 0;
+	gv_store_free(&s);
+	CU_ASSERT_TRUE_FATAL(*n >= 0);
+	struct gv_plan_in in = {.h = &H, .slots = slots, .n = *n, .vcpus = vcpus,
+				.memory_mb = mem, .mode = mode, .reserved = reserved,
+				.n_reserved = n_reserved, .taken = taken, .n_taken = n_taken};
+	return gv_plan(&in, p, err, 512);
+}
+
+static void test_plan_cpulists(void)
+{
+	int c[8];
+	char buf[64];
+	CU_ASSERT_EQUAL(gv_parse_cpulist("0-3,8\n", c, 8), 5);
+	CU_ASSERT_EQUAL(c[4], 8);
+	CU_ASSERT_EQUAL(gv_parse_cpulist("", c, 8), 0);
+	CU_ASSERT_EQUAL(gv_parse_cpulist("0-", c, 8), -EINVAL);
+	CU_ASSERT_EQUAL(gv_parse_cpulist("3-1", c, 8), -EINVAL);
+	CU_ASSERT_EQUAL(gv_parse_cpulist("a", c, 8), -EINVAL);
+	int l[] = {9, 3, 1, 2, 7};
+	gv_format_cpulist(l, 5, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "1-3,7,9");
+	enum gv_topo m;
+	char err[128];
+	CU_ASSERT_EQUAL(gv_topo_parse("\"nccl\"", &m, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(m, GV_TOPO_NCCL);
+	CU_ASSERT_EQUAL(gv_topo_parse("\"flat\"", &m, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(gv_topo_parse("1", &m, err, sizeof(err)), -EINVAL);
+}
+
+static void test_plan_pins(void)
+{
+	static struct gv_plan p;
+	char slots[GV_MAX_SEL][GV_SLOT_LEN], err[512];
+	int n, reserved[16], taken[4] = {95, 93, 91, 12};
+	for (int i = 0; i < 16; i++)
+		reserved[i] = i;
+	/* GPU 4 is on node 1: one cell; the pins skip the reserved and taken
+	 * CPUs, from the top down; the emulator goes to node 1's reserved */
+	int rc = plan("{\"attach_mode\": \"listed\", \"gpus\": [{\"slot\": \"92:00.0\"}]}", 4,
+		      1024, GV_TOPO_MIRROR, reserved, 16, taken, 4, &p, slots, &n, err);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	CU_ASSERT_EQUAL(p.n_cells, 1);
+	CU_ASSERT_EQUAL(p.cells[0].host_node, 1);
+	CU_ASSERT_EQUAL(p.pins[0], 89);
+	CU_ASSERT_EQUAL(p.pins[3], 83);
+	CU_ASSERT_STRING_EQUAL(p.emulator_cpus, "1,3,5,7,9,11,13,15");
+	/* 48 on node 1, 8 reserved, 3 taken: 37 free */
+	rc = plan("{\"attach_mode\": \"listed\", \"gpus\": [{\"slot\": \"92:00.0\"}]}", 38, 1024,
+		  GV_TOPO_MIRROR, reserved, 16, taken, 4, &p, slots, &n, err);
+	EXPECT_ERR(rc, -EBUSY, err,
+		   "topology: host node 1 has 37 free CPUs for the 38 vCPUs of cell 0 (48 CPUs, 8 "
+		   "kept for the host by cvm.host_cpus, 3 pinned to other VMs)");
+	/* memory that huge pages cannot hold per cell */
+	struct gv_plan_in in = {.h = &H, .vcpus = 2, .memory_mb = 1025, .mode = GV_TOPO_MIRROR,
+				.hugepage_kb = 2048};
+	CU_ASSERT_EQUAL(gv_plan(&in, &p, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "huge pages"));
+	/* none: nothing planned */
+	in.mode = GV_TOPO_NONE;
+	CU_ASSERT_EQUAL(gv_plan(&in, &p, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(p.n_cells + p.n_pins + p.n_pcie, 0);
+}
+
+static void test_plan_pins_leased(void)
+{
+	struct gv_store s;
+	int cpus[] = {95, 93, 91}, out[16];
+	store_fresh(&s, "pins");
+	CU_ASSERT_EQUAL(gv_store_set_pins(&s, "a", cpus, 3), 0);
+	CU_ASSERT_EQUAL(gv_store_set_pins(&s, "b", cpus, 1), 0);
+	CU_ASSERT_EQUAL(gv_store_save(&s), 0);
+	gv_store_free(&s);
+	char dir[256];
+	snprintf(dir, sizeof(dir), "%s/pins", base);
+	CU_ASSERT_EQUAL_FATAL(gv_store_open(&s, dir), 0);
+	CU_ASSERT_EQUAL(gv_store_taken(&s, "b", out, 16), 3);
+	CU_ASSERT_EQUAL(gv_store_taken(&s, NULL, out, 16), 4);
+	CU_ASSERT_EQUAL(gv_store_release_vm(&s, "a"), 1);
+	CU_ASSERT_EQUAL(gv_store_taken(&s, "b", out, 16), 0);
+	gv_store_free(&s);
+}
+
+static void test_plan_nccl(void)
+{
+	static struct gv_plan p;
+	static char xml[1 << 14];
+	char slots[GV_MAX_SEL][GV_SLOT_LEN], err[512];
+	int n;
+	int rc = plan("{\"attach_mode\": \"listed\", \"peer_nics\": true, \"gpus\": [{\"slot\": "
+		      "\"12:00.0\"}, {\"slot\": \"b2:00.0\"}]}",
+		      4, 2048, GV_TOPO_NCCL, NULL, 0, NULL, 0, &p, slots, &n, err);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	CU_ASSERT_EQUAL(p.n_cells, 2);
+	for (int i = 0; i < p.n_pcie; i++) { /* flat: root ports on the root complex */
+		CU_ASSERT_EQUAL(p.pcie[i].kind, CVMM_PCIE_ROOT_PORT);
+		CU_ASSERT_STRING_EQUAL(p.pcie[i].parent, "");
+	}
+	struct gv_plan_in in = {.h = &H, .slots = slots, .n = n};
+	CU_ASSERT_TRUE_FATAL(gv_nccl_xml(&in, &p, xml, sizeof(xml)) > 0);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/golden/nccl-topo.xml", GV_TEST_TOOLS);
+	if (getenv("GV_REGEN")) {
+		FILE *f = fopen(path, "we");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		fputs(xml, f);
+		fclose(f);
+		return;
+	}
+	char *want = slurp(path);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(want);
+	if (strcmp(want, xml))
+		fprintf(stderr, "\nnccl-topo.xml differs, got:\n%s", xml);
+	CU_ASSERT_STRING_EQUAL(xml, want);
+	CU_ASSERT_EQUAL(gv_nccl_xml(&in, &p, xml, 64), -ENOSPC);
+}
+
+static void test_plan_desktop(void)
+{
+	/* numa_node -1 on a one-node host: the node is that one */
+	struct gv_host d;
+	struct gv_filter f;
+	static struct gv_plan p;
+	char slots[2][GV_SLOT_LEN] = {"0000:01:00.0", "0000:01:00.1"}, err[512];
+	filter_open(&f);
+	CU_ASSERT_EQUAL_FATAL(gv_discover(desk, &f, &d), 0);
+	struct gv_plan_in in = {.h = &d, .slots = slots, .n = 2, .vcpus = 4, .memory_mb = 1024,
+				.mode = GV_TOPO_MIRROR};
+	CU_ASSERT_EQUAL(gv_plan(&in, &p, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(p.n_cells, 1);
+	CU_ASSERT_EQUAL(p.cells[0].host_node, 0);
+	CU_ASSERT_EQUAL(p.pins[0], 15);
+	/* GPU and audio: one slot under one root port (no switch above) */
+	CU_ASSERT_STRING_EQUAL(p.devs[0].bus, p.devs[1].bus);
+	CU_ASSERT_EQUAL(p.devs[1].function, 1);
+	CU_ASSERT_STRING_EQUAL(p.devs[0].group, p.devs[1].group);
+	gv_host_free(&d);
+}
+
+/* ---- the readiness report's GPU items ---- */
+
+static const char *item_status(const char *json, const char *name, char *detail, size_t len)
+{
+	static char st[16];
+	struct json_object *a = json_tokener_parse(json), *v;
+	snprintf(st, sizeof(st), "(missing)");
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		struct json_object *it = json_object_array_get_idx(a, i);
+		json_object_object_get_ex(it, "name", &v);
+		if (strcmp(json_object_get_string(v), name))
+			continue;
+		json_object_object_get_ex(it, "status", &v);
+		snprintf(st, sizeof(st), "%s", json_object_get_string(v));
+		json_object_object_get_ex(it, "detail", &v);
+		snprintf(detail, len, "%s", json_object_get_string(v));
+	}
+	json_object_put(a);
+	return st;
+}
+
+static void test_check_items(void)
+{
+	static char buf[1 << 16];
+	char detail[1024], cmd[1024], tree2[300];
+	struct gv_filter f;
+	struct gv_store s;
+	struct gv_host h;
+	filter_open(&f);
+	store_fresh(&s, "check");
+	CU_ASSERT_TRUE_FATAL(gv_check_json(hgx, &H, &f, &s, buf, sizeof(buf)) > 0);
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu passthrough", detail, sizeof(detail)), "ok");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "8 GPUs and 4 NVSwitches"));
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:12:00.0", detail, sizeof(detail)), "ok");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "IOMMU group"));
+	/* the audio function in GPU b2's group is its own: still ok */
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:b2:00.0", detail, sizeof(detail)), "ok");
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "nvswitch 0000:06:00.0", detail, sizeof(detail)), "ok");
+	/* a filtered GPU is a warning saying why */
+	snprintf(f.exclude[f.n_exclude++], GV_SLOT_LEN, "0000:32:00.0");
+	CU_ASSERT_TRUE_FATAL(gv_check_json(hgx, &H, &f, &s, buf, sizeof(buf)) > 0);
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:32:00.0", detail, sizeof(detail)), "warn");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "not offered"));
+	filter_open(&f);
+	f.enabled = 0;
+	CU_ASSERT_TRUE_FATAL(gv_check_json(hgx, &H, &f, &s, buf, sizeof(buf)) > 0);
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu passthrough", detail, sizeof(detail)), "warn");
+	filter_open(&f);
+
+	/* the desktop's only GPU is the boot display */
+	CU_ASSERT_EQUAL_FATAL(gv_discover(desk, &f, &h), 0);
+	CU_ASSERT_TRUE_FATAL(gv_check_json(desk, &h, &f, &s, buf, sizeof(buf)) > 0);
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:01:00.0", detail, sizeof(detail)), "fail");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "boot display"));
+	gv_host_free(&h);
+
+	/* a NIC in a GPU's IOMMU group (no ACS) would leave the host with it;
+	 * nvidia_drm with modeset=Y makes unbinding hang */
+	snprintf(tree2, sizeof(tree2), "%s/hgx-noacs", base);
+	snprintf(cmd, sizeof(cmd),
+		 "rm -rf '%s' && cp -a '%s' '%s' && cd '%s/sys/kernel/iommu_groups' && "
+		 "g=$(basename \"$(readlink ../../bus/pci/devices/0000:52:00.0/iommu_group)\") && "
+		 "ln -s ../../../../bus/pci/devices/0000:53:00.0 $g/devices/0000:53:00.0 && "
+		 "mkdir -p '%s/sys/module/nvidia_drm/parameters' && "
+		 "echo Y > '%s/sys/module/nvidia_drm/parameters/modeset'",
+		 tree2, hgx, tree2, tree2, tree2, tree2);
+	run(cmd);
+	CU_ASSERT_EQUAL_FATAL(gv_discover(tree2, &f, &h), 0);
+	CU_ASSERT_TRUE_FATAL(gv_check_json(tree2, &h, &f, &s, buf, sizeof(buf)) > 0);
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:52:00.0", detail, sizeof(detail)), "warn");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "0000:53:00.0 (mlx5_core), which would leave the host"));
+	CU_ASSERT_STRING_EQUAL(item_status(buf, "gpu 0000:12:00.0", detail, sizeof(detail)), "warn");
+	CU_ASSERT_PTR_NOT_NULL(strstr(detail, "modeset=Y"));
+	gv_host_free(&h);
+	gv_store_free(&s);
+}
+
 static int suite_init(void)
 {
 	snprintf(base, sizeof(base), "/tmp/gpu-vfio-test.XXXXXX");
@@ -860,6 +1105,13 @@ int main(void)
 	CU_add_test(d, "count_placement", test_count_placement);
 	CU_add_test(d, "hostdevs", test_hostdevs);
 	CU_add_test(d, "write_timeout", test_write_timeout);
+	CU_pSuite pl = CU_add_suite("gpu_vfio_plan", suite_init, suite_clean);
+	CU_add_test(pl, "cpulists", test_plan_cpulists);
+	CU_add_test(pl, "pins", test_plan_pins);
+	CU_add_test(pl, "pins_leased", test_plan_pins_leased);
+	CU_add_test(pl, "nccl", test_plan_nccl);
+	CU_add_test(pl, "desktop", test_plan_desktop);
+	CU_add_test(pl, "check_items", test_check_items);
 	CU_add_test(d, "sim_bind_restore", test_sim_bind_restore);
 	CU_add_test(d, "sim_later_step_fails", test_sim_later_step_fails);
 	CU_add_test(d, "sim_hang", test_sim_hang);

@@ -6,7 +6,8 @@ on node 1; 8 GPUs 10de:2335, each under its own PCIe switch with a
 ConnectX-7 15b3:1021; 4 NVSwitches 10de:22a4 behind a switch of their own;
 GPU 5 with an audio function in its IOMMU group) or "desktop" (one GPU
 10de:2684 with its audio function 10de:22ba in one group, a NIC on the
-chipset, one node of 16 CPUs, numa_node -1 as desktops report it).
+chipset, one node of 16 CPUs, numa_node -1 as desktops report it; the GPU
+is the boot display, boot_vga 1).
 
 The layout is the kernel's: devices nest under the bridges above them in
 sys/devices/pci0000:00/..., sys/bus/pci/devices/<bdf> links there, each
@@ -63,6 +64,9 @@ class Tree:
         self.write(os.path.join(d, "class"), "0x%06x\n" % cls)
         self.write(os.path.join(d, "numa_node"), "%d\n" % node)
         self.write(os.path.join(d, "driver_override"), "(null)\n")
+        # PCIe Gen5 x16, as an H200 board's links are (NCCL reads these)
+        self.write(os.path.join(d, "max_link_speed"), "32.0 GT/s PCIe\n")
+        self.write(os.path.join(d, "max_link_width"), "16\n")
         self.link(d, os.path.join(self.sys, "bus/pci/devices", bdf))
         if group is None:
             group = self.group
@@ -123,6 +127,8 @@ def desktop(t):
     t.node(0, range(16))
     t.add("0000:00:01.0", None, 0x8086, 0xa70d, BRIDGE, -1, "pcieport")
     g = t.add("0000:01:00.0", "0000:00:01.0", 0x10de, 0x2684, 0x030000, -1, "nvidia")
+    # the only display device: the firmware's and the console's (boot_vga)
+    t.write(os.path.join(t.devs["0000:01:00.0"], "boot_vga"), "1\n")
     t.add("0000:01:00.1", "0000:00:01.0", 0x10de, 0x22ba, 0x040300, -1, "snd_hda_intel", g)
     t.add("0000:00:1c.0", None, 0x8086, 0x7a38, BRIDGE, -1, "pcieport")
     t.add("0000:02:00.0", "0000:00:1c.0", 0x8086, 0x15f3, 0x020000, -1, "igc")
