@@ -333,6 +333,12 @@ static int check_spec(struct out *o, const struct cvmm_launch_spec *s, const str
 		return o->rc;
 	if (s->uuid[0] && check_plain(o, "UUID", s->uuid))
 		return o->rc;
+	if (cp_spec_firmware(s) == CVMM_FW_UEFI &&
+	    (check_text(o, "firmware code", s->firmware_code) ||
+	     check_text(o, "firmware vars", s->firmware_vars)))
+		return o->rc;
+	if (cp_spec_firmware(s) == CVMM_FW_UEFI && (!s->firmware_code[0] || !s->firmware_vars[0]))
+		return fail(o, "firmware uefi: needs firmware_code and firmware_vars");
 	if (strcmp(opt->type, "qemu") && strcmp(opt->type, "kvm"))
 		return fail(o, "domain type '%s' is not \"qemu\" or \"kvm\"", opt->type);
 	for (uint32_t i = 0; i < s->n_disks; i++)
@@ -582,10 +588,18 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 	fprintf(o.f, "  <os>\n    <type arch='x86_64' machine='");
 	esc(o.f, s->machine[0] ? s->machine : "q35");
 	fprintf(o.f, "'>hvm</type>\n");
+	uint32_t fw = cp_spec_firmware(s);
 	if (s->bios[0]) {
 		fprintf(o.f, "    <loader type='rom'>");
 		esc(o.f, s->bios);
 		fprintf(o.f, "</loader>\n");
+	} else if (fw == CVMM_FW_UEFI) {
+		/* OVMF: the code read-only, the VM's own variable store. */
+		fprintf(o.f, "    <loader readonly='yes' type='pflash'>");
+		esc(o.f, s->firmware_code);
+		fprintf(o.f, "</loader>\n    <nvram>");
+		esc(o.f, s->firmware_vars);
+		fprintf(o.f, "</nvram>\n");
 	}
 	if (s->kernel[0]) {
 		elem(&o, 4, "kernel", s->kernel);
@@ -623,6 +637,8 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 		fprintf(o.f, "'/>\n      <target dev='%s' bus='virtio'/>\n", target);
 		if (d->readonly)
 			fprintf(o.f, "      <readonly/>\n");
+		if (fw != CVMM_FW_NONE && i == 0) /* firmware boots the first disk */
+			fprintf(o.f, "      <boot order='1'/>\n");
 		if (alias_ok(d->id))
 			fprintf(o.f, "      <alias name='ua-%s'/>\n", d->id);
 		fprintf(o.f, "    </disk>\n");
