@@ -64,6 +64,11 @@ int ci_validate(json_object *v, char *err, size_t errlen)
 					 k);
 				return -EINVAL;
 			}
+		} else if (!strcmp(k, "dhcp")) {
+			if (!json_object_is_type(val, json_type_boolean)) {
+				snprintf(err, errlen, "cloud_init.dhcp: must be true or false");
+				return -EINVAL;
+			}
 		} else if (!strcmp(k, "user_data")) {
 			if (!json_object_is_type(val, json_type_string) ||
 			    strncmp(json_object_get_string(val), "#cloud-config", 13)) {
@@ -75,7 +80,7 @@ int ci_validate(json_object *v, char *err, size_t errlen)
 		} else {
 			snprintf(err, errlen,
 				 "cloud_init.%s: unknown field (known: hostname, user, "
-				 "ssh_authorized_keys, packages, runcmd, user_data)",
+				 "ssh_authorized_keys, packages, runcmd, user_data, dhcp)",
 				 k);
 			return -EINVAL;
 		}
@@ -207,7 +212,8 @@ char *ci_network_config(const struct ci_input *in)
 		json_object *mac = json_object_new_string(c->mac);
 		fprintf(f, "  nic%d:\n    match:\n      macaddress: %s\n", i, jstr(mac));
 		json_object_put(mac);
-		if (!c->addr[0]) {
+		json_object *dhcp = field(in->req, "dhcp");
+		if (!c->addr[0] || (dhcp && json_object_get_boolean(dhcp))) {
 			fprintf(f, "    dhcp4: true\n");
 			continue;
 		}

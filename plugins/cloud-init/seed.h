@@ -28,7 +28,9 @@ struct ci_input {
 
 /* Checks a "cloud_init" value: an object of hostname, user (strings),
  * ssh_authorized_keys, packages, runcmd (arrays of strings), user_data (a
- * string starting "#cloud-config"); or false (no seed). 0 or -EINVAL with
+ * string starting "#cloud-config"), dhcp (true: every NIC by DHCP even
+ * where the network plugin chose an address, which its DHCP server then
+ * hands out); or false (no seed). 0 or -EINVAL with
  * the reason in err. */
 int ci_validate(json_object *v, char *err, size_t errlen);
 

@@ -91,6 +91,13 @@ static void test_network_config(void)
 				       "    match:\n"
 				       "      macaddress: \"52:54:00:00:00:02\"\n"
 				       "    dhcp4: true\n");
+	json_object_put(in.req);
+	in.req = json_tokener_parse("{\"dhcp\": true}");
+	in.n_nics = 1;
+	expect(ci_network_config(&in), "version: 2\nethernets:\n  nic0:\n    match:\n"
+				       "      macaddress: \"52:54:00:00:00:01\"\n    dhcp4: true\n");
+	json_object_put(in.req);
+	in.req = NULL;
 	in.n_nics = 0;
 	expect(ci_network_config(&in), "version: 2\nethernets: {}\n");
 }
@@ -118,6 +125,8 @@ static void test_validate(void)
 	CU_ASSERT_EQUAL(validate("{\"runcmd\": [\"a\\nb\"]}"), -EINVAL);
 	CU_ASSERT_EQUAL(validate("{\"user_data\": \"runcmd: []\"}"), -EINVAL);
 	CU_ASSERT_EQUAL(validate("{\"colour\": 1}"), -EINVAL);
+	CU_ASSERT_EQUAL(validate("{\"dhcp\": true}"), 0);
+	CU_ASSERT_EQUAL(validate("{\"dhcp\": 1}"), -EINVAL);
 }
 
 int main(void)

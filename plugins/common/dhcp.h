@@ -2,10 +2,11 @@
  * dhcp: a static-lease DHCP server (dnsmasq) on one interface, for network
  * plugins that choose their guests' addresses: every guest, not only one
  * that reads cvmm's kernel command line, then gets the address chosen for
- * it. One file per NIC in a hosts directory ("MAC,ADDRESS"), which dnsmasq
- * watches (inotify), so adding a NIC needs no signal; only MACs listed
- * there are answered (a "static" range), so servers of several hosts on
- * one segment (an overlay) each answer their own guests only.
+ * it. One file per NIC in a hosts directory ("MAC,ADDRESS"), passed to
+ * dnsmasq as --dhcp-host arguments (it drops root and could not read files
+ * under a 0700 run_path), so a changed set restarts it; only MACs listed are
+ * answered (a "static" range), so servers of several hosts on one segment
+ * (an overlay) each answer their own guests only.
  *
  * dnsmasq runs daemonised in its own session (it outlives a killed daemon,
  * as the guests do) and is found again by its --pid-file argument.
@@ -23,12 +24,11 @@ struct cp_dhcp {
 	char user[64];        /* --user; "" = dnsmasq's default (nobody) */
 };
 
-/* Starts the server unless it runs. dir is made 0755, and every directory
- * above it must be searchable by others (dnsmasq reads the hosts after
- * dropping root): refused with the reason in err otherwise. */
+/* Starts the server unless it runs (dir is made 0700). */
 int cp_dhcp_ensure(const struct cp_dhcp *c, char *err, size_t errlen);
-/* Adds (mac and addr set) or removes (addr NULL) the lease of one NIC;
- * name is unique per NIC (a TAP name). */
+/* Adds (mac and addr set) or removes (addr NULL) the lease of one NIC,
+ * restarting a running server when the set changed (one that does not run
+ * is started by an add); name is unique per NIC (a TAP name). */
 int cp_dhcp_host(const struct cp_dhcp *c, const char *name, const char *mac, const char *addr);
 /* Stops the server and removes dir. Idempotent. */
 int cp_dhcp_stop(const struct cp_dhcp *c);
