@@ -444,6 +444,24 @@ int image_import(const char *image_path, const char *name, const char *file, con
 			 file);
 		return -EINVAL;
 	}
+	if (!strcmp(format, "raw")) {
+		/* Anything is "raw" to qemu-img: ask for what a disk that boots
+		 * by itself has, whole sectors and an MBR (or GPT's protective
+		 * MBR) boot signature. */
+		unsigned char sig[2] = {0, 0};
+		int fd = open(file, O_RDONLY | O_CLOEXEC);
+		bool ok = fd >= 0 && st.st_size >= 512 && st.st_size % 512 == 0 &&
+			  pread(fd, sig, 2, 510) == 2 && sig[0] == 0x55 && sig[1] == 0xaa;
+		if (fd >= 0)
+			close(fd);
+		if (!ok) {
+			snprintf(err, errlen,
+				 "image '%s': %s is not qcow2, and not a raw disk either (no whole "
+				 "512-byte sectors with a partition table's boot signature)",
+				 name, file);
+			return -EINVAL;
+		}
+	}
 	char tmp[640], hda[700], meta[700];
 	snprintf(tmp, sizeof(tmp), "%s/.import-%s", image_path, name);
 	rm_rf(tmp); /* a crashed import's leftovers */
