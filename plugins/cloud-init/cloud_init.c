@@ -69,7 +69,8 @@ static void seed_paths(cvmm_vm *vm, char *dir, size_t dl, char *iso, size_t il)
 
 static int add_disk(cvmm_spec *spec, const char *iso)
 {
-	struct cvmm_spec_disk d = {.struct_size = sizeof(d), .format = CVMM_DISK_RAW, .readonly = 1};
+	struct cvmm_spec_disk d = {
+	    .struct_size = sizeof(d), .format = CVMM_DISK_RAW, .readonly = 1};
 	snprintf(d.id, sizeof(d.id), "seed");
 	snprintf(d.path, sizeof(d.path), "%s", iso);
 	return host->spec_add_disk(spec, &d);
@@ -155,7 +156,8 @@ static int run(char *const argv[], char *out, size_t outlen)
 
 static int make_seed(cvmm_vm *vm, json_object *req, const char *dir, const char *iso)
 {
-	struct ci_input in = {.instance_id = host->vm_id(vm), .vm_name = host->vm_name(vm), .req = req};
+	struct ci_input in = {
+	    .instance_id = host->vm_id(vm), .vm_name = host->vm_name(vm), .req = req};
 	uint32_t n = host->vm_nic_count(vm);
 	for (uint32_t i = 0; i < n && i < CI_MAX_NICS; i++) {
 		struct cvmm_nic_info ni = {.struct_size = sizeof(ni)};
@@ -192,9 +194,8 @@ static int make_seed(cvmm_vm *vm, json_object *req, const char *dir, const char 
 		}
 	snprintf(tmp, sizeof(tmp), "%s.new", iso);
 	unlink(tmp);
-	char *argv[] = {(char *)xorriso, "-as",     "mkisofs",  "-quiet",  "-o",  tmp,
-			"-V",            "cidata",  "-J",       "-R",      path[0], path[1],
-			path[2],         NULL};
+	char *argv[] = {(char *)xorriso, "-as", "mkisofs", "-quiet", "-o",    tmp,     "-V",
+	                "cidata",        "-J",  "-R",      path[0],  path[1], path[2], NULL};
 	r = run(argv, out, sizeof(out));
 	if (r != 0) {
 		unlink(tmp);
@@ -202,7 +203,7 @@ static int make_seed(cvmm_vm *vm, json_object *req, const char *dir, const char 
 		while (l && out[l - 1] == '\n')
 			out[--l] = 0;
 		r = host->error(self, vm, r < 0 ? r : -EIO, "cloud-init: %s failed making %s: %s",
-				xorriso, iso, out[0] ? out : "no message");
+		                xorriso, iso, out[0] ? out : "no message");
 		goto out;
 	}
 	if (rename(tmp, iso) < 0) {
@@ -211,7 +212,7 @@ static int make_seed(cvmm_vm *vm, json_object *req, const char *dir, const char 
 		goto out;
 	}
 	host->log(self, CVMM_LOG_INFO, "VM '%s': cloud-init seed %s (re)made", host->vm_name(vm),
-		  iso);
+	          iso);
 out:
 	for (int k = 0; k < 3; k++)
 		free(text[k]);
@@ -236,19 +237,19 @@ static int hook(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
 }
 
 CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
-					const struct cvmm_host_api *h, cvmm_plugin *p,
-					struct cvmm_plugin_desc *desc)
+                                        const struct cvmm_host_api *h, cvmm_plugin *p,
+                                        struct cvmm_plugin_desc *desc)
 {
 	(void)abi_minor;
 	CVMM_PLUGIN_DESCRIBE(desc, "cloud-init", "0.1.0",
-			     "NoCloud seed (user, SSH keys, packages, network-config) per VM");
+	                     "NoCloud seed (user, SSH keys, packages, network-config) per VM");
 	if (abi_major != CVMM_ABI_MAJOR)
 		return -EPROTO;
 	host = h;
 	self = p;
 	if (!CVMM_HOST_HAS(host, vm_nic_info) || !CVMM_HOST_HAS(host, register_request_field))
 		return host->error(self, NULL, -ENOTSUP,
-				   "cloud-init needs a host with ABI 1.2's vm_nic_info");
+		                   "cloud-init needs a host with ABI 1.2's vm_nic_info");
 	int r = host->cfg_string(self, "xorriso", &xorriso);
 	if (r < 0 && r != -ENOENT)
 		return r;

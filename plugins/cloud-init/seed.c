@@ -12,7 +12,7 @@
 static const char *jstr(json_object *o)
 {
 	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-						     JSON_C_TO_STRING_NOSLASHESCAPE);
+	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 static json_object *field(json_object *req, const char *k)
@@ -39,20 +39,22 @@ int ci_validate(json_object *v, char *err, size_t errlen)
 	{
 		if (!strcmp(k, "hostname") || !strcmp(k, "user")) {
 			const char *s = json_object_get_string(val);
-			bool ok = json_object_is_type(val, json_type_string) && *s && strlen(s) <= 63;
+			bool ok =
+			    json_object_is_type(val, json_type_string) && *s && strlen(s) <= 63;
 			for (const char *c = s; ok && *c; c++)
 				ok = isalnum((unsigned char)*c) || *c == '-' ||
 				     (*c == '_' && !strcmp(k, "user")) ||
 				     (*c == '.' && !strcmp(k, "hostname"));
 			if (!ok || s[0] == '-') {
 				snprintf(err, errlen,
-					 "cloud_init.%s: 1 to 63 letters, digits and '-'%s, not starting "
-					 "with '-'",
-					 k, !strcmp(k, "user") ? " or '_'" : " or '.'");
+				         "cloud_init.%s: 1 to 63 letters, digits and '-'%s, not "
+				         "starting "
+				         "with '-'",
+				         k, !strcmp(k, "user") ? " or '_'" : " or '.'");
 				return -EINVAL;
 			}
 		} else if (!strcmp(k, "ssh_authorized_keys") || !strcmp(k, "packages") ||
-			   !strcmp(k, "runcmd")) {
+		           !strcmp(k, "runcmd")) {
 			bool ok = json_object_is_type(val, json_type_array);
 			for (size_t i = 0; ok && i < json_object_array_length(val); i++) {
 				json_object *e = json_object_array_get_idx(val, i);
@@ -60,8 +62,8 @@ int ci_validate(json_object *v, char *err, size_t errlen)
 				     !strchr(json_object_get_string(e), '\n');
 			}
 			if (!ok) {
-				snprintf(err, errlen, "cloud_init.%s: must be an array of one-line strings",
-					 k);
+				snprintf(err, errlen,
+				         "cloud_init.%s: must be an array of one-line strings", k);
 				return -EINVAL;
 			}
 		} else if (!strcmp(k, "dhcp")) {
@@ -73,15 +75,15 @@ int ci_validate(json_object *v, char *err, size_t errlen)
 			if (!json_object_is_type(val, json_type_string) ||
 			    strncmp(json_object_get_string(val), "#cloud-config", 13)) {
 				snprintf(err, errlen,
-					 "cloud_init.user_data: must be a string starting with "
-					 "\"#cloud-config\"");
+				         "cloud_init.user_data: must be a string starting with "
+				         "\"#cloud-config\"");
 				return -EINVAL;
 			}
 		} else {
 			snprintf(err, errlen,
-				 "cloud_init.%s: unknown field (known: hostname, user, "
-				 "ssh_authorized_keys, packages, runcmd, user_data, dhcp)",
-				 k);
+			         "cloud_init.%s: unknown field (known: hostname, user, "
+			         "ssh_authorized_keys, packages, runcmd, user_data, dhcp)",
+			         k);
 			return -EINVAL;
 		}
 	}
@@ -157,7 +159,7 @@ char *ci_user_data(const struct ci_input *in)
 	if (user) {
 		fprintf(f, "users:\n  - name: %s\n", jstr(user));
 		fprintf(f, "    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    shell: /bin/bash\n"
-			   "    lock_passwd: true\n");
+		           "    lock_passwd: true\n");
 		if (sshk)
 			fprintf(f, "    ssh_authorized_keys: %s\n", jstr(sshk));
 		keys[nk++] = "users";
@@ -222,7 +224,8 @@ char *ci_network_config(const struct ci_input *in)
 		json_object_put(a);
 		if (c->gateway[0]) {
 			json_object *g = json_object_new_string(c->gateway);
-			fprintf(f, "    routes:\n      - to: 0.0.0.0/0\n        via: %s\n", jstr(g));
+			fprintf(f, "    routes:\n      - to: 0.0.0.0/0\n        via: %s\n",
+			        jstr(g));
 			json_object_put(g);
 		}
 		if (c->dns[0]) {

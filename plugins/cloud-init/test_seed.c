@@ -10,8 +10,8 @@
 static struct ci_input input(const char *req_json)
 {
 	struct ci_input in = {.instance_id = "7c1d0e2f-3a4b-4c5d-8e6f-0a1b2c3d4e5f",
-			      .vm_name = "vm1",
-			      .req = req_json ? json_tokener_parse(req_json) : NULL};
+	                      .vm_name = "vm1",
+	                      .req = req_json ? json_tokener_parse(req_json) : NULL};
 	return in;
 }
 
@@ -28,40 +28,41 @@ static void test_meta_data(void)
 {
 	struct ci_input in = input("{\"hostname\": \"web1\"}");
 	expect(ci_meta_data(&in), "instance-id: \"7c1d0e2f-3a4b-4c5d-8e6f-0a1b2c3d4e5f\"\n"
-				  "local-hostname: \"web1\"\n");
+	                          "local-hostname: \"web1\"\n");
 	json_object_put(in.req);
 	in = input(NULL); /* an image's default seed: the VM's name */
 	expect(ci_meta_data(&in), "instance-id: \"7c1d0e2f-3a4b-4c5d-8e6f-0a1b2c3d4e5f\"\n"
-				  "local-hostname: \"vm1\"\n");
+	                          "local-hostname: \"vm1\"\n");
 }
 
 static void test_user_data(void)
 {
-	struct ci_input in = input(
-	    "{\"hostname\": \"web1\", \"user\": \"acc\", \"ssh_authorized_keys\": [\"ssh-ed25519 AAAA k@h\"],"
-	    " \"packages\": [\"curl\"], \"runcmd\": [\"echo hi >> /x\"],"
-	    " \"user_data\": \"#cloud-config\\nhostname: other\\nwrite_files:\\n  - path: /etc/a\\n    "
-	    "content: b\\npackages:\\n  - vim\\ntimezone: UTC\\n\"}");
+	struct ci_input in = input("{\"hostname\": \"web1\", \"user\": \"acc\", "
+	                           "\"ssh_authorized_keys\": [\"ssh-ed25519 AAAA k@h\"],"
+	                           " \"packages\": [\"curl\"], \"runcmd\": [\"echo hi >> /x\"],"
+	                           " \"user_data\": \"#cloud-config\\nhostname: "
+	                           "other\\nwrite_files:\\n  - path: /etc/a\\n    "
+	                           "content: b\\npackages:\\n  - vim\\ntimezone: UTC\\n\"}");
 	expect(ci_user_data(&in), "#cloud-config\n"
-				  "hostname: \"web1\"\n"
-				  "preserve_hostname: false\n"
-				  "users:\n"
-				  "  - name: \"acc\"\n"
-				  "    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n"
-				  "    shell: /bin/bash\n"
-				  "    lock_passwd: true\n"
-				  "    ssh_authorized_keys: [\"ssh-ed25519 AAAA k@h\"]\n"
-				  "packages: [\"curl\"]\n"
-				  "runcmd: [\"echo hi >> /x\"]\n"
-				  "write_files:\n"
-				  "  - path: /etc/a\n"
-				  "    content: b\n"
-				  "timezone: UTC\n");
+	                          "hostname: \"web1\"\n"
+	                          "preserve_hostname: false\n"
+	                          "users:\n"
+	                          "  - name: \"acc\"\n"
+	                          "    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n"
+	                          "    shell: /bin/bash\n"
+	                          "    lock_passwd: true\n"
+	                          "    ssh_authorized_keys: [\"ssh-ed25519 AAAA k@h\"]\n"
+	                          "packages: [\"curl\"]\n"
+	                          "runcmd: [\"echo hi >> /x\"]\n"
+	                          "write_files:\n"
+	                          "  - path: /etc/a\n"
+	                          "    content: b\n"
+	                          "timezone: UTC\n");
 	json_object_put(in.req);
 	/* Keys without a user go to the image's default user. */
 	in = input("{\"ssh_authorized_keys\": [\"ssh-rsa B/C+=\"]}");
 	expect(ci_user_data(&in), "#cloud-config\nhostname: \"vm1\"\npreserve_hostname: false\n"
-				  "ssh_authorized_keys: [\"ssh-rsa B/C+=\"]\n");
+	                          "ssh_authorized_keys: [\"ssh-rsa B/C+=\"]\n");
 	json_object_put(in.req);
 }
 
@@ -76,26 +77,27 @@ static void test_network_config(void)
 	strcpy(in.nics[1].mac, "52:54:00:00:00:02"); /* no address chosen: DHCP */
 	/* nics[2]: no MAC known, left out */
 	expect(ci_network_config(&in), "version: 2\n"
-				       "ethernets:\n"
-				       "  nic0:\n"
-				       "    match:\n"
-				       "      macaddress: \"52:54:00:00:00:01\"\n"
-				       "    dhcp4: false\n"
-				       "    addresses: [\"10.0.2.42/24\"]\n"
-				       "    routes:\n"
-				       "      - to: 0.0.0.0/0\n"
-				       "        via: \"10.0.2.2\"\n"
-				       "    nameservers:\n"
-				       "      addresses: [\"10.0.2.3\"]\n"
-				       "  nic1:\n"
-				       "    match:\n"
-				       "      macaddress: \"52:54:00:00:00:02\"\n"
-				       "    dhcp4: true\n");
+	                               "ethernets:\n"
+	                               "  nic0:\n"
+	                               "    match:\n"
+	                               "      macaddress: \"52:54:00:00:00:01\"\n"
+	                               "    dhcp4: false\n"
+	                               "    addresses: [\"10.0.2.42/24\"]\n"
+	                               "    routes:\n"
+	                               "      - to: 0.0.0.0/0\n"
+	                               "        via: \"10.0.2.2\"\n"
+	                               "    nameservers:\n"
+	                               "      addresses: [\"10.0.2.3\"]\n"
+	                               "  nic1:\n"
+	                               "    match:\n"
+	                               "      macaddress: \"52:54:00:00:00:02\"\n"
+	                               "    dhcp4: true\n");
 	json_object_put(in.req);
 	in.req = json_tokener_parse("{\"dhcp\": true}");
 	in.n_nics = 1;
-	expect(ci_network_config(&in), "version: 2\nethernets:\n  nic0:\n    match:\n"
-				       "      macaddress: \"52:54:00:00:00:01\"\n    dhcp4: true\n");
+	expect(ci_network_config(&in),
+	       "version: 2\nethernets:\n  nic0:\n    match:\n"
+	       "      macaddress: \"52:54:00:00:00:01\"\n    dhcp4: true\n");
 	json_object_put(in.req);
 	in.req = NULL;
 	in.n_nics = 0;

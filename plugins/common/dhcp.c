@@ -168,7 +168,7 @@ static int start(const struct cp_dhcp *c, char *err, size_t errlen)
 	}
 	if (find_program(c->dnsmasq[0] ? c->dnsmasq : "dnsmasq", prog, sizeof(prog)) < 0) {
 		snprintf(err, errlen, "DHCP server: %s not found (package dnsmasq-base)",
-			 c->dnsmasq[0] ? c->dnsmasq : "dnsmasq");
+		         c->dnsmasq[0] ? c->dnsmasq : "dnsmasq");
 		return -ENOENT;
 	}
 	char **ha = NULL;
@@ -186,9 +186,16 @@ static int start(const struct cp_dhcp *c, char *err, size_t errlen)
 	/* Not authoritative: on a segment shared with other hosts' servers, a
 	 * client this one does not know belongs to another. No DNS (port 0).
 	 * The lease file is opened before dnsmasq drops root. */
-	char *fixed[] = {prog,         "--conf-file=/dev/null", a_pid,   a_if,
-			 "--except-interface=lo", "--bind-dynamic", "--no-hosts", "--port=0",
-			 a_range,      a_lease};
+	char *fixed[] = {prog,
+	                 "--conf-file=/dev/null",
+	                 a_pid,
+	                 a_if,
+	                 "--except-interface=lo",
+	                 "--bind-dynamic",
+	                 "--no-hosts",
+	                 "--port=0",
+	                 a_range,
+	                 a_lease};
 	size_t nf = sizeof(fixed) / sizeof(fixed[0]);
 	char **argv = calloc(nf + (size_t)nh + 2, sizeof(*argv));
 	if (!argv) {
@@ -245,7 +252,7 @@ static int start(const struct cp_dhcp *c, char *err, size_t errlen)
 			fclose(f);
 		}
 		snprintf(err, errlen, "dnsmasq on %s did not start: %s", c->interface,
-			 msg[0] ? msg : "no message");
+		         msg[0] ? msg : "no message");
 		r = -EIO;
 	}
 out:

@@ -17,11 +17,11 @@
 #include <stddef.h>
 
 struct cp_dhcp {
-	char dir[512];        /* everything of this server: pid, hosts dir, leases */
-	char interface[32];   /* where it answers */
-	char range[160];      /* --dhcp-range value, e.g. "10.200.0.0,static,255.255.0.0,infinite" */
-	char dnsmasq[256];    /* program ("dnsmasq": PATH, /usr/sbin, /sbin) */
-	char user[64];        /* --user; "" = dnsmasq's default (nobody) */
+	char dir[512];      /* everything of this server: pid, hosts dir, leases */
+	char interface[32]; /* where it answers */
+	char range[160];    /* --dhcp-range value, e.g. "10.200.0.0,static,255.255.0.0,infinite" */
+	char dnsmasq[256];  /* program ("dnsmasq": PATH, /usr/sbin, /sbin) */
+	char user[64];      /* --user; "" = dnsmasq's default (nobody) */
 };
 
 /* Starts the server unless it runs (dir is made 0700). */
