@@ -652,9 +652,16 @@ static int no_setup(void *data, cvmm_vm *vm, uint32_t i, cvmm_spec *spec,
 	    (r = host->spec_append_cmdline(spec, arg)) < 0)
 		return host->error(self, vm, r, "networks[%u]: cannot add the NIC: %s", i,
 		                   strerror(-r));
-	if (conf.net.gateway && (r = cp_dhcp_host(&conf.dhcp, nic.ifname, nic.mac, a)) < 0)
-		return host->error(self, vm, r, "networks[%u]: DHCP lease for %s: %s", i, nic.mac,
-		                   strerror(-r));
+	if (conf.net.gateway) {
+		/* Under the lock: the server restarts for a changed set of
+		 * leases, and parallel starts must not restart it at once. */
+		pthread_mutex_lock(&lock);
+		r = cp_dhcp_host(&conf.dhcp, nic.ifname, nic.mac, a);
+		pthread_mutex_unlock(&lock);
+		if (r < 0)
+			return host->error(self, vm, r, "networks[%u]: DHCP lease for %s: %s", i,
+			                   nic.mac, strerror(-r));
+	}
 	host->log(self, CVMM_LOG_INFO, "VM '%s': networks[%u]: TAP %s on %s, %s/%u, MTU %u, mac %s",
 	          host->vm_name(vm), i, nic.ifname, conf.bridge, a, conf.net.subnet_prefix, mtu,
 	          nic.mac);
