@@ -165,11 +165,10 @@ class UefiBoot(CloudTest):
                                                    "/sys/firmware/efi && echo yes || echo no) "
                                                    "> /dev/ttyS0"]}})
         self.assertEqual(st, 201, o)
-        vm = wait_for(lambda: (self.d.vm("deb-uefi") or {}).get("state") == "defined"
-                      and self.d.vm("deb-uefi"), 60, "deb-uefi defined")
-        folder = os.path.join(self.d.data, "vms", vm["id"])
+        folder = os.path.join(self.d.data, "vms", o["id"])
         vars_ = os.path.join(folder, "uefi-vars.fd")
-        self.assertTrue(os.path.exists(vars_), os.listdir(folder))
+        # Made at DEFINE, before any start.
+        wait_for(lambda: os.path.exists(vars_), 60, "the VM's UEFI variable store")
         self.assertEqual(os.path.getsize(vars_),
                          os.path.getsize("/usr/share/OVMF/OVMF_VARS_4M.fd"))
         t0 = time.monotonic()
