@@ -215,7 +215,9 @@ char *ci_network_config(const struct ci_input *in)
 		fprintf(f, "  nic%d:\n    match:\n      macaddress: %s\n", i, jstr(mac));
 		json_object_put(mac);
 		json_object *dhcp = field(in->req, "dhcp");
-		if (!c->addr[0] || (dhcp && json_object_get_boolean(dhcp))) {
+		/* An address without its prefix (a mode that does not know the
+		 * guest's subnet) is left to that mode's DHCP, which serves it. */
+		if (!strchr(c->addr, '/') || (dhcp && json_object_get_boolean(dhcp))) {
 			fprintf(f, "    dhcp4: true\n");
 			continue;
 		}

@@ -74,7 +74,8 @@ static void test_network_config(void)
 	strcpy(in.nics[0].addr, "10.0.2.42/24");
 	strcpy(in.nics[0].gateway, "10.0.2.2");
 	strcpy(in.nics[0].dns, "10.0.2.3");
-	strcpy(in.nics[1].mac, "52:54:00:00:00:02"); /* no address chosen: DHCP */
+	strcpy(in.nics[1].mac, "52:54:00:00:00:02"); /* no prefix known: DHCP */
+	strcpy(in.nics[1].addr, "192.168.1.9");
 	/* nics[2]: no MAC known, left out */
 	expect(ci_network_config(&in), "version: 2\n"
 	                               "ethernets:\n"
