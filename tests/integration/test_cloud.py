@@ -256,6 +256,19 @@ class CloudInitSsh(CloudTest):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("is the base of 1 VM ('c1')", r.stderr)
 
+        # The image says cloud_init: a VM made without the field gets a
+        # seed all the same (dry run: the seed disk after the root disk),
+        # and "cloud_init": false opts out.
+        st, o = self.d.api("POST", "/v1/vms?dry_run=1", {"name": "c2", "image": "deb"})
+        self.assertEqual(st, 200, o)
+        drives = [a for a in o["render"]["argv"] if a.startswith("file=")]
+        self.assertEqual(len(drives), 2, drives)
+        self.assertIn("/cloud-init/seed.iso,if=none,id=seed,format=raw,readonly=on", drives[1])
+        st, o = self.d.api("POST", "/v1/vms?dry_run=1",
+                           {"name": "c2", "image": "deb", "cloud_init": False})
+        self.assertEqual(st, 200, o)
+        self.assertEqual(len([a for a in o["render"]["argv"] if a.startswith("file=")]), 1)
+
         # A restart: the same seed, cloud-init does not run again.
         t1 = time.monotonic()
         self.d.cli("restart", "c1")
