@@ -401,10 +401,14 @@ int image_import(const char *image_path, const char *name, const char *file, con
 		snprintf(err, errlen, "image '%s': file: must be an absolute path on the host", name);
 		return -EINVAL;
 	}
-	if (stat(file, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "image '%s': %s: %s", name, file,
-			 errno && !S_ISREG(st.st_mode) ? strerror(errno) : "not a regular file");
-		return -ENOENT;
+	if (stat(file, &st) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "image '%s': %s: %s", name, file, strerror(e));
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "image '%s': %s: not a regular file", name, file);
+		return -EINVAL;
 	}
 	char dir[600];
 	snprintf(dir, sizeof(dir), "%s/%s", image_path, name);
