@@ -1214,6 +1214,86 @@ static enum MHD_Result route_vm(struct api *a, struct req *q, struct cvmm_vm *vm
 	return send_error(q->conn, 404, "no such endpoint: %s", url);
 }
 
+/* ---- images: import and removal (issue 9) ----
+ * On the request thread: an import copies a disk file (seconds), which the
+ * loop thread must never do. */
+
+static enum MHD_Result image_import_req(struct api *a, struct req *q)
+{
+	char err[1024];
+	json_object *body = parse_body(q, err, sizeof(err));
+	if (!body)
+		return send_error(q->conn, 400, "%s", err);
+	const char *name = NULL, *file = NULL, *firmware = NULL;
+	bool cloud_init = false;
+	int r = 0;
+	json_object_object_foreach(body, k, val)
+	{
+		if (!strcmp(k, "name") && json_object_is_type(val, json_type_string))
+			name = json_object_get_string(val);
+		else if (!strcmp(k, "file") && json_object_is_type(val, json_type_string))
+			file = json_object_get_string(val);
+		else if (!strcmp(k, "firmware") && json_object_is_type(val, json_type_string))
+			firmware = json_object_get_string(val);
+		else if (!strcmp(k, "cloud_init") && json_object_is_type(val, json_type_boolean))
+			cloud_init = json_object_get_boolean(val);
+		else {
+			snprintf(err, sizeof(err),
+				 "%s: unknown field or wrong type (name, file, firmware: strings; "
+				 "cloud_init: boolean)",
+				 k);
+			r = -EINVAL;
+			break;
+		}
+	}
+	if (r == 0 && (!name || !file)) {
+		snprintf(err, sizeof(err), "name and file are required");
+		r = -EINVAL;
+	}
+	if (r == 0)
+		r = image_import(a->d->cfg->image_path, name, file, firmware, cloud_init, err,
+				 sizeof(err));
+	enum MHD_Result ret;
+	if (r < 0) {
+		ret = send_error(q->conn, r == -EEXIST ? 409 : r == -ENOENT ? 404 : 400, "%s", err);
+	} else {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "imported", json_object_new_string(name));
+		ret = send_json(q->conn, 201, o);
+	}
+	json_object_put(body);
+	return ret;
+}
+
+static enum MHD_Result image_remove_req(struct api *a, struct req *q, const char *name)
+{
+	struct cvmm_daemon *d = a->d;
+	char users[512] = "", err[1024];
+	int n = 0;
+	/* Every VM made from it overlays its disk (or boots its kernel). An
+	 * image created from in the moment between this check and the
+	 * rename fails its start with "no image". */
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < d->n_vms; i++) {
+		struct cvmm_vm *vm = d->vms[i];
+		if (strcmp(vm->image, name))
+			continue;
+		size_t l = strlen(users);
+		if (n++ < 8 && l < sizeof(users))
+			snprintf(users + l, sizeof(users) - l, "%s'%s'", l ? ", " : "", vm->name);
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (n)
+		return send_error(q->conn, 409, "image '%s' is the base of %d VM%s (%s%s): remove them first",
+				  name, n, n == 1 ? "" : "s", users, n > 8 ? ", ..." : "");
+	int r = image_remove(d->cfg->image_path, name, err, sizeof(err));
+	if (r < 0)
+		return send_error(q->conn, r == -ENOENT ? 404 : r == -EINVAL ? 400 : 500, "%s", err);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "removed", json_object_new_string(name));
+	return send_json(q->conn, 200, o);
+}
+
 static enum MHD_Result route(struct api *a, struct req *q, const char *url, const char *method)
 {
 	struct cvmm_daemon *d = a->d;
@@ -1232,8 +1312,10 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 		return send_json(q->conn, 200, o);
 	}
 	if (!strcmp(p, "images")) {
+		if (post)
+			return image_import_req(a, q);
 		if (!get)
-			return send_error(q->conn, 405, "%s %s: use GET", method, url);
+			return send_error(q->conn, 405, "%s %s: use GET or POST", method, url);
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "images", image_list_json(d->cfg->image_path));
 		return send_json(q->conn, 200, o);
@@ -1243,6 +1325,11 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 	if (!strcmp(p, "host/check"))
 		return get ? send_json(q->conn, 200, check_report(d, "/"))
 			   : send_error(q->conn, 405, "%s %s: use GET", method, url);
+	if (!strncmp(p, "images/", 7)) {
+		if (strcmp(method, "DELETE"))
+			return send_error(q->conn, 405, "%s %s: use DELETE", method, url);
+		return image_remove_req(a, q, p + 7);
+	}
 	struct reg_route *rt = registry_route(d->reg, method, p);
 	if (rt)
 		return plugin_route(a, q, rt, NULL);

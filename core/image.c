@@ -1,6 +1,7 @@
 /* image: see image.h. Clients name images; they never pass host paths. */
 #include "image.h"
 #include "util.h"
+#include "cvmm/plugin.h"
 #include "vm.h"
 
 #include <dirent.h>
@@ -8,7 +9,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,12 +57,45 @@ int image_parse(const char *dir, const char *name, const char *text, struct imag
 	}
 	str_copy(img->name, sizeof(img->name), name);
 	json_object *v;
-	int r;
-	if ((r = resolve(dir, name, o, "kernel", true, img->kernel, sizeof(img->kernel), err, errlen)) ||
+	int r = 0;
+	img->firmware = CVMM_FW_NONE;
+	if (json_object_object_get_ex(o, "firmware", &v)) {
+		const char *fw = json_object_get_string(v);
+		if (json_object_is_type(v, json_type_string) && !strcmp(fw, "bios"))
+			img->firmware = CVMM_FW_BIOS;
+		else if (json_object_is_type(v, json_type_string) && !strcmp(fw, "uefi"))
+			img->firmware = CVMM_FW_UEFI;
+		else {
+			snprintf(err, errlen,
+				 "image '%s': metadata.json: firmware: must be \"bios\" or \"uefi\"",
+				 name);
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	if (json_object_object_get_ex(o, "cloud_init", &v)) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			snprintf(err, errlen, "image '%s': metadata.json: cloud_init: must be true or false",
+				 name);
+			r = -EINVAL;
+			goto out;
+		}
+		img->cloud_init = json_object_get_boolean(v);
+	}
+	/* A disk with firmware boots by itself; without, the kernel is how. */
+	bool need_kernel = img->firmware == CVMM_FW_NONE;
+	if ((r = resolve(dir, name, o, "kernel", need_kernel, img->kernel, sizeof(img->kernel), err,
+			 errlen)) ||
 	    (r = resolve(dir, name, o, "initrd", false, img->initrd, sizeof(img->initrd), err, errlen)) ||
 	    (r = resolve(dir, name, o, "hda", false, img->hda, sizeof(img->hda), err, errlen)) ||
 	    (r = resolve(dir, name, o, "bios", false, img->bios, sizeof(img->bios), err, errlen)))
 		goto out;
+	if (img->firmware != CVMM_FW_NONE && !img->hda[0] && !img->kernel[0]) {
+		snprintf(err, errlen, "image '%s': metadata.json: firmware without hda: nothing to boot",
+			 name);
+		r = -EINVAL;
+		goto out;
+	}
 	if (json_object_object_get_ex(o, "cmdline", &v))
 		str_copy(img->cmdline, sizeof(img->cmdline), json_object_get_string(v));
 out:
@@ -106,6 +142,12 @@ json_object *image_list_json(const char *image_path)
 			json_object_object_add(o, "error", json_object_new_string(err));
 		} else {
 			json_object_object_add(o, "kernel", json_object_new_string(img.kernel));
+			if (img.firmware != CVMM_FW_NONE)
+				json_object_object_add(
+				    o, "firmware",
+				    json_object_new_string(img.firmware == CVMM_FW_UEFI ? "uefi" : "bios"));
+			if (img.cloud_init)
+				json_object_object_add(o, "cloud_init", json_object_new_boolean(1));
 			if (img.initrd[0])
 				json_object_object_add(o, "initrd", json_object_new_string(img.initrd));
 			json_object_object_add(o, "cmdline", json_object_new_string(img.cmdline));
@@ -283,4 +325,219 @@ int image_check_base(const struct image *img, const struct image_base_id *rec, c
 	snprintf(err, errlen, "image '%s': disk %s was %s since VM '%s' was created (%s)%s",
 		 img->name, now.path, replaced ? "replaced" : "modified", vm_name, changes, hint);
 	return -ESTALE;
+}
+
+/* ---- import and removal ---- */
+
+/* Runs argv with stdout (and stderr, after it) into out. Returns the exit
+ * status or -errno. Blocking: request or worker threads only. */
+static int run_capture(char *const argv[], char *out, size_t outlen)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return e;
+	}
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		int null = open("/dev/null", O_RDONLY);
+		dup2(null, 0);
+		execvp(argv[0], argv);
+		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t len = 0;
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(pfd[0], buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		if (len + 1 < outlen) {
+			size_t c = (size_t)n < outlen - 1 - len ? (size_t)n : outlen - 1 - len;
+			memcpy(out + len, buf, c);
+			len += c;
+		}
+	}
+	out[len] = 0;
+	close(pfd[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void chomp(char *s)
+{
+	size_t l = strlen(s);
+	while (l && (s[l - 1] == '\n' || s[l - 1] == ' '))
+		s[--l] = 0;
+}
+
+int image_import(const char *image_path, const char *name, const char *file, const char *firmware,
+		 bool cloud_init, char *err, size_t errlen)
+{
+	if (!vm_name_valid(name)) {
+		snprintf(err, errlen, "image: '%s' is not a valid image name", name);
+		return -EINVAL;
+	}
+	if (!firmware || !*firmware)
+		firmware = "bios"; /* a disk without a kernel boots through firmware */
+	if (strcmp(firmware, "bios") && strcmp(firmware, "uefi")) {
+		snprintf(err, errlen, "image: firmware: must be \"bios\" or \"uefi\", got '%s'", firmware);
+		return -EINVAL;
+	}
+	struct stat st;
+	if (!file || file[0] != '/') {
+		snprintf(err, errlen, "image '%s': file: must be an absolute path on the host", name);
+		return -EINVAL;
+	}
+	if (stat(file, &st) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "image '%s': %s: %s", name, file, strerror(e));
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "image '%s': %s: not a regular file", name, file);
+		return -EINVAL;
+	}
+	char dir[600];
+	snprintf(dir, sizeof(dir), "%s/%s", image_path, name);
+	if (path_exists(dir)) {
+		snprintf(err, errlen, "image '%s' exists already (cvmm image remove %s first)", name,
+			 name);
+		return -EEXIST;
+	}
+	/* The format as qemu-img probes it, never as the name says: a file
+	 * called .qcow2 may be raw, and a raw file may hold a qcow2 header. */
+	char out[8192];
+	char *info[] = {"qemu-img", "info", "--output=json", "--", (char *)file, NULL};
+	int rc = run_capture(info, out, sizeof(out));
+	if (rc != 0) {
+		chomp(out);
+		snprintf(err, errlen, "image '%s': qemu-img info %s: %s", name, file,
+			 out[0] ? out : strerror(rc < 0 ? -rc : EIO));
+		return rc < 0 ? rc : -EINVAL;
+	}
+	json_object *o = json_tokener_parse(out), *v;
+	char format[32] = "";
+	bool backing = false;
+	if (o && json_object_object_get_ex(o, "format", &v))
+		str_copy(format, sizeof(format), json_object_get_string(v));
+	if (o && (json_object_object_get_ex(o, "backing-filename", &v) ||
+		  json_object_object_get_ex(o, "full-backing-filename", &v)))
+		backing = true;
+	json_object_put(o);
+	if (strcmp(format, "qcow2") && strcmp(format, "raw")) {
+		snprintf(err, errlen, "image '%s': %s is %s, not qcow2 or raw", name, file,
+			 format[0] ? format : "of a format qemu-img does not name");
+		return -EINVAL;
+	}
+	if (backing) {
+		snprintf(err, errlen,
+			 "image '%s': %s has a backing file: flatten it first (qemu-img convert)", name,
+			 file);
+		return -EINVAL;
+	}
+	if (!strcmp(format, "raw")) {
+		/* Anything is "raw" to qemu-img: ask for what a disk that boots
+		 * by itself has, whole sectors and an MBR (or GPT's protective
+		 * MBR) boot signature. */
+		unsigned char sig[2] = {0, 0};
+		int fd = open(file, O_RDONLY | O_CLOEXEC);
+		bool ok = fd >= 0 && st.st_size >= 512 && st.st_size % 512 == 0 &&
+			  pread(fd, sig, 2, 510) == 2 && sig[0] == 0x55 && sig[1] == 0xaa;
+		if (fd >= 0)
+			close(fd);
+		if (!ok) {
+			snprintf(err, errlen,
+				 "image '%s': %s is not qcow2, and not a raw disk either (no whole "
+				 "512-byte sectors with a partition table's boot signature)",
+				 name, file);
+			return -EINVAL;
+		}
+	}
+	char tmp[640], hda[700], meta[700];
+	snprintf(tmp, sizeof(tmp), "%s/.import-%s", image_path, name);
+	rm_rf(tmp); /* a crashed import's leftovers */
+	if ((rc = mkdir_p(tmp, 0755)) < 0) {
+		snprintf(err, errlen, "image '%s': %s: %s", name, tmp, strerror(-rc));
+		return rc;
+	}
+	/* Both formats become a standalone qcow2, the base every VM overlays:
+	 * a raw file converted (sparse), a qcow2 rewritten (compacted, and no
+	 * feature of the source file carried over). */
+	snprintf(hda, sizeof(hda), "%s/hda.qcow2", tmp);
+	char *conv[] = {"qemu-img", "convert", "-f",          format, "-O", "qcow2",
+			"--",       (char *)file, hda,         NULL};
+	rc = run_capture(conv, out, sizeof(out));
+	if (rc != 0) {
+		chomp(out);
+		snprintf(err, errlen, "image '%s': qemu-img convert %s: %s", name, file,
+			 out[0] ? out : strerror(rc < 0 ? -rc : EIO));
+		rm_rf(tmp);
+		return rc < 0 ? rc : -EIO;
+	}
+	char text[256];
+	int tl = snprintf(text, sizeof(text),
+			  "{\"hda\": \"hda.qcow2\", \"firmware\": \"%s\", \"cloud_init\": %s}\n",
+			  firmware, cloud_init ? "true" : "false");
+	snprintf(meta, sizeof(meta), "%s/metadata.json", tmp);
+	if ((rc = write_file_atomic(meta, text, (size_t)tl, 0644)) < 0 ||
+	    (rc = rename(tmp, dir) < 0 ? -errno : 0) < 0) {
+		snprintf(err, errlen, "image '%s': %s: %s", name, dir, strerror(-rc));
+		rm_rf(tmp);
+		return rc == -ENOTEMPTY ? -EEXIST : rc;
+	}
+	return 0;
+}
+
+int image_remove(const char *image_path, const char *name, char *err, size_t errlen)
+{
+	if (!vm_name_valid(name)) {
+		snprintf(err, errlen, "image: '%s' is not a valid image name", name);
+		return -EINVAL;
+	}
+	char dir[600], trash[700];
+	snprintf(dir, sizeof(dir), "%s/%s", image_path, name);
+	snprintf(trash, sizeof(trash), "%s/.removed-%s", image_path, name);
+	rm_rf(trash);
+	/* Renamed first: a reader sees the whole image or none of it. */
+	if (rename(dir, trash) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "image: no image '%s' under %s%s%s", name, image_path,
+			 e == ENOENT ? "" : ": ", e == ENOENT ? "" : strerror(e));
+		return -e;
+	}
+	return rm_rf(trash);
+}
+
+int image_uefi_vars(const char *vm_dir, char *path, size_t len, char *err, size_t errlen)
+{
+	if (str_printf(path, len, "%s/" IMAGE_UEFI_VARS_NAME, vm_dir) < 0)
+		return -ENAMETOOLONG;
+	if (path_exists(path))
+		return 0; /* the VM's own store: what the guest wrote in it stays */
+	char *text = NULL;
+	size_t n = 0;
+	int r = read_file(IMAGE_OVMF_VARS, &text, &n, 64 << 20);
+	if (r < 0) {
+		snprintf(err, errlen, "UEFI variable store template %s: %s (package ovmf)",
+			 IMAGE_OVMF_VARS, strerror(-r));
+		return r;
+	}
+	r = write_file_atomic(path, text, n, 0600);
+	free(text);
+	if (r < 0)
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
+	return r;
 }

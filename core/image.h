@@ -1,7 +1,9 @@
 /*
  * image: the catalog under image.path: <path>/<name>/metadata.json with
- * kernel, initrd, cmdline, optional hda (qcow2 base) and bios. Paths in the
- * metadata are relative to the image's folder and may not leave it.
+ * kernel, initrd, cmdline, optional hda (qcow2 base) and bios; or a disk
+ * that boots by itself ("firmware": "bios"|"uefi", kernel then optional).
+ * Paths in the metadata are relative to the image's folder and may not leave
+ * it. Also the importer (image_import) and remover of image folders.
  */
 #ifndef CVMM_IMAGE_H
 #define CVMM_IMAGE_H
@@ -17,6 +19,8 @@ struct image {
 	char cmdline[1024];
 	char hda[512];
 	char bios[512];
+	int firmware;    /* CVMM_FW_* (plugin.h) */
+	bool cloud_init; /* "cloud_init": true: every VM of it gets a NoCloud seed */
 };
 
 int image_load(const char *image_path, const char *name, struct image *img, char *err, size_t errlen);
@@ -47,5 +51,23 @@ int image_base_identify(const struct image *img, struct image_base_id *id, char 
  * it cannot be examined. Nothing recorded: 0. */
 int image_check_base(const struct image *img, const struct image_base_id *recorded,
 		     const char *vm_name, char *err, size_t errlen);
+
+/* Makes image `name` under image_path from the host file `file` (qcow2 or
+ * raw, as qemu-img says, never the name): hda.qcow2 (a qcow2 copied, a raw
+ * converted; one with a backing file refused) and a metadata.json with
+ * firmware ("bios" or "uefi") and cloud_init. Blocks (copies the file):
+ * call it on a worker or request thread. -EEXIST if the name is taken. */
+int image_import(const char *image_path, const char *name, const char *file, const char *firmware,
+		 bool cloud_init, char *err, size_t errlen);
+/* UEFI firmware (Debian's ovmf package): the code, shared read-only, and the
+ * variable store every VM gets a copy of, made at its definition. */
+#define IMAGE_OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
+#define IMAGE_OVMF_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
+#define IMAGE_UEFI_VARS_NAME "uefi-vars.fd"
+/* The VM's variable store in vm_dir (path), copied from the template when
+ * missing. */
+int image_uefi_vars(const char *vm_dir, char *path, size_t len, char *err, size_t errlen);
+/* Removes image `name`'s folder; the caller checks that no VM uses it. */
+int image_remove(const char *image_path, const char *name, char *err, size_t errlen);
 
 #endif

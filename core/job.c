@@ -552,6 +552,21 @@ static int build_spec(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spe
 	str_copy(p->initrd, sizeof(p->initrd), img.initrd);
 	str_copy(p->cmdline, sizeof(p->cmdline), img.cmdline);
 	str_copy(p->bios, sizeof(p->bios), img.bios);
+	p->firmware = (uint32_t)img.firmware;
+	if (img.firmware == CVMM_FW_UEFI) {
+		str_copy(p->firmware_code, sizeof(p->firmware_code), IMAGE_OVMF_CODE);
+		if (dry)
+			snprintf(p->firmware_vars, sizeof(p->firmware_vars), "%s/" IMAGE_UEFI_VARS_NAME,
+				 vm->data_dir);
+		else if ((rc = image_uefi_vars(vm->data_dir, p->firmware_vars,
+					       sizeof(p->firmware_vars), err, sizeof(err))) < 0) {
+			/* Made at DEFINE; made here for a VM defined before its
+			 * image said uefi. */
+			set_err(vm, "%s", err);
+			spec_free(s);
+			return rc;
+		}
+	}
 	p->cid = vm->cid;
 	snprintf(p->serial_log, sizeof(p->serial_log), "%s/console.log", vm->data_dir);
 	str_copy(p->run_dir, sizeof(p->run_dir), vm->run_dir);
@@ -875,6 +890,20 @@ static int remove_folder(struct cvmm_daemon *d, struct cvmm_vm *vm)
 	return rm_rf(trash);
 }
 
+/* A UEFI image's VM gets its own variable store with its folder (removed
+ * with it): what the guest's firmware writes (boot entries) is the VM's. */
+static int uefi_vars_define(struct cvmm_daemon *d, struct cvmm_vm *vm)
+{
+	struct image img;
+	char err[512], path[600];
+	int rc = image_load(d->cfg->image_path, vm->image, &img, err, sizeof(err));
+	if (rc == 0 && img.firmware == CVMM_FW_UEFI)
+		rc = image_uefi_vars(vm->data_dir, path, sizeof(path), err, sizeof(err));
+	if (rc < 0)
+		set_err(vm, "%s", err);
+	return rc;
+}
+
 static int op_define(struct cvmm_daemon *d, struct job *j)
 {
 	struct cvmm_vm *vm = j->vm;
@@ -889,7 +918,7 @@ static int op_define(struct cvmm_daemon *d, struct job *j)
 		set_err(vm, "cannot write the manifest: %s", strerror(-rc));
 		goto fail;
 	}
-	if ((rc = stage_do(d, vm, CVMM_EV_DEFINE, NULL)) < 0)
+	if ((rc = uefi_vars_define(d, vm)) < 0 || (rc = stage_do(d, vm, CVMM_EV_DEFINE, NULL)) < 0)
 		goto fail;
 	vm_lock(vm);
 	vm->defined_ok = true;

@@ -971,6 +971,42 @@ static int h_state_get(cvmm_plugin *p, cvmm_vm *vm, const char *key, char *buf, 
 	return r;
 }
 
+/* "nic<i>.<what>" from whichever plugin published it: the NIC's own mode's
+ * plugin in practice, and the key names are the convention the API's "nics"
+ * already shows. */
+static void nic_kv(struct cvmm_vm *vm, uint32_t i, const char *what, char *out, size_t len)
+{
+	char key[48];
+	snprintf(key, sizeof(key), "nic%u.%s", i, what);
+	out[0] = 0;
+	for (int k = 0; k < vm->n_kv; k++)
+		if (!strcmp(vm->kv[k].key, key)) {
+			str_copy(out, len, vm->kv[k].value);
+			return;
+		}
+}
+
+static int h_vm_nic_info(cvmm_vm *vm, uint32_t i, struct cvmm_nic_info *info)
+{
+	if (!info || info->struct_size < sizeof(*info))
+		return -EINVAL; /* every field is 1.2's: a smaller struct is no 1.2 caller */
+	if (i >= (uint32_t)vm->n_nics)
+		return -ENOENT;
+	vm_lock(vm);
+	const char *mode = vm_nic_param(vm, (int)i, "mode");
+	str_copy(info->mode, sizeof(info->mode), mode ? mode : "");
+	nic_kv(vm, i, "mac", info->mac, sizeof(info->mac));
+	if (!info->mac[0]) {
+		const char *asked = vm_nic_param(vm, (int)i, "mac");
+		str_copy(info->mac, sizeof(info->mac), asked ? asked : "");
+	}
+	nic_kv(vm, i, "address", info->addr, sizeof(info->addr));
+	nic_kv(vm, i, "gateway", info->gateway, sizeof(info->gateway));
+	nic_kv(vm, i, "dns", info->dns, sizeof(info->dns));
+	vm_unlock(vm);
+	return 0;
+}
+
 static int h_spec_add_nic(cvmm_spec *s, const struct cvmm_spec_nic *nic)
 {
 	return spec_add_nic(s, nic);
@@ -1132,6 +1168,7 @@ static const struct cvmm_host_api host_api = {
 	.register_vm_route = h_register_vm_route,
 	.spec_set_confidential = h_spec_set_confidential,
 	.register_check = h_register_check,
+	.vm_nic_info = h_vm_nic_info,
 };
 
 const struct cvmm_host_api *registry_host_api(void)

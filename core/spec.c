@@ -334,6 +334,7 @@ int spec_check(const struct cvmm_spec *s, char *err, size_t errlen)
 
 static const char *nic_kinds[] = {NULL, "user", "stream", "tap", "macvtap"};
 static const char *disk_formats[] = {NULL, "qcow2", "raw"};
+static const char *firmwares[] = {"", "bios", "uefi"}; /* CVMM_FW_* */
 static const char *pcie_kinds[] = {NULL, "expander", "root-port", "switch-up", "switch-down"};
 static const char *cc_types[] = {NULL, "tdx", "sev-snp", "sev"};
 
@@ -458,6 +459,10 @@ struct json_object *spec_to_json(const struct cvmm_launch_spec *s)
 	add_str(o, "initrd", s->initrd);
 	add_str(o, "cmdline", s->cmdline);
 	add_str(o, "bios", s->bios);
+	if (s->firmware && s->firmware < ARRAY_SIZE(firmwares))
+		add_str(o, "firmware", firmwares[s->firmware]);
+	add_str(o, "firmware_code", s->firmware_code);
+	add_str(o, "firmware_vars", s->firmware_vars);
 	if (s->cid)
 		json_object_object_add(o, "cid", json_object_new_int64(s->cid));
 	add_str(o, "serial_log", s->serial_log);
@@ -733,7 +738,10 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 	    (r = j_str(&c, o, "bios", p->bios, sizeof(p->bios))) || (r = j_u32(&c, o, "cid", &p->cid)) ||
 	    (r = j_str(&c, o, "serial_log", p->serial_log, sizeof(p->serial_log))) ||
 	    (r = j_str(&c, o, "run_dir", p->run_dir, sizeof(p->run_dir))) ||
-	    (r = j_u64(&c, o, "serial_log_max", &p->serial_log_max)))
+	    (r = j_u64(&c, o, "serial_log_max", &p->serial_log_max)) ||
+	    (r = j_enum(&c, o, "firmware", firmwares, ARRAY_SIZE(firmwares), &p->firmware)) ||
+	    (r = j_str(&c, o, "firmware_code", p->firmware_code, sizeof(p->firmware_code))) ||
+	    (r = j_str(&c, o, "firmware_vars", p->firmware_vars, sizeof(p->firmware_vars))))
 		goto out;
 	json_object *a;
 	if ((a = j_array(o, "disks")))

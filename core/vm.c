@@ -514,6 +514,20 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 			vm_field_set(vm, fkey, text);
 		}
 	}
+	/* An image that runs cloud-init gets a seed for every VM: an empty
+	 * request, which the plugin that registered the field fills with its
+	 * defaults ("cloud_init": false in the request opts out). */
+	if (img.cloud_init && !vm_field_get(vm, "cloud_init")) {
+		if (!d->reg || !registry_field(d->reg, "cloud_init")) {
+			snprintf(err, errlen,
+			         "image '%s' runs cloud-init (metadata.json cloud_init: true), but no "
+			         "loaded plugin handles it (load plugin cloud-init)",
+			         img.name);
+			r = -EINVAL;
+			goto fail;
+		}
+		vm_field_set(vm, "cloud_init", "{}");
+	}
 	vm->created = now_real();
 	vm->state = VM_DEFINED;
 	*out = vm;

@@ -1,6 +1,6 @@
 #!/bin/sh
 # install-deps.sh — install every Debian 12 package cvmm needs (build, tests,
-# test guest, demo, sanitizer builds: libasan8/libubsan1/libtsan2 are gcc's
+# test guest, Debian guest and cloud-init seeds, demo, sanitizer builds: libasan8/libubsan1/libtsan2 are gcc's
 # runtimes, libtirpc3 is preloaded into an ASan cvmmd that loads libvirt,
 # see tests/integration/harness.py).  Fails when any of them cannot be
 # installed.  Idempotent: when everything is already installed it does
@@ -25,6 +25,8 @@ libtirpc3 libtsan2 libasan8 libubsan1
 libpci-dev pci.ids python3-fusepy
 clang libclang-rt-14-dev
 libsecp256k1-dev libssl-dev python3-cryptography
+mmdebstrap xorriso genisoimage grub-pc-bin grub-efi-amd64-bin grub-common mtools
+dosfstools fdisk e2fsprogs openssh-client
 "
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

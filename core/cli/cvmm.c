@@ -1152,6 +1152,86 @@ static int cmd_show(struct cli *cli, const struct command *cmd, int argc, char *
 	return r;
 }
 
+/* image import NAME FILE [--firmware bios|uefi] [--cloud-init]; image
+ * remove NAME. The daemon reads FILE: a path on its host, made absolute here. */
+static int cmd_image(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {{"firmware", required_argument, NULL, 'f'},
+	                                     {"cloud-init", no_argument, NULL, 'c'},
+	                                     HELP_OPTION,
+	                                     {0}};
+	json_object *body = json_object_new_object(), *reply = NULL;
+	const char *firmware = NULL;
+	int cloud_init = 0, c, r = 0;
+	char *path = NULL, *abs = NULL;
+
+	optind = 0;
+	while (r == 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			firmware = optarg;
+			break;
+		case 'c':
+			cloud_init = 1;
+			break;
+		case 'h':
+			print_command_usage(stdout, cmd);
+			goto cleanup;
+		default:
+			r = option_error(cmd, c, argv);
+		}
+	}
+	if (r)
+		goto cleanup;
+	const char *verb = optind < argc ? argv[optind] : "";
+	if (!strcmp(verb, "import")) {
+		if (argc - optind != 3) {
+			r = usage_error(cmd, "image import needs NAME and FILE");
+			goto cleanup;
+		}
+		const char *file = argv[optind + 2];
+		abs = file[0] == '/' ? strdup(file) : realpath(file, NULL);
+		if (!abs) {
+			fprintf(stderr, "cvmm: %s: %s\n", file, strerror(errno));
+			r = EXIT_USAGE;
+			goto cleanup;
+		}
+		json_object_object_add(body, "name", json_object_new_string(argv[optind + 1]));
+		json_object_object_add(body, "file", json_object_new_string(abs));
+		if (firmware)
+			json_object_object_add(body, "firmware", json_object_new_string(firmware));
+		json_object_object_add(body, "cloud_init", json_object_new_boolean(cloud_init));
+		r = call(cli, "POST", "/v1/images", body, &reply);
+		if (r == 0 && cli->json)
+			print_json(reply);
+		else if (r == 0)
+			printf("%s: imported\n", argv[optind + 1]);
+	} else if (!strcmp(verb, "remove") || !strcmp(verb, "rm")) {
+		if (argc - optind != 2 || firmware || cloud_init) {
+			r = usage_error(cmd, "image remove needs NAME (and no options)");
+			goto cleanup;
+		}
+		if (asprintf(&path, "/v1/images/%s", argv[optind + 1]) < 0) {
+			path = NULL;
+			r = out_of_memory();
+			goto cleanup;
+		}
+		r = call(cli, "DELETE", path, NULL, &reply);
+		if (r == 0 && cli->json)
+			print_json(reply);
+		else if (r == 0)
+			printf("%s: removed\n", argv[optind + 1]);
+	} else {
+		r = usage_error(cmd, "expected import or remove, got '%s'", verb);
+	}
+cleanup:
+	json_object_put(body);
+	json_object_put(reply);
+	free(path);
+	free(abs);
+	return r;
+}
+
 static const struct command commands[] = {
     {"create", cmd_create,
      "NAME --image IMAGE [--vcpu N] [--memory MB] [--disk GB]\n"
@@ -1174,6 +1254,8 @@ static const struct command commands[] = {
     {"plugins", cmd_show, "", "list the loaded plugins"},
     {"check", cmd_check, "", "is this host ready for GPU VMs (exit 1 if an item fails)"},
     {"images", cmd_show, "", "list the images"},
+    {"image", cmd_image, "import NAME FILE [--firmware bios|uefi] [--cloud-init] | remove NAME",
+     "make an image from a qcow2 or raw disk file on the daemon's host, or remove one"},
     {NULL, NULL, NULL, NULL},
 };
 

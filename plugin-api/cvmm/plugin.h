@@ -256,7 +256,20 @@ struct cvmm_launch_spec {
 	 * an ordinary VM. A backend that cannot launch the type refuses the
 	 * start with the reason (host->error). */
 	const struct cvmm_spec_confidential *confidential;
+	/* Added in 1.2: firmware of an image whose disk boots by itself
+	 * (kernel[] then usually empty). CVMM_FW_NONE: bios[] if set, else the
+	 * backend's default (SeaBIOS); CVMM_FW_BIOS: SeaBIOS; CVMM_FW_UEFI:
+	 * firmware_code (read-only) and the VM's own variable store
+	 * firmware_vars (writable, kept with the VM), as two pflash devices. */
+	uint32_t firmware;
+	uint32_t reserved2;
+	char firmware_code[256];
+	char firmware_vars[256];
 };
+
+#define CVMM_FW_NONE 0
+#define CVMM_FW_BIOS 1
+#define CVMM_FW_UEFI 2
 
 /* ---- Ops tables a plugin registers. ---------------------------------- */
 
@@ -325,6 +338,17 @@ typedef int (*cvmm_hook_fn)(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *
 #define CVMM_IO_HANGUP 8
 typedef void (*cvmm_io_fn)(void *data, int watch, int fd, uint32_t events);
 typedef void (*cvmm_timer_fn)(void *data, int timer);
+
+/* Added in 1.2: a NIC as the host knows it (vm_nic_info). */
+struct cvmm_nic_info {
+	uint32_t struct_size;
+	uint32_t reserved;
+	char mac[18];
+	char mode[32];
+	char addr[64];    /* "10.0.0.5/24", or "" when the mode chose none */
+	char gateway[64];
+	char dns[128];    /* comma-separated */
+};
 
 /* ---- The host table: what the daemon offers plugins. ------------------ */
 
@@ -477,6 +501,14 @@ struct cvmm_host_api {
 	 * nothing. */
 	int (*register_check)(cvmm_plugin *p, int (*fn)(void *data, char *buf, size_t len),
 			      void *data);
+	/* Added in 1.2: what the network plugins published about NIC i, for
+	 * plugins that tell the guest about its NICs (cloud-init's
+	 * network-config). A network plugin publishes through its own state
+	 * under the keys "nic<i>.mac", "nic<i>.address" ("10.0.0.5/24"),
+	 * "nic<i>.gateway" and "nic<i>.dns" (comma-separated); each field is ""
+	 * when unpublished (mac then falls back to the one asked for). Copies
+	 * into info (set info->struct_size first); -ENOENT past the last NIC. */
+	int (*vm_nic_info)(cvmm_vm *vm, uint32_t i, struct cvmm_nic_info *info);
 };
 
 /* Added in 1.2: whether the host's table has a slot (it is as large as the

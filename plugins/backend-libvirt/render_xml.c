@@ -333,6 +333,12 @@ static int check_spec(struct out *o, const struct cvmm_launch_spec *s, const str
 		return o->rc;
 	if (s->uuid[0] && check_plain(o, "UUID", s->uuid))
 		return o->rc;
+	if (cp_spec_firmware(s) == CVMM_FW_UEFI &&
+	    (check_text(o, "firmware code", s->firmware_code) ||
+	     check_text(o, "firmware vars", s->firmware_vars)))
+		return o->rc;
+	if (cp_spec_firmware(s) == CVMM_FW_UEFI && (!s->firmware_code[0] || !s->firmware_vars[0]))
+		return fail(o, "firmware uefi: needs firmware_code and firmware_vars");
 	if (strcmp(opt->type, "qemu") && strcmp(opt->type, "kvm"))
 		return fail(o, "domain type '%s' is not \"qemu\" or \"kvm\"", opt->type);
 	const struct cvmm_spec_confidential *cc = lv_confidential(s);
@@ -641,15 +647,26 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 	fprintf(o.f, "  <os>\n    <type arch='x86_64' machine='");
 	esc(o.f, s->machine[0] ? s->machine : "q35");
 	fprintf(o.f, "'>hvm</type>\n");
+	/* A confidential guest boots its type's own firmware (measured):
+	 * an image's firmware choice does not apply to it. */
+	uint32_t fw = cc ? CVMM_FW_NONE : cp_spec_firmware(s);
 	if (cc) {
 		/* The type's OVMF build, stateless (no NVRAM): measured as is. */
 		fprintf(o.f, "    <loader readonly='yes' type='rom'>");
 		esc(o.f, cc->firmware);
-		fprintf(o.f, "</loader>\n");
+		fprintf(o.f, "</loader>
+");
 	} else if (s->bios[0]) {
 		fprintf(o.f, "    <loader type='rom'>");
 		esc(o.f, s->bios);
 		fprintf(o.f, "</loader>\n");
+	} else if (fw == CVMM_FW_UEFI) {
+		/* OVMF: the code read-only, the VM's own variable store. */
+		fprintf(o.f, "    <loader readonly='yes' type='pflash'>");
+		esc(o.f, s->firmware_code);
+		fprintf(o.f, "</loader>\n    <nvram>");
+		esc(o.f, s->firmware_vars);
+		fprintf(o.f, "</nvram>\n");
 	}
 	if (s->kernel[0]) {
 		elem(&o, 4, "kernel", s->kernel);
@@ -690,6 +707,8 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 		fprintf(o.f, "'/>\n      <target dev='%s' bus='virtio'/>\n", target);
 		if (d->readonly)
 			fprintf(o.f, "      <readonly/>\n");
+		if (fw != CVMM_FW_NONE && i == 0) /* firmware boots the first disk */
+			fprintf(o.f, "      <boot order='1'/>\n");
 		if (alias_ok(d->id))
 			fprintf(o.f, "      <alias name='ua-%s'/>\n", d->id);
 		fprintf(o.f, "    </disk>\n");

@@ -414,11 +414,27 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		push(a, "-sandbox");
 		push(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 	}
+	/* A confidential guest boots its type's own firmware (measured):
+	 * an image's firmware choice does not apply to it. */
+	uint32_t fw = cc ? CVMM_FW_NONE : cp_spec_firmware(s);
 	if (cc) {
 		render_confidential(s, cc, a);
 	} else if (s->bios[0]) {
 		push(a, "-bios");
 		push(a, s->bios);
+	}
+	if (fw == CVMM_FW_UEFI) {
+		if (!s->firmware_code[0] || !s->firmware_vars[0] || s->bios[0]) {
+			snprintf(err, errlen, "firmware uefi: needs firmware_code and firmware_vars, "
+					      "and no bios");
+			return -EINVAL;
+		}
+		/* OVMF as two flash chips: the code read-only and shared, the
+		 * variable store the VM's own copy. */
+		push(a, "-drive");
+		pushf(a, "if=pflash,format=raw,unit=0,readonly=on,file=%s", opt_escape(s->firmware_code));
+		push(a, "-drive");
+		pushf(a, "if=pflash,format=raw,unit=1,file=%s", opt_escape(s->firmware_vars));
 	}
 	if (s->kernel[0]) {
 		push(a, "-kernel");
@@ -477,7 +493,10 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		pushf(a, "file=%s,if=none,id=%s,format=%s%s", opt_escape(dk->path), dk->id,
 		      dk->format == CVMM_DISK_RAW ? "raw" : "qcow2", dk->readonly ? ",readonly=on" : "");
 		push(a, "-device");
-		pushf(a, "virtio-blk-pci,drive=%s%s", dk->id, root_bus);
+		/* Firmware that boots a disk boots the first one, whatever
+		 * else (a cloud-init seed) follows it. */
+		pushf(a, "virtio-blk-pci,drive=%s%s%s", dk->id, root_bus,
+		      fw != CVMM_FW_NONE && i == 0 ? ",bootindex=0" : "");
 	}
 	for (uint32_t i = 0, k = 0; i < s->n_nics; i++) {
 		if ((r = render_nic(s->nics[i], (int)k, root_bus, a, err, errlen)))

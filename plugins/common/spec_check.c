@@ -82,6 +82,14 @@ int cp_spec_has_12(const struct cvmm_launch_spec *s)
 	return s->struct_size >= offsetof(struct cvmm_launch_spec, pcie) + sizeof(s->pcie);
 }
 
+uint32_t cp_spec_firmware(const struct cvmm_launch_spec *s)
+{
+	return s->struct_size >= offsetof(struct cvmm_launch_spec, firmware_vars) +
+					 sizeof(s->firmware_vars)
+		   ? s->firmware
+		   : CVMM_FW_NONE;
+}
+
 const char *cp_nic_bus(const struct cvmm_spec_nic *n)
 {
 	return n->struct_size >= offsetof(struct cvmm_spec_nic, bus) + sizeof(n->bus) ? n->bus : "";

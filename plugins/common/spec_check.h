@@ -22,6 +22,9 @@ void cp_cpulist_format(const cpu_set_t *set, char *buf, size_t len);
 /* The 1.2 parts as a reader sees them: empty when the spec (or the NIC) is
  * of an older, shorter layout. */
 int cp_spec_has_12(const struct cvmm_launch_spec *s);
+/* The spec's firmware (CVMM_FW_*); CVMM_FW_NONE from a spec older than the
+ * field. */
+uint32_t cp_spec_firmware(const struct cvmm_launch_spec *s);
 const char *cp_nic_bus(const struct cvmm_spec_nic *n);
 /* The PCIe element with id, or NULL; *index gets its position. */
 const struct cvmm_spec_pcie *cp_pcie_find(const struct cvmm_launch_spec *s, const char *id,

@@ -51,7 +51,11 @@
  *   bridge = "cvobr4242";           # default cvobr<vni>
  *   vxlan = "cvovx4242";            # default cvovx<vni>
  *   mtu = 1450;                     # default: underlay MTU - 50
+ *   dnsmasq = "dnsmasq";            # the DHCP server's program
+ *   dnsmasq_user = "nobody";        # --user; default dnsmasq's own (nobody):
+ *                                   # run_path must then be searchable by others
  */
+#include "dhcp.h"
 #include "ipam.h"
 #include "onl.h"
 
@@ -84,6 +88,7 @@ static struct {
 	char bridge[IFNAMSIZ], vxlan[IFNAMSIZ];
 	uint32_t mtu;   /* configured, 0 = from the underlay */
 	char dir[4096]; /* <data_dir>/net-overlay */
+	struct cp_dhcp dhcp; /* its dir: <run_path>/net-overlay-dhcp */
 } conf;
 
 /* Serialises the shared devices and the lease table across worker threads
@@ -311,6 +316,7 @@ static int shared_gc(char *err, size_t len)
 		snprintf(err, len, "%s", why);
 		return r;
 	}
+	cp_dhcp_stop(&conf.dhcp);
 	host->log(self, CVMM_LOG_INFO, "no VM on the overlay any more: deleted %s and %s", d.bridge,
 	          d.vxlan);
 	memset(&d, 0, sizeof(d));
@@ -449,6 +455,8 @@ static int shared_ensure(int *br_out, uint32_t *mtu_out, char *err, size_t len)
 		snprintf(err, len, "%s", why);
 		return vx < 0 ? vx : r;
 	}
+	if (conf.net.gateway && (r = cp_dhcp_ensure(&conf.dhcp, err, len)) < 0)
+		return r;
 	*br_out = br;
 	*mtu_out = mtu;
 	return 0;
@@ -644,6 +652,16 @@ static int no_setup(void *data, cvmm_vm *vm, uint32_t i, cvmm_spec *spec,
 	    (r = host->spec_append_cmdline(spec, arg)) < 0)
 		return host->error(self, vm, r, "networks[%u]: cannot add the NIC: %s", i,
 		                   strerror(-r));
+	if (conf.net.gateway) {
+		/* Under the lock: the server restarts for a changed set of
+		 * leases, and parallel starts must not restart it at once. */
+		pthread_mutex_lock(&lock);
+		r = cp_dhcp_host(&conf.dhcp, nic.ifname, nic.mac, a);
+		pthread_mutex_unlock(&lock);
+		if (r < 0)
+			return host->error(self, vm, r, "networks[%u]: DHCP lease for %s: %s", i,
+			                   nic.mac, strerror(-r));
+	}
 	host->log(self, CVMM_LOG_INFO, "VM '%s': networks[%u]: TAP %s on %s, %s/%u, MTU %u, mac %s",
 	          host->vm_name(vm), i, nic.ifname, conf.bridge, a, conf.net.subnet_prefix, mtu,
 	          nic.mac);
@@ -666,6 +684,7 @@ static int no_teardown(void *data, cvmm_vm *vm, uint32_t i)
 	if (host->state_get(self, vm, key, tap, sizeof(tap)) < 0)
 		tap_for(vm, i, tap, sizeof(tap));
 	pthread_mutex_lock(&lock);
+	cp_dhcp_host(&conf.dhcp, tap, NULL, NULL);
 	int r = onl_link_del(tap, why);
 	if (r < 0)
 		snprintf(err, sizeof(err), "%s", why);
@@ -854,6 +873,22 @@ static int read_config(void)
 		return r;
 	}
 	snprintf(conf.dir, sizeof(conf.dir), "%s/net-overlay", host->data_dir(self));
+	/* DHCP over the whole overlay subnet, answering only this host's MACs. */
+	struct cp_dhcp *dh = &conf.dhcp;
+	char sub[16], mask[16];
+	ipam_format(conf.net.subnet, sub, sizeof(sub));
+	ipam_format(ipam_mask(conf.net.subnet_prefix), mask, sizeof(mask));
+	snprintf(dh->dir, sizeof(dh->dir), "%s/net-overlay-dhcp", host->run_dir(self));
+	snprintf(dh->interface, sizeof(dh->interface), "%s", conf.bridge);
+	snprintf(dh->range, sizeof(dh->range), "%s,static,%s,infinite", sub, mask);
+	if ((r = host->cfg_string(self, "dnsmasq", &v)) == 0)
+		snprintf(dh->dnsmasq, sizeof(dh->dnsmasq), "%s", v);
+	else if (r != -ENOENT)
+		return r;
+	if ((r = host->cfg_string(self, "dnsmasq_user", &v)) == 0)
+		snprintf(dh->user, sizeof(dh->user), "%s", v);
+	else if (r != -ENOENT)
+		return r;
 	return 0;
 }
 

@@ -183,6 +183,13 @@ static void nic_mac(cvmm_vm *vm, uint32_t i, char *out, size_t len)
 	host->state_set(self, vm, key, out);
 }
 
+static void publish(cvmm_vm *vm, uint32_t i, const char *what, const char *value)
+{
+	char key[48];
+	snprintf(key, sizeof(key), "nic%u.%s", i, what);
+	host->state_set(self, vm, key, value);
+}
+
 static int nu_define(void *data, cvmm_vm *vm, uint32_t i, const struct cvmm_port_map *const *ports,
 		     uint32_t n_ports)
 {
@@ -214,6 +221,21 @@ static int nu_define(void *data, cvmm_vm *vm, uint32_t i, const struct cvmm_port
 	/* Chosen now, so that it is known (and shown) before the first boot. */
 	char mac[18];
 	nic_mac(vm, i, mac, sizeof(mac));
+	/* The address the guest's DHCP gets (slirp's first lease, the only
+	 * client on its network), its gateway (.2) and resolver (.3): published
+	 * for plugins that configure the guest statically (cloud-init). */
+	uint32_t base, mask;
+	char v[64];
+	parse_net(net, &base, &mask);
+	int prefix = 32 - __builtin_popcount(~mask);
+	snprintf(v, sizeof(v), "%s/%d", dhcp, prefix);
+	publish(vm, i, "address", v);
+	snprintf(v, sizeof(v), "%u.%u.%u.%u", (base + 2) >> 24, ((base + 2) >> 16) & 255,
+		 ((base + 2) >> 8) & 255, (base + 2) & 255);
+	publish(vm, i, "gateway", v);
+	snprintf(v, sizeof(v), "%u.%u.%u.%u", (base + 3) >> 24, ((base + 3) >> 16) & 255,
+		 ((base + 3) >> 8) & 255, (base + 3) & 255);
+	publish(vm, i, "dns", v);
 	return 0;
 }
 

@@ -6,6 +6,7 @@
  * file passes.
  */
 #include "image.h"
+#include "cvmm/plugin.h"
 #include "util.h"
 
 #include <CUnit/Basic.h>
@@ -206,6 +207,94 @@ static void test_base_identity(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "vanished.qcow2"));
 }
 
+/* Firmware and cloud_init in metadata.json: a disk with firmware needs no
+ * kernel; bad values are refused naming the key. */
+static void test_firmware(void)
+{
+	char dir[700], err[512];
+	struct image img;
+	snprintf(dir, sizeof(dir), "%s/fw", images);
+	CU_ASSERT_EQUAL_FATAL(mkdir_p(dir, 0755), 0);
+	char *hda = xasprintf("%s/hda.qcow2", dir);
+	CU_ASSERT_EQUAL_FATAL(qemu_img_create(hda, "1M"), 0);
+	CU_ASSERT_EQUAL(image_parse(dir, "fw", "{\"hda\": \"hda.qcow2\", \"firmware\": \"uefi\", "
+					    "\"cloud_init\": true}",
+				    &img, err, sizeof(err)),
+			0);
+	CU_ASSERT_EQUAL(img.firmware, CVMM_FW_UEFI);
+	CU_ASSERT(img.cloud_init);
+	CU_ASSERT_STRING_EQUAL(img.kernel, "");
+	CU_ASSERT_EQUAL(image_parse(dir, "fw", "{\"hda\": \"hda.qcow2\", \"firmware\": \"bios\"}",
+				    &img, err, sizeof(err)),
+			0);
+	CU_ASSERT_EQUAL(img.firmware, CVMM_FW_BIOS);
+	CU_ASSERT(!img.cloud_init);
+	/* Without firmware the kernel is how it boots: required. */
+	CU_ASSERT_EQUAL(image_parse(dir, "fw", "{\"hda\": \"hda.qcow2\"}", &img, err, sizeof(err)),
+			-EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "kernel: missing"));
+	CU_ASSERT_EQUAL(image_parse(dir, "fw", "{\"hda\": \"hda.qcow2\", \"firmware\": \"efi\"}",
+				    &img, err, sizeof(err)),
+			-EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "firmware: must be"));
+	CU_ASSERT_EQUAL(image_parse(dir, "fw", "{\"firmware\": \"bios\"}", &img, err, sizeof(err)),
+			-EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "nothing to boot"));
+	CU_ASSERT_EQUAL(image_parse(dir, "fw", "{\"hda\": \"hda.qcow2\", \"firmware\": \"bios\", "
+					    "\"cloud_init\": \"yes\"}",
+				    &img, err, sizeof(err)),
+			-EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "cloud_init: must be"));
+	free(hda);
+}
+
+/* Import: the format from qemu-img, never the name; a raw file must look
+ * like a disk; the name must be free; remove takes the folder away. */
+static void test_import_remove(void)
+{
+	char err[1024], path[700], src[700];
+	snprintf(src, sizeof(src), "%s/src.raw", tmpdir);
+	/* A "raw" disk: whole sectors with a boot signature. */
+	unsigned char sector[1024] = {0};
+	sector[510] = 0x55;
+	sector[511] = 0xaa;
+	CU_ASSERT_EQUAL_FATAL(write_bytes(src, sector, sizeof(sector)), 0);
+	CU_ASSERT_EQUAL(image_import(images, "imp", src, "uefi", true, err, sizeof(err)), 0);
+	struct image img;
+	CU_ASSERT_EQUAL(image_load(images, "imp", &img, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(img.firmware, CVMM_FW_UEFI);
+	CU_ASSERT(img.cloud_init);
+	uint64_t size = 0;
+	bool qcow2 = false;
+	CU_ASSERT_EQUAL(image_disk_size(img.hda, &size, &qcow2, err, sizeof(err)), 0);
+	CU_ASSERT(qcow2); /* converted */
+	CU_ASSERT_EQUAL(size, 1024);
+	CU_ASSERT_EQUAL(image_import(images, "imp", src, NULL, false, err, sizeof(err)), -EEXIST);
+	/* A text file named like a qcow2 is neither. */
+	snprintf(path, sizeof(path), "%s/fake.qcow2", tmpdir);
+	CU_ASSERT_EQUAL_FATAL(write_text(path, "not a disk\n"), 0);
+	CU_ASSERT_EQUAL(image_import(images, "fake", path, NULL, false, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not qcow2"));
+	/* A qcow2 with a backing file would tie the image to another file. */
+	char *base = xasprintf("%s/base.qcow2", tmpdir), *top = xasprintf("%s/top.img", tmpdir);
+	CU_ASSERT_EQUAL_FATAL(qemu_img_create(base, "1M"), 0);
+	char *cmd = xasprintf("qemu-img create -q -f qcow2 -b '%s' -F qcow2 '%s'", base, top);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(image_import(images, "top", top, "bios", false, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "backing file"));
+	CU_ASSERT_EQUAL(image_import(images, "b", base, "bios", false, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(image_import(images, "x", "relative.qcow2", NULL, false, err, sizeof(err)),
+			-EINVAL);
+	CU_ASSERT_EQUAL(image_import(images, "y", base, "efi", false, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(image_remove(images, "imp", err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/imp", images);
+	CU_ASSERT(!path_exists(path));
+	CU_ASSERT_EQUAL(image_remove(images, "imp", err, sizeof(err)), -ENOENT);
+	free(base);
+	free(top);
+	free(cmd);
+}
+
 int main(void)
 {
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -213,7 +302,9 @@ int main(void)
 	log_set_level(0);
 	CU_pSuite s = CU_add_suite("image", suite_init, suite_clean);
 	if (!s || !CU_add_test(s, "disk size: qcow2 and raw", test_disk_size) ||
-	    !CU_add_test(s, "base identity: replaced, modified, dropped", test_base_identity)) {
+	    !CU_add_test(s, "base identity: replaced, modified, dropped", test_base_identity) ||
+	    !CU_add_test(s, "firmware and cloud_init in metadata", test_firmware) ||
+	    !CU_add_test(s, "import and remove", test_import_remove)) {
 		CU_cleanup_registry();
 		return 1;
 	}
