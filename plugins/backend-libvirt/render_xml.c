@@ -654,8 +654,7 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 		/* The type's OVMF build, stateless (no NVRAM): measured as is. */
 		fprintf(o.f, "    <loader readonly='yes' type='rom'>");
 		esc(o.f, cc->firmware);
-		fprintf(o.f, "</loader>
-");
+		fprintf(o.f, "</loader>\n");
 	} else if (s->bios[0]) {
 		fprintf(o.f, "    <loader type='rom'>");
 		esc(o.f, s->bios);
