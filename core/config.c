@@ -521,7 +521,7 @@ static const char *const image_keys[] = {"path", NULL};
 static const char *const cvm_keys[] = {
     "backend",      "max_allocable_vcpu", "max_allocable_memory_in_mb", "hook_timeout",
     "cid_start",    "cid_pool_size",      "networking",
-    "port_mapping", "auto_restart",       "gpu",
+    "port_mapping", "auto_restart",       "gpu",                        "metrics_public",
     NULL,
 };
 static const char *const pm_keys[] = {"enabled", "address", "range", NULL};
@@ -790,6 +790,8 @@ static int load_cvm(struct loader *L, const config_setting_t *root)
 		            start, size);
 	c->cid_start = (uint32_t)start;
 	c->cid_pool_size = (uint32_t)size;
+	if ((rc = opt_bool(L, cvm, "metrics_public", &c->metrics_public)) < 0)
+		return rc;
 
 	if ((rc = load_networking(L, cvm)) < 0 || (rc = load_port_mapping(L, cvm)) < 0 ||
 	    (rc = load_auto_restart(L, cvm)) < 0)
