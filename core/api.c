@@ -778,13 +778,21 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 	vm_event(vm, "created", "created from image '%s'", vm->image);
 	/* The manifest says it should run (state defined, desired running): a
 	 * crash from here resumes it. The start is queued while the VM still
-	 * refuses other requests, so a stop sent after it is queued after it. */
-	if (start)
+	 * refuses other requests, so a stop sent after it is queued after it.
+	 * It is starting from here (said at once, and on the event feed before
+	 * anything the job says). */
+	if (start) {
+		vm_lock(vm);
+		bool moved = vm->state == VM_DEFINED;
+		if (moved)
+			vm->state = VM_STARTING;
+		vm_unlock(vm);
+		if (moved)
+			vm_event(vm, "state", "defined -> starting");
 		jobs_submit(d, job_new(JOB_START, vm));
+	}
 	vm_lock(vm);
 	vm->creating = false;
-	if (start && vm->state == VM_DEFINED)
-		vm->state = VM_STARTING; /* the job is queued; say so at once */
 	json_object *o = vm_to_api(vm);
 	vm_unlock(vm);
 	add_plugin_infos(d, o, vm);
@@ -900,6 +908,8 @@ static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *v
 	if (op == JOB_START && !active(st))
 		vm->state = VM_STARTING;
 	vm_unlock(vm);
+	if (op == JOB_START && !active(st))
+		vm_event(vm, "state", "%s -> starting", vm_state_name(st));
 	/* The desired state is on disk before the answer: a daemon killed right
 	 * after the 202 still knows what was asked. */
 	int rc = vm_save(vm);
