@@ -1095,7 +1095,10 @@ static ssize_t events_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct req *q = cls;
 	for (;;) {
-		if (q->api->closing)
+		pthread_mutex_lock(&q->api->mu);
+		bool closing = q->api->closing;
+		pthread_mutex_unlock(&q->api->mu);
+		if (closing)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		size_t n = events_sub_read(q->sub, buf, max, 250);
 		if (n)

@@ -2,7 +2,8 @@
 # install-deps.sh — install every Debian 12 package cvmm needs (build, tests,
 # test guest, demo, sanitizer builds: libasan8/libubsan1/libtsan2 are gcc's
 # runtimes, libtirpc3 is preloaded into an ASan cvmmd that loads libvirt,
-# see tests/integration/harness.py).  Fails when any of them cannot be
+# see tests/integration/harness.py; prometheus gives promtool and the server
+# the metrics suite scrapes cvmmd with).  Fails when any of them cannot be
 # installed.  Idempotent: when everything is already installed it does
 # nothing (no apt-get update) and exits 0 quickly.
 #
@@ -24,6 +25,7 @@ libnl-3-dev libnl-route-3-dev dnsmasq-base nftables
 libtirpc3 libtsan2 libasan8 libubsan1
 libpci-dev pci.ids python3-fusepy
 clang libclang-rt-14-dev
+prometheus
 "
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
