@@ -80,9 +80,11 @@ void events_free(struct events *ev)
 
 uint64_t events_first_id(double now)
 {
-	/* Room for a million events a second of the previous run; ids stay
-	 * below 2^53 (exact in a JavaScript number) until the year 2255. */
-	return (uint64_t)now * 1000000ull + 1;
+	/* The start time in microseconds: a run that began later starts above
+	 * the ids of an earlier one unless that one published more than an
+	 * event a microsecond (a restart within the same second included).
+	 * Ids stay below 2^53, exact in a JavaScript number, until 2255. */
+	return (uint64_t)(now * 1e6) + 1;
 }
 
 uint64_t events_publish(struct events *ev, const char *vm_id, const char *vm_name, const char *type,

@@ -18,9 +18,10 @@ struct events_sub;
 /* A ring of cap events whose first id is first_id (> 0). */
 struct events *events_new(size_t cap, uint64_t first_id);
 void events_free(struct events *ev); /* NULL is fine; no subscriber may be left */
-/* The first id of a daemon run: ids grow across restarts too, so that a
- * client resuming with an id of an earlier run is told it lost events
- * rather than silently skipping the new run's first ones. */
+/* The first id of a daemon run started at now (wall clock): ids grow across
+ * restarts too, so that a client resuming with an id of an earlier run is
+ * told it lost events rather than silently skipping the new run's first
+ * ones. */
 uint64_t events_first_id(double now);
 
 /*

@@ -181,8 +181,10 @@ static void test_lost_across_runs(void)
 	 * never gave (a later run's, or made up): both learn they lost events,
 	 * how many unknown, then get the whole ring. */
 	uint64_t first = events_first_id(2000000000.0);
-	CU_ASSERT(events_first_id(1999999999.0) < first);
 	CU_ASSERT(first < (1ull << 53));
+	/* A run that started 5 ms earlier and published 1000 events ends
+	 * below this one's first id: a restart within one second too. */
+	CU_ASSERT(events_first_id(2000000000.0 - 0.005) + 1000 < first);
 	struct events *ev = events_new(8, first);
 	events_publish(ev, "i", "v", "state", "a");
 	events_publish(ev, "i", "v", "state", "b");
