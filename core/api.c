@@ -12,9 +12,11 @@
 #include "api.h"
 #include "console.h"
 #include "daemon.h"
+#include "events.h"
 #include "image.h"
 #include "jsonw.h"
 #include "job.h"
+#include "metrics.h"
 #include "registry.h"
 #include "spec.h"
 #include "check.h"
@@ -69,6 +71,10 @@ struct req {
 	uint64_t offset; /* in console.log, after head */
 	bool follow;
 	struct console_client *console; /* GET .../console: its place on the hub */
+	/* Event stream (GET /v1/events), and what the request metrics need. */
+	struct events_sub *sub;
+	double t0;
+	char path[256], method[8];
 };
 
 /* ---- responses ---- */
@@ -790,15 +796,24 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 		return send_json(q->conn, st, error_obj(code_for(st), msg));
 	}
 	job_unref(j);
+	vm_event(vm, "created", "created from image '%s'", vm->image);
 	/* The manifest says it should run (state defined, desired running): a
 	 * crash from here resumes it. The start is queued while the VM still
-	 * refuses other requests, so a stop sent after it is queued after it. */
-	if (start)
+	 * refuses other requests, so a stop sent after it is queued after it.
+	 * It is starting from here (said at once, and on the event feed before
+	 * anything the job says). */
+	if (start) {
+		vm_lock(vm);
+		bool moved = vm->state == VM_DEFINED;
+		if (moved)
+			vm->state = VM_STARTING;
+		vm_unlock(vm);
+		if (moved)
+			vm_event(vm, "state", "defined -> starting");
 		jobs_submit(d, job_new(JOB_START, vm));
+	}
 	vm_lock(vm);
 	vm->creating = false;
-	if (start && vm->state == VM_DEFINED)
-		vm->state = VM_STARTING; /* the job is queued; say so at once */
 	json_object *o = vm_to_api(vm);
 	vm_unlock(vm);
 	add_plugin_infos(d, o, vm);
@@ -914,6 +929,8 @@ static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *v
 	if (op == JOB_START && !active(st))
 		vm->state = VM_STARTING;
 	vm_unlock(vm);
+	if (op == JOB_START && !active(st))
+		vm_event(vm, "state", "%s -> starting", vm_state_name(st));
 	/* The desired state is on disk before the answer: a daemon killed right
 	 * after the 202 still knows what was asked. */
 	int rc = vm_save(vm);
@@ -1182,6 +1199,81 @@ static enum MHD_Result vm_console(struct api *a, struct req *q, struct cvmm_vm *
 	return ret;
 }
 
+/* ---- live events (GET /v1/events) and metrics (GET /metrics) ---- */
+
+static int header_value(struct MHD_Connection *c, const char *key, const char **out);
+
+/* Runs on the connection's own thread: it waits for events, 250 ms at a
+ * time, noticing between waits a client that left or a daemon that stops.
+ * The ring never waits for it (events.c): a reader that falls behind is
+ * told what it lost. */
+static ssize_t events_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct req *q = cls;
+	for (;;) {
+		pthread_mutex_lock(&q->api->mu);
+		bool closing = q->api->closing;
+		pthread_mutex_unlock(&q->api->mu);
+		if (closing)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		size_t n = events_sub_read(q->sub, buf, max, 250);
+		if (n)
+			return (ssize_t)n;
+		if (client_gone(q->fd, 0))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+}
+
+static enum MHD_Result events_stream(struct api *a, struct req *q)
+{
+	const char *last = NULL, *vm, *type;
+	if (header_value(q->conn, "Last-Event-ID", &last) < 0)
+		return send_error(q->conn, 400, "Last-Event-ID: must not hold a NUL byte");
+	if (!last || !*last)
+		last = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "last_event_id");
+	vm = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "vm");
+	type = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "type");
+	char err[256];
+	if (events_sub_new(a->d->events, last && *last ? last : NULL, vm && *vm ? vm : NULL,
+			   type && *type ? type : NULL, &q->sub, err, sizeof(err)) < 0)
+		return send_error(q->conn, 400, "%s", err);
+	/* One class with the log followers: both park a thread each. */
+	pthread_mutex_lock(&a->mu);
+	bool full = a->n_followers >= API_MAX_FOLLOWERS;
+	if (!full)
+		a->n_followers++;
+	pthread_mutex_unlock(&a->mu);
+	if (full)
+		return send_error(q->conn, 503, "too many followers (%d): try again later",
+				  API_MAX_FOLLOWERS);
+	q->follower = true;
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(q->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	q->fd = ci ? ci->connect_fd : -1;
+	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32768,
+								   events_reader, q, NULL);
+	MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");
+	MHD_add_response_header(r, "Cache-Control", "no-cache");
+	enum MHD_Result ret = MHD_queue_response(q->conn, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result route_live(struct api *a, struct req *q, const char *url, const char *method)
+{
+	if (strcmp(method, "GET"))
+		return send_error(q->conn, 405, "%s %s: use GET", method, url);
+	if (!strcmp(url, "/v1/events"))
+		return events_stream(a, q);
+	size_t len;
+	char *text = metrics_render(a->d, &len);
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	enum MHD_Result ret = MHD_queue_response(q->conn, 200, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* ---- dispatch ---- */
 
 static enum MHD_Result route_vm(struct api *a, struct req *q, struct cvmm_vm *vm, const char *sub,
@@ -1298,6 +1390,8 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 {
 	struct cvmm_daemon *d = a->d;
 	bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+	if (!strcmp(url, "/metrics") || !strcmp(url, "/v1/events"))
+		return route_live(a, q, url, method);
 	if (strncmp(url, "/v1/", 4))
 		return send_error(q->conn, 404, "no such endpoint: %s (the API lives under /v1)", url);
 	const char *p = url + 4;
@@ -1403,11 +1497,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		q->api = a;
 		q->conn = conn;
 		q->fd = -1;
+		q->t0 = now_mono();
+		str_copy(q->path, sizeof(q->path), url);
+		str_copy(q->method, sizeof(q->method), method);
 		*con_cls = q;
 		conn_mark(a, conn, true);
 		/* Refuse early, before reading a body we will not use. */
 		const char *auth;
-		if (header_value(conn, "Authorization", &auth) < 0 || !api_token_ok(a->d, auth))
+		bool open = a->d->cfg->metrics_public && !strcmp(url, "/metrics");
+		if (!open && (header_value(conn, "Authorization", &auth) < 0 || !api_token_ok(a->d, auth)))
 			return send_error(conn, 401,
 					  "missing or wrong bearer token (Authorization: Bearer <token>)");
 		int n_cl = 0;
@@ -1444,6 +1542,13 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	conn_mark(a, conn, false); /* waits for its next request's headers */
 	if (!q)
 		return;
+	const union MHD_ConnectionInfo *st = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+	if (st && st->http_status) {
+		char route[128];
+		metrics_route(q->path, st->http_status, route, sizeof(route));
+		metrics_request(a->d->metrics, q->method, route, st->http_status, now_mono() - q->t0);
+	}
+	events_sub_free(q->sub);
 	if (q->follower) {
 		pthread_mutex_lock(&a->mu);
 		a->n_followers--;

@@ -1,7 +1,7 @@
 /*
  * api: the REST/JSON API (v1) over HTTP/1.1 with libmicrohttpd, a thread per
  * connection (never on the daemon's loop). Auth, size limits, connection
- * classes, routing, and the streams (logs -f).
+ * classes, routing, and the streams (logs -f, /v1/events; GET /metrics).
  */
 #ifndef CVMM_API_H
 #define CVMM_API_H

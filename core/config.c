@@ -527,6 +527,7 @@ static const char *const cvm_keys[] = {
     "cid_start",    "cid_pool_size",      "networking",
     "port_mapping", "auto_restart",       "gpu",                "host_cpus",
     "tls_cert",     "tls_key",            "unix_sock_group", "unix_sock_mode",
+    "metrics_public",
     NULL,
 };
 static const char *const pm_keys[] = {"enabled", "address", "range", NULL};
@@ -936,6 +937,8 @@ static int load_cvm(struct loader *L, const config_setting_t *root)
 		            start, size);
 	c->cid_start = (uint32_t)start;
 	c->cid_pool_size = (uint32_t)size;
+	if ((rc = opt_bool(L, cvm, "metrics_public", &c->metrics_public)) < 0)
+		return rc;
 
 	if ((rc = load_networking(L, cvm)) < 0 || (rc = load_port_mapping(L, cvm)) < 0 ||
 	    (rc = load_auto_restart(L, cvm)) < 0 || (rc = load_listener(L, root, cvm)) < 0)

@@ -43,6 +43,7 @@ struct cvmm_config {
 	uint64_t max_allocable_memory_mb; /* computed if unset: RAM MiB - 16384 (min 512) */
 	uint32_t cid_start;     /* default 1000 */
 	uint32_t cid_pool_size; /* default 1000 */
+	bool metrics_public;    /* cvm.metrics_public: GET /metrics without a token, default false */
 	bool vcpu_computed, memory_computed, workers_computed;
 
 	/* cvm.networking: the core owns only the default mode. The other keys

@@ -4,8 +4,10 @@
  */
 #include "daemon.h"
 #include "api.h"
+#include "events.h"
 #include "job.h"
 #include "loopapi.h"
+#include "metrics.h"
 #include "registry.h"
 #include "util.h"
 
@@ -462,6 +464,8 @@ struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen
 	d->close_check.data = d;
 	ev_async_start(d->loop, &d->wake);
 	d->started_at = now_real();
+	d->events = events_new(EVENTS_RING, events_first_id(d->started_at));
+	d->metrics = metrics_new();
 	return d;
 }
 
@@ -713,5 +717,7 @@ void daemon_free(struct cvmm_daemon *d)
 	pthread_mutex_destroy(&d->watch_lock);
 	pthread_mutex_destroy(&d->house_lock);
 	pthread_cond_destroy(&d->house_cond);
+	events_free(d->events); /* the API, its only reader, is closed */
+	metrics_free(d->metrics);
 	free(d);
 }

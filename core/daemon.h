@@ -68,6 +68,10 @@ struct cvmm_daemon {
 	pthread_cond_t house_cond;
 	bool stopping;
 	double started_at;
+
+	/* The live event feed (events.c) and the metrics (metrics.c). */
+	struct events *events;
+	struct metrics *metrics;
 };
 
 struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen);

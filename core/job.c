@@ -14,6 +14,7 @@
 #include "job.h"
 #include "daemon.h"
 #include "image.h"
+#include "metrics.h"
 #include "registry.h"
 #include "spec.h"
 #include "util.h"
@@ -235,9 +236,20 @@ static void *call_thread(void *arg)
 /* Runs c (heap, filled in) bounded by cvm.hook_timeout. On a timeout
  * returns -ETIMEDOUT, and *specp (if the call had the spec) is handed to the
  * abandoned call: the caller's pointer is cleared. */
+static const char *event_name(uint32_t ev);
+
+/* The plugin a call runs, for the metrics. */
+static const char *call_plugin(const struct call *c)
+{
+	const struct cvmm_plugin *p = c->kind == CALL_HOOK ? c->hook->plugin : c->m->plugin;
+	return p ? p->name : "?";
+}
+
 static int call_bounded(struct cvmm_daemon *d, struct call *c, struct cvmm_spec **specp,
 			const char *what)
 {
+	const char *plugin = call_plugin(c), *step = event_name(c->ev);
+	double t0 = now_mono();
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -254,6 +266,7 @@ static int call_bounded(struct cvmm_daemon *d, struct call *c, struct cvmm_spec 
 	if (e) { /* no thread to spare: run it here, unbounded */
 		int rc = call_run(c);
 		call_free(c);
+		metrics_step(d->metrics, plugin, step, now_mono() - t0, rc < 0);
 		return rc;
 	}
 	struct timespec dl;
@@ -280,11 +293,13 @@ static int call_bounded(struct cvmm_daemon *d, struct call *c, struct cvmm_spec 
 		set_err(c->vm, "%s did not finish within %g s (cvm.hook_timeout)", what, to);
 		log_error("VM '%s': %s did not finish within %g s (cvm.hook_timeout); undoing", c->vm->name,
 			  what, to);
+		metrics_step(d->metrics, plugin, step, now_mono() - t0, true);
 		return -ETIMEDOUT;
 	}
 	int rc = c->rc;
 	pthread_mutex_unlock(&c->mu);
 	call_free(c);
+	metrics_step(d->metrics, plugin, step, now_mono() - t0, rc < 0);
 	return rc;
 }
 
@@ -708,7 +723,11 @@ static int op_start(struct cvmm_daemon *d, struct job *j)
 		set_err(vm, "launch spec: %s", why);
 		goto fail_launch;
 	}
-	if ((rc = b->ops.start(b->data, vm, &spec->pub)) < 0) {
+	double t0 = now_mono();
+	rc = b->ops.start(b->data, vm, &spec->pub);
+	metrics_step(d->metrics, b->plugin ? b->plugin->name : b->name, "launch", now_mono() - t0,
+		     rc < 0);
+	if (rc < 0) {
 		fail_msg(vm, rc, "launch");
 		goto fail_launch;
 	}
@@ -776,6 +795,7 @@ static int do_stop(struct cvmm_daemon *d, struct job *j, bool keep_want)
 			rc = b->ops.stop(b->data, vm, j->timeout);
 	}
 	if (rc < 0) {
+		metrics_plugin_error(d->metrics, b->plugin ? b->plugin->name : b->name);
 		fail_msg(vm, rc, "stop");
 		/* The VM may still run: keep it as it is, say why. */
 		char reason[VM_ERRBUF_LEN];
@@ -818,6 +838,7 @@ static bool plan_restart(struct cvmm_daemon *d, struct cvmm_vm *vm)
 	if (delay > c->ar_max_backoff)
 		delay = c->ar_max_backoff;
 	vm->restarts++;
+	vm->restarts_auto++;
 	vm->next_restart = now + delay;
 	int n = vm->restarts;
 	vm_unlock(vm);
@@ -983,6 +1004,8 @@ static int op_remove(struct cvmm_daemon *d, struct job *j)
 	snprintf(name, sizeof(name), "%s", vm->name);
 	drop_from_table(d, vm);
 	log_info("VM '%s': removed", name);
+	/* Its folder is gone: this one reaches the live feed only. */
+	vm_event(vm, "removed", "removed with its disk and state");
 	return 0;
 }
 
@@ -1088,6 +1111,9 @@ static int run_job(struct cvmm_daemon *d, struct job *j)
 	case JOB_STOP:
 		return do_stop(d, j, false);
 	case JOB_RESTART: {
+		vm_lock(j->vm);
+		j->vm->restarts_requested++;
+		vm_unlock(j->vm);
 		int rc = do_stop(d, j, true);
 		return rc < 0 ? rc : op_start(d, j);
 	}
@@ -1188,7 +1214,14 @@ static void *worker_main(void *arg)
 			j->result = -ENOENT;
 			str_copy(j->err, sizeof(j->err), "the VM is being removed");
 		} else {
+			static const char *const ops[] = {
+			    [JOB_DEFINE] = "define", [JOB_START] = "start",   [JOB_STOP] = "stop",
+			    [JOB_RESTART] = "restart", [JOB_REMOVE] = "remove", [JOB_EXITED] = "exited",
+			    [JOB_ADOPT] = "adopt"};
+			enum job_op op = j->op; /* an adoption may turn into another op */
+			double t0 = now_mono();
 			j->result = run_job(d, j);
+			metrics_job(d->metrics, ops[op], now_mono() - t0, j->result < 0);
 		}
 		vm_lock(vm);
 		vm->errbuf = NULL;

@@ -5,6 +5,7 @@
  */
 #include "vm.h"
 #include "daemon.h"
+#include "events.h"
 #include "image.h"
 #include "jsonw.h"
 #include "registry.h"
@@ -966,6 +967,9 @@ void vm_event(struct cvmm_vm *vm, const char *type, const char *fmt, ...)
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
 	log_info("VM '%s': %s: %s", vm->name, type, message);
+	/* Live subscribers first: the ring costs no I/O and never waits. */
+	if (vm->d && vm->d->events)
+		events_publish(vm->d->events, vm->id, vm->name, type, message);
 	char path[600];
 	snprintf(path, sizeof(path), "%s/events.log", vm->data_dir);
 	json_object *o = json_object_new_object();

@@ -119,6 +119,10 @@ struct cvmm_vm {
 	int pidfd;
 	int watched_pid;
 	ev_timer restart_timer;
+
+	/* Restarts since the daemon started, for the metrics: guarded by
+	 * vm->lock. */
+	uint64_t restarts_auto, restarts_requested;
 };
 
 #define vm_lock(vm) pthread_mutex_lock(&(vm)->lock)
@@ -156,7 +160,8 @@ int vm_check_fields(const char *fields, char *err, size_t errlen);
 json_object *vm_to_api(struct cvmm_vm *vm);
 
 /* Events: appended to <data_dir>/events.log (one JSON object a line), which
- * is where they are read from: a VM's history costs no daemon memory.
+ * is where they are read from: a VM's history costs no daemon memory. Each
+ * is also published on the daemon's live feed (events.c, GET /v1/events).
  * */
 void vm_event(struct cvmm_vm *vm, const char *type, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -2,7 +2,8 @@
 # install-deps.sh — install every Debian 12 package cvmm needs (build, tests,
 # test guest, Debian guest and cloud-init seeds, demo, sanitizer builds: libasan8/libubsan1/libtsan2 are gcc's
 # runtimes, libtirpc3 is preloaded into an ASan cvmmd that loads libvirt,
-# see tests/integration/harness.py).  Fails when any of them cannot be
+# see tests/integration/harness.py; prometheus gives promtool and the server
+# the metrics suite scrapes cvmmd with).  Fails when any of them cannot be
 # installed.  Idempotent: when everything is already installed it does
 # nothing (no apt-get update) and exits 0 quickly.
 #
@@ -27,6 +28,7 @@ clang libclang-rt-14-dev
 libsecp256k1-dev libssl-dev python3-cryptography
 mmdebstrap xorriso genisoimage grub-pc-bin grub-efi-amd64-bin grub-common mtools
 dosfstools fdisk e2fsprogs openssh-client
+prometheus
 "
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <termios.h>
 #include <unistd.h>
+#include <time.h>
 
 #define DEFAULT_SOCKET "/run/cvmm/cvmm.sock"
 
@@ -1232,6 +1233,173 @@ cleanup:
 	return r;
 }
 
+/* ---- events ------------------------------------------------------------------ */
+
+struct event_stream {
+	int json;
+	long long left;  /* events still to print; < 0: no limit */
+	int done;        /* --count reached: the transfer is ended on purpose */
+	char line[8192]; /* the line being read */
+	size_t line_len;
+	char data[8192]; /* the event's data lines so far */
+	size_t data_len;
+};
+
+/* One event: its JSON, or a line in the manner of `virsh event --loop`. */
+static int print_event(struct event_stream *es)
+{
+	json_object *o = json_tokener_parse(es->data), *v = NULL;
+	const char *type = get_str(o, "type"), *msg = get_str(o, "message");
+
+	if (!o || !type) {
+		json_object_put(o);
+		return 0; /* not ours: a stream may carry other data */
+	}
+	if (es->json) {
+		print_json(o);
+	} else if (!strcmp(type, "lost")) {
+		printf("events lost: %s\n", msg ? msg : "");
+	} else {
+		double t = json_object_object_get_ex(o, "time", &v) ? json_object_get_double(v) : 0;
+		time_t secs = (time_t)t;
+		struct tm tm;
+		char when[64] = "", zone[8] = "";
+
+		if (localtime_r(&secs, &tm)) {
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+			strftime(zone, sizeof(zone), "%z", &tm);
+		}
+		printf("%s.%03d%s event '%s' for VM '%s': %s\n", when,
+		       (int)((t - (double)secs) * 1000), zone, type, get_str(o, "name") ?: "",
+		       msg ? msg : "");
+	}
+	json_object_put(o);
+	if (fflush(stdout) != 0)
+		return -1;
+	if (es->left > 0 && --es->left == 0) {
+		es->done = 1;
+		return -1; /* ends the transfer */
+	}
+	return 0;
+}
+
+/* The Server-Sent Events text as it arrives: data lines are gathered, a
+ * blank line ends an event, comments (the keep-alives) are skipped. */
+static int on_events(const char *buf, size_t len, void *data)
+{
+	struct event_stream *es = data;
+
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] != '\n') {
+			if (es->line_len + 1 < sizeof(es->line))
+				es->line[es->line_len++] = buf[i];
+			continue;
+		}
+		es->line[es->line_len] = 0;
+		if (es->line_len && es->line[es->line_len - 1] == '\r')
+			es->line[--es->line_len] = 0;
+		if (!es->line_len) {
+			if (es->data_len && print_event(es) < 0)
+				return -1;
+			es->data_len = 0;
+			es->data[0] = 0;
+		} else if (!strncmp(es->line, "data:", 5)) {
+			const char *d = es->line + 5 + (es->line[5] == ' ');
+			size_t n = strlen(d);
+
+			if (es->data_len + n + 2 < sizeof(es->data)) {
+				if (es->data_len)
+					es->data[es->data_len++] = '\n';
+				memcpy(es->data + es->data_len, d, n + 1);
+				es->data_len += n;
+			}
+		}
+		es->line_len = 0;
+	}
+	return 0;
+}
+
+/* Runs until interrupted (or --count events came), like `virsh event --loop`. */
+static int cmd_events(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {{"type", required_argument, NULL, 't'},
+	                                     {"count", required_argument, NULL, 'c'},
+	                                     HELP_OPTION,
+	                                     {0}};
+	struct event_stream *es = calloc(1, sizeof(*es));
+	struct http_response resp = {0};
+	char *types = NULL, *path = NULL, *vm_q = NULL, *type_q = NULL;
+	long long count = -1;
+	int c, r = 0;
+
+	if (!es)
+		return out_of_memory();
+	optind = 0;
+	while (r == 0 && (c = getopt_long(argc, argv, ":t:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 't': {
+			/* --type a --type b and --type a,b say the same. */
+			char *t = NULL;
+
+			if (asprintf(&t, "%s%s%s", types ? types : "", types ? "," : "", optarg) < 0)
+				r = out_of_memory();
+			else {
+				free(types);
+				types = t;
+			}
+			break;
+		}
+		case 'c':
+			r = parse_number(cmd, "--count", optarg, 1, INT32_MAX, &count);
+			break;
+		case 'h':
+			print_command_usage(stdout, cmd);
+			goto cleanup;
+		default:
+			r = option_error(cmd, c, argv);
+		}
+	}
+	if (r)
+		goto cleanup;
+	if (optind + 1 < argc) {
+		r = usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+		goto cleanup;
+	}
+	/* The VM is not looked up: the events of one created later count too.
+	 * An empty vm= or type= filters nothing. */
+	if (!(vm_q = http_escape(cli->http, optind < argc ? argv[optind] : "")) ||
+	    !(type_q = http_escape(cli->http, types ? types : "")) ||
+	    asprintf(&path, "/v1/events?vm=%s&type=%s", vm_q, type_q) < 0) {
+		path = NULL;
+		r = out_of_memory();
+		goto cleanup;
+	}
+	es->json = cli->json;
+	es->left = count;
+	/* The time limit covers the wait for the reply, not the stream. */
+	http_client_set_stream(cli->http, 1);
+	r = http_request(cli->http, "GET", path, NULL, on_events, es, &resp);
+	if (r < 0 && es->done) {
+		r = 0;
+	} else if (r < 0) {
+		r = transport_exit(cli, r);
+	} else if (resp.status < 200 || resp.status > 299) {
+		r = report_refusal(cli, &resp);
+	} else {
+		fputs("cvmm: the daemon ended the event stream (it is stopping)\n", stderr);
+		r = EXIT_UNREACHABLE;
+	}
+
+cleanup:
+	http_response_free(&resp);
+	free(path);
+	free(vm_q);
+	free(type_q);
+	free(types);
+	free(es);
+	return r;
+}
+
 static const struct command commands[] = {
     {"create", cmd_create,
      "NAME --image IMAGE [--vcpu N] [--memory MB] [--disk GB]\n"
@@ -1256,6 +1424,8 @@ static const struct command commands[] = {
     {"images", cmd_show, "", "list the images"},
     {"image", cmd_image, "import NAME FILE [--firmware bios|uefi] [--cloud-init] | remove NAME",
      "make an image from a qcow2 or raw disk file on the daemon's host, or remove one"},
+    {"events", cmd_events, "[VM] [--type T[,T...]]... [--count N]",
+     "print VM events as they happen, until interrupted (--count: stop after N)"},
     {NULL, NULL, NULL, NULL},
 };
 
