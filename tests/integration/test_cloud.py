@@ -28,7 +28,7 @@ import tempfile
 import time
 import unittest
 
-from harness import Daemon, NetnsDaemon, Netns, sh, shared_libvirtd, wait_for
+from harness import Daemon, NetnsDaemon, Netns, qemu_pids_for, sh, shared_libvirtd, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "..", "..", "scripts", "build-debian-guest.sh")
@@ -175,9 +175,15 @@ class UefiBoot(CloudTest):
         self.d.cli("start", "deb-uefi")
         vm = self.d.wait_state("deb-uefi", ("running", "failed"), timeout=120)
         self.assertEqual(vm["state"], "running", vm["reason"])
-        with open("/proc/%d/cmdline" % vm["pid"], "rb") as f:
+        # The QEMU by the VM's UUID on its command line (libvirt's QEMU is
+        # not the VM's "pid").
+        pid = wait_for(lambda: (qemu_pids_for(vm["id"]) or [None])[0], 30, "the QEMU")
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
             argv = f.read().split(b"\0")
-        self.assertIn(("if=pflash,format=raw,unit=1,file=%s" % vars_).encode(), argv)
+        if self.backend == "qemu":
+            self.assertIn(("if=pflash,format=raw,unit=1,file=%s" % vars_).encode(), argv)
+        else:  # libvirt's own -blockdev for the <nvram>
+            self.assertTrue(any(vars_.encode() in a for a in argv), argv)
         m = console_marker(self.d, "deb-uefi", r"CVMM-UP (\S+) efi=(\w+)")
         print("deb-uefi: cloud-init ran %.0f s after start" % (time.monotonic() - t0), flush=True)
         self.assertEqual(m.groups(), ("efi1", "yes"))
