@@ -1001,8 +1001,11 @@ static bool run_waited(struct api *a, struct req *q, struct cvmm_vm *vm, struct 
 	job_wait(a->d, j);
 	if (j->result < 0) {
 		unsigned st = ext_status(j->result);
-		char msg[1200];
-		snprintf(msg, sizeof(msg), "VM '%s': %s", vm->name, j->err);
+		char msg[1200], named[80];
+		/* Most messages of these ops name the VM already. */
+		snprintf(named, sizeof(named), "VM '%s'", vm->name);
+		snprintf(msg, sizeof(msg), "%s%s%s", strncmp(j->err, named, strlen(named)) ? named : "",
+			 strncmp(j->err, named, strlen(named)) ? ": " : "", j->err);
 		*ret = send_json(q->conn, st, error_obj(code_for(st), msg));
 		return false;
 	}

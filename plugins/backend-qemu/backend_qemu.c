@@ -752,8 +752,7 @@ static int qemu_snapshot(void *data, cvmm_vm *vm, uint32_t op, const char *disk,
 	if (op != CVMM_SNAP_CREATE && !exists)
 		return -ENOENT;
 	char err[1024];
-	char *argv[] = {"qemu-img", "snapshot", "-q", (char *)flag, (char *)name, "-f", "qcow2",
-			(char *)disk, NULL};
+	char *argv[] = {"qemu-img", "snapshot", "-q", (char *)flag, (char *)name, (char *)disk, NULL};
 	r = qemu_img(argv, NULL, 0, err, sizeof(err));
 	if (r < 0)
 		return host->error(self, vm, r, "VM '%s': qemu-img snapshot %s %s: %s",
