@@ -1176,9 +1176,7 @@ static int op_pause(struct cvmm_daemon *d, struct job *j)
 	enum vm_state st = vm->state;
 	bool gone = vm->proc_gone;
 	vm_unlock(vm);
-	if (st == (pause ? VM_PAUSED : VM_RUNNING) && !gone)
-		return 0; /* there already: nothing to do */
-	if (st != (pause ? VM_RUNNING : VM_PAUSED) || gone) {
+	if (!is_up(st) || gone) {
 		set_err(vm, "VM '%s' is %s, not %s", vm->name, vm_state_name(st),
 			pause ? "running" : "paused");
 		return -EBUSY;
@@ -1186,6 +1184,15 @@ static int op_pause(struct cvmm_daemon *d, struct job *j)
 	struct reg_backend *b = backend_of(d, vm);
 	if (!b)
 		return -ENOENT;
+	if (st == (pause ? VM_PAUSED : VM_RUNNING)) {
+		/* There already, says the state; the backend is asked too, in
+		 * case someone paused or resumed it behind cvmm's back. */
+		int p = b->ops.is_paused ? b->ops.is_paused(b->data, vm) : pause;
+		if (p == pause || p < 0)
+			return 0;
+		vm_event(vm, pause ? "pause" : "resume", "the VM was %s behind cvmm's back",
+			 pause ? "resumed" : "paused");
+	}
 	int (*fn)(void *, cvmm_vm *) = pause ? b->ops.pause : b->ops.resume;
 	if (!fn) {
 		set_err(vm, "backend '%s' cannot %s VMs", b->name, pause ? "pause" : "resume");

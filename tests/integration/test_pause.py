@@ -10,7 +10,8 @@ What a user sees:
   - a paused VM is not taken for an exited one: no automatic restart;
   - kill -9 of cvmmd while the VM is paused: after the restart it is still
     paused (and the same process); a VM paused behind the daemon's back
-    while it was down is reported paused after the restart;
+    while it was down is reported paused after the restart, and one paused
+    behind its back while it runs is resumed by `cvmm resume`;
   - a graceful stop of a paused VM powers the guest off (it is let run
     first: a frozen guest cannot press its power button), and removing a
     paused VM leaves no QEMU behind.
@@ -124,6 +125,12 @@ class Pause(DaemonTest):
         self.assertIn("re-adoption", v["reason"])
         d.cli("resume", "p1")
         self.assertTrue(wait_for(lambda: answers(port), 15, "HTTP after the second resume"))
+        # Paused from outside while the daemon runs: a resume still resumes.
+        self.outside_pause("p1", vm["id"])
+        self.assertFalse(answers(port))
+        p = d.cli("resume", "p1")
+        self.assertEqual(p.stdout.strip(), "p1: running")
+        self.assertTrue(wait_for(lambda: answers(port), 15, "HTTP after the third resume"))
 
         # A graceful stop of a paused VM powers the guest off.
         d.cli("pause", "p1")
