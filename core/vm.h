@@ -83,7 +83,7 @@ struct cvmm_vm {
 	char backend[32];
 	uint32_t vcpu;
 	uint64_t memory_mb;
-	uint32_t disk_gb;
+	uint32_t disk_gb; /* the one exception: a resize job grows it, under vm->lock */
 	uint32_t cid;
 	int n_nics;
 	struct vm_nic *nics; /* n_nics */
