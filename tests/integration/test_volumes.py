@@ -169,7 +169,11 @@ class Disks(DaemonTest):
         self.assertFalse(os.path.exists(folder))
         self.assertTrue(os.path.isfile(self.source))
         # ... and the kept one can be a new VM's volume.
-        vm2 = d.create("v2", start=False, volumes=[{"name": "old", "source": kept[0]}])
+        d.cli("create", "v2", "--image", "tiny", "--no-start", "--volume",
+              "source=%s,name=old" % kept[0], "--volume", "name=new,size_gb=2,keep")
+        vm2 = d.vm("v2")
+        self.assertEqual([(v["name"], v.get("size_gb"), v["keep"]) for v in vm2["volumes"]],
+                         [("old", None, False), ("new", 2, True)])
         self.assertEqual(vm2["volumes"][0]["source"], kept[0])
         self.assertEqual(vm2["volumes"][0]["format"], "qcow2")
         d.cli("remove", "v2")
