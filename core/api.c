@@ -159,6 +159,8 @@ static const char *code_for(unsigned status)
 		return "conflict";
 	case 413:
 		return "too_large";
+	case 501:
+		return "not_implemented";
 	case 503:
 		return "unavailable";
 	}
@@ -607,7 +609,7 @@ static enum MHD_Result plugin_route(struct api *a, struct req *q, struct reg_rou
 
 static bool active(enum vm_state s)
 {
-	return s == VM_STARTING || s == VM_RUNNING || s == VM_STOPPING;
+	return s == VM_STARTING || s == VM_RUNNING || s == VM_STOPPING || s == VM_PAUSED;
 }
 
 /* The list is written as text into one buffer that MHD frees after
@@ -840,6 +842,9 @@ static enum MHD_Result vm_remove(struct api *a, struct req *q, struct cvmm_vm *v
 	 * for starts and graceful stops that would be undone at once. */
 	jobs_cancel_queued(d, vm, "superseded by the VM's removal");
 	struct job *j = job_ref(job_new(JOB_REMOVE, vm));
+	char kept[4096] = ""; /* the paths of the volumes the removal keeps */
+	j->out = kept;
+	j->out_len = sizeof(kept);
 	jobs_submit(d, j);
 	job_wait(d, j);
 	enum MHD_Result ret;
@@ -851,6 +856,13 @@ static enum MHD_Result vm_remove(struct api *a, struct req *q, struct cvmm_vm *v
 	} else {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "removed", json_object_new_string(vm->id));
+		if (kept[0]) {
+			json_object *arr = json_object_new_array();
+			for (char *save = NULL, *l = strtok_r(kept, "\n", &save); l;
+			     l = strtok_r(NULL, "\n", &save))
+				json_object_array_add(arr, json_object_new_string(l));
+			json_object_object_add(o, "kept_volumes", arr);
+		}
 		ret = send_json(q->conn, 200, o);
 	}
 	job_unref(j);
@@ -957,6 +969,249 @@ static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *v
 out:
 	json_object_put(body);
 	return ret;
+}
+
+/* ---- pause, snapshots, resize (issue 11) ----
+ * Short operations on one VM, run as jobs on its queue (behind whatever it
+ * has queued) and answered once done. */
+
+static unsigned ext_status(int err)
+{
+	switch (err) {
+	case -ENOTSUP:
+		return 501; /* the VM's backend has no such op */
+	case -EBUSY:
+	case -EEXIST:
+	case -ECANCELED:
+		return 409;
+	case -ENOENT:
+		return 404;
+	case -EINVAL:
+		return 400;
+	case -ESHUTDOWN:
+		return 503;
+	}
+	return 500;
+}
+
+/* A body of no fields but the allowed ones (NULL-terminated); NULL and an
+ * answer sent otherwise. */
+static json_object *strict_body(struct req *q, const char *const *allowed, enum MHD_Result *ret)
+{
+	char err[1024];
+	json_object *body = parse_body(q, err, sizeof(err));
+	if (!body) {
+		*ret = send_error(q->conn, 400, "%s", err);
+		return NULL;
+	}
+	json_object_object_foreach(body, k, val)
+	{
+		(void)val;
+		bool ok = false;
+		for (int i = 0; allowed && allowed[i]; i++)
+			ok |= !strcmp(k, allowed[i]);
+		if (!ok) {
+			char clean[80];
+			str_copy(clean, sizeof(clean), k);
+			utf8_sanitize(clean);
+			*ret = send_error(q->conn, 400, "%s: unknown field", clean);
+			json_object_put(body);
+			return NULL;
+		}
+	}
+	return body;
+}
+
+/* Queues j (a reference the caller holds) and waits for it; false with
+ * the answer sent when the VM is busy or the job failed. */
+static bool run_waited(struct api *a, struct req *q, struct cvmm_vm *vm, struct job *j,
+		       enum MHD_Result *ret)
+{
+	vm_lock(vm);
+	const char *busy = busy_reason(vm);
+	vm_unlock(vm);
+	if (busy) {
+		*ret = send_error(q->conn, 409, "VM '%s' %s", vm->name, busy);
+		return false;
+	}
+	job_ref(j);
+	jobs_submit(a->d, j);
+	job_wait(a->d, j);
+	if (j->result < 0) {
+		unsigned st = ext_status(j->result);
+		char msg[1200], named[80];
+		/* Most messages of these ops name the VM already. */
+		snprintf(named, sizeof(named), "VM '%s'", vm->name);
+		snprintf(msg, sizeof(msg), "%s%s%s", strncmp(j->err, named, strlen(named)) ? named : "",
+			 strncmp(j->err, named, strlen(named)) ? ": " : "", j->err);
+		*ret = send_json(q->conn, st, error_obj(code_for(st), msg));
+		return false;
+	}
+	return true;
+}
+
+static enum MHD_Result vm_pause(struct api *a, struct req *q, struct cvmm_vm *vm, bool pause)
+{
+	enum MHD_Result ret = MHD_YES;
+	json_object *body = strict_body(q, NULL, &ret);
+	if (!body)
+		return ret;
+	json_object_put(body);
+	struct job *j = job_new(pause ? JOB_PAUSE : JOB_RESUME, vm);
+	if (run_waited(a, q, vm, j, &ret))
+		ret = send_json(q->conn, 200, vm_snapshot(vm));
+	job_unref(j);
+	return ret;
+}
+
+static enum MHD_Result vm_resize(struct api *a, struct req *q, struct cvmm_vm *vm)
+{
+	static const char *const keys[] = {"disk_gb", NULL};
+	enum MHD_Result ret = MHD_YES;
+	json_object *body = strict_body(q, keys, &ret), *v;
+	if (!body)
+		return ret;
+	if (!json_object_object_get_ex(body, "disk_gb", &v) ||
+	    !json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 1 ||
+	    json_object_get_int64(v) > 65536) {
+		json_object_put(body);
+		return send_error(q->conn, 400, "disk_gb: required, an integer from 1 to 65536");
+	}
+	struct job *j = job_new(JOB_RESIZE, vm);
+	j->disk_gb = (uint32_t)json_object_get_int64(v);
+	json_object_put(body);
+	if (run_waited(a, q, vm, j, &ret))
+		ret = send_json(q->conn, 200, vm_snapshot(vm));
+	job_unref(j);
+	return ret;
+}
+
+#define SNAP_LIST_MAX (256 * 1024)
+
+/* The VM's snapshots as the backend lists them: a JSON array, or NULL with
+ * the answer sent. */
+static json_object *snapshot_list(struct api *a, struct req *q, struct cvmm_vm *vm,
+				  enum MHD_Result *ret)
+{
+	struct job *j = job_new(JOB_SNAPSHOT, vm);
+	j->snap_op = CVMM_SNAP_LIST;
+	j->out = xzalloc(SNAP_LIST_MAX);
+	j->out_len = SNAP_LIST_MAX;
+	json_object *list = NULL;
+	if (run_waited(a, q, vm, j, ret)) {
+		list = json_tokener_parse(j->out);
+		if (!json_object_is_type(list, json_type_array)) {
+			json_object_put(list);
+			list = NULL;
+			*ret = send_error(q->conn, 500, "VM '%s': backend '%s' listed its snapshots in a form "
+					  "that is not a JSON array",
+					  vm->name, vm->backend);
+		}
+	}
+	free(j->out);
+	j->out = NULL;
+	job_unref(j);
+	return list;
+}
+
+/* /v1/vms/{id}/snapshots[/{name}[/revert]] */
+static enum MHD_Result vm_snapshots(struct api *a, struct req *q, struct cvmm_vm *vm,
+				    const char *rest, const char *url, const char *method)
+{
+	bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST"),
+	     del = !strcmp(method, "DELETE");
+	enum MHD_Result ret = MHD_YES;
+	char name[80] = "";
+	uint32_t op;
+	if (!*rest) {
+		if (get) {
+			json_object *list = snapshot_list(a, q, vm, &ret);
+			if (!list)
+				return ret;
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "snapshots", list);
+			return send_json(q->conn, 200, o);
+		}
+		if (!post)
+			return send_error(q->conn, 405, "%s %s: use GET or POST", method, url);
+		static const char *const keys[] = {"name", NULL};
+		json_object *body = strict_body(q, keys, &ret), *v;
+		if (!body)
+			return ret;
+		if (json_object_object_get_ex(body, "name", &v) &&
+		    json_object_is_type(v, json_type_string) &&
+		    (size_t)json_object_get_string_len(v) < sizeof(name))
+			str_copy(name, sizeof(name), json_object_get_string(v));
+		json_object_put(body);
+		op = CVMM_SNAP_CREATE;
+	} else {
+		const char *slash = strchr(rest, '/');
+		size_t nl = slash ? (size_t)(slash - rest) : strlen(rest);
+		if (nl < sizeof(name)) {
+			memcpy(name, rest, nl);
+			name[nl] = 0;
+		}
+		if (!slash) {
+			if (!del)
+				return send_error(q->conn, 405, "%s %s: use DELETE", method, url);
+			op = CVMM_SNAP_DELETE;
+		} else if (!strcmp(slash, "/revert")) {
+			if (!post)
+				return send_error(q->conn, 405, "%s %s: use POST", method, url);
+			op = CVMM_SNAP_REVERT;
+		} else {
+			return send_error(q->conn, 404, "no such endpoint: %s", url);
+		}
+		json_object *body = strict_body(q, NULL, &ret);
+		if (!body)
+			return ret;
+		json_object_put(body);
+	}
+	if (!vm_snapshot_name_valid(name)) {
+		utf8_sanitize(name);
+		return send_error(q->conn, 400,
+				  "name: a snapshot name is 1-64 characters of [A-Za-z0-9._-] starting "
+				  "with a letter or digit, got '%s'",
+				  name);
+	}
+	struct job *j = job_new(JOB_SNAPSHOT, vm);
+	j->snap_op = op;
+	str_copy(j->snap_name, sizeof(j->snap_name), name);
+	if (run_waited(a, q, vm, j, &ret)) {
+		json_object *o = json_object_new_object();
+		const char *key = op == CVMM_SNAP_CREATE ? "created"
+				  : op == CVMM_SNAP_REVERT ? "reverted"
+							   : "deleted";
+		json_object_object_add(o, key, json_object_new_string(name));
+		ret = send_json(q->conn, op == CVMM_SNAP_CREATE ? 201 : 200, o);
+	}
+	job_unref(j);
+	return ret;
+}
+
+/* The routes of this block, or NULL when sub is none of them. */
+static bool route_vm_ext(struct api *a, struct req *q, struct cvmm_vm *vm, const char *sub,
+			 const char *url, const char *method, enum MHD_Result *ret)
+{
+	bool post = !strcmp(method, "POST");
+	if (!strcmp(sub, "pause") || !strcmp(sub, "resume") || !strcmp(sub, "resize")) {
+		if (!post)
+			*ret = send_error(q->conn, 405, "%s %s: use POST", method, url);
+		else if (!strcmp(sub, "resize"))
+			*ret = vm_resize(a, q, vm);
+		else
+			*ret = vm_pause(a, q, vm, !strcmp(sub, "pause"));
+		return true;
+	}
+	if (!strcmp(sub, "snapshots")) {
+		*ret = vm_snapshots(a, q, vm, "", url, method);
+		return true;
+	}
+	if (!strncmp(sub, "snapshots/", 10)) {
+		*ret = vm_snapshots(a, q, vm, sub + 10, url, method);
+		return true;
+	}
+	return false;
 }
 
 /* ---- logs ---- */
@@ -1303,6 +1558,9 @@ static enum MHD_Result route_vm(struct api *a, struct req *q, struct cvmm_vm *vm
 	struct reg_route *rt = registry_vm_route(a->d->reg, method, sub);
 	if (rt)
 		return plugin_route(a, q, rt, vm);
+	enum MHD_Result ext;
+	if (route_vm_ext(a, q, vm, sub, url, method, &ext))
+		return ext;
 	return send_error(q->conn, 404, "no such endpoint: %s", url);
 }
 

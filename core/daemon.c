@@ -371,7 +371,7 @@ static void supervise(struct cvmm_daemon *d)
 	for (int i = 0; i < n; i++) {
 		struct cvmm_vm *vm = vms[i];
 		vm_lock(vm);
-		int pid = vm->state == VM_RUNNING ? vm->pid : 0;
+		int pid = vm->state == VM_RUNNING || vm->state == VM_PAUSED ? vm->pid : 0;
 		vm_unlock(vm);
 		if (pid > 0 && proc_start_time(pid) == 0) {
 			vm_lock(vm);
@@ -390,7 +390,7 @@ static void rotate_logs(struct cvmm_daemon *d)
 	struct cvmm_vm **vms = daemon_get_vms(d, &n);
 	for (int i = 0; i < n; i++) {
 		vm_lock(vms[i]);
-		bool running = vms[i]->state == VM_RUNNING;
+		bool running = vms[i]->state == VM_RUNNING || vms[i]->state == VM_PAUSED;
 		vm_unlock(vms[i]);
 		if (running)
 			rotate_log(d, vms[i]);
@@ -634,7 +634,7 @@ int daemon_start(struct cvmm_daemon *d, char *err, size_t errlen)
 		struct cvmm_vm *vm = vms[i];
 		vm_lock(vm);
 		enum vm_state st = vm->state;
-		bool todo = st == VM_STARTING || st == VM_RUNNING || st == VM_STOPPING ||
+		bool todo = st == VM_STARTING || st == VM_RUNNING || st == VM_STOPPING || st == VM_PAUSED ||
 			    st == VM_REMOVING || !vm->defined_ok || vm->want_running;
 		vm_unlock(vm);
 		if (todo)

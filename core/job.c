@@ -69,7 +69,13 @@ void job_unref(struct job *j)
 
 static bool is_active(enum vm_state s)
 {
-	return s == VM_STARTING || s == VM_RUNNING || s == VM_STOPPING;
+	return s == VM_STARTING || s == VM_RUNNING || s == VM_STOPPING || s == VM_PAUSED;
+}
+
+/* Running, frozen or not. */
+static bool is_up(enum vm_state s)
+{
+	return s == VM_RUNNING || s == VM_PAUSED;
 }
 
 /* Moves vm to st (reason NULL: keep the reason), records the change as an
@@ -548,6 +554,53 @@ static int prepare_disk(struct cvmm_daemon *d, struct cvmm_vm *vm, const struct 
 	return spec_add_disk(spec, &disk);
 }
 
+/* The VM's volumes, after its root disk: those cvmm makes are made once,
+ * at the first start that needs them (like the root disk), and stay. */
+static int prepare_volumes(struct cvmm_vm *vm, struct cvmm_spec *spec, bool dry)
+{
+	for (int i = 0; i < vm->n_volumes; i++) {
+		const struct vm_volume *v = &vm->volumes[i];
+		struct cvmm_spec_disk disk = {.struct_size = sizeof(disk),
+					      .format = v->raw ? CVMM_DISK_RAW : CVMM_DISK_QCOW2,
+					      .readonly = v->readonly};
+		snprintf(disk.id, sizeof(disk.id), "vol%d", i);
+		if (vm_volume_path(vm, v, disk.path, sizeof(disk.path)) < 0) {
+			set_err(vm, "volumes[%d] (%s): path too long", i, v->name);
+			return -ENAMETOOLONG;
+		}
+		if (!dry && v->source && !path_exists(v->source)) {
+			set_err(vm, "volumes[%d] (%s): source %s: %s", i, v->name, v->source,
+				strerror(ENOENT));
+			return -ENOENT;
+		}
+		if (!dry && !v->source && !path_exists(disk.path)) {
+			char tmp[300], size[32], out[1024];
+			snprintf(tmp, sizeof(tmp), "%s.new", disk.path);
+			snprintf(size, sizeof(size), "%uG", v->size_gb);
+			char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", tmp, size, NULL};
+			int rc = run_cmd(argv, out, sizeof(out));
+			if (rc != 0) {
+				unlink(tmp);
+				set_err(vm, "volumes[%d] (%s): qemu-img create failed: %s", i, v->name,
+					out[0] ? out : strerror(rc < 0 ? -rc : EIO));
+				return rc < 0 ? rc : -EIO;
+			}
+			if (rename(tmp, disk.path) < 0) {
+				int e = -errno;
+				unlink(tmp);
+				set_err(vm, "volumes[%d] (%s): %s: %s", i, v->name, disk.path, strerror(-e));
+				return e;
+			}
+			vm_event(vm, "volume", "made volume '%s' (%u GiB): %s", v->name, v->size_gb,
+				 disk.path);
+		}
+		int rc = spec_add_disk(spec, &disk);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static int build_spec(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spec **out, bool dry)
 {
 	struct image img;
@@ -590,6 +643,8 @@ static int build_spec(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spe
 	snprintf(name_arg, sizeof(name_arg), "cvmm.name=%s", vm->name);
 	spec_append_cmdline(s, name_arg);
 	rc = prepare_disk(d, vm, &img, s, dry);
+	if (rc == 0)
+		rc = prepare_volumes(vm, s, dry);
 	if (rc < 0) {
 		spec_free(s);
 		return rc;
@@ -678,7 +733,7 @@ static int op_start(struct cvmm_daemon *d, struct job *j)
 	vm_lock(vm);
 	/* A stop accepted after this start was queued wins; a VM that still
 	 * runs (its stop failed) is not launched a second time. */
-	bool superseded = !vm->want_running, running = vm->state == VM_RUNNING && !vm->proc_gone;
+	bool superseded = !vm->want_running, running = is_up(vm->state) && !vm->proc_gone;
 	vm_unlock(vm);
 	if (superseded || running) {
 		log_info("VM '%s': start skipped: %s", vm->name,
@@ -788,6 +843,13 @@ static int do_stop(struct cvmm_daemon *d, struct job *j, bool keep_want)
 	stage_undo(d, vm, CVMM_EV_STARTED, NULL, 0, 0);
 	struct reg_backend *b = backend_of(d, vm);
 	int rc = 0;
+	/* A frozen guest cannot act on the power button: a graceful stop of a
+	 * paused VM lets it run again first (a kill needs no such thing). */
+	if (b && st == VM_PAUSED && !j->force && b->ops.stop && b->ops.resume &&
+	    b->ops.resume(b->data, vm) < 0)
+		log_warn("VM '%s': could not resume the paused VM for its graceful stop; the stop "
+			 "will escalate",
+			 vm->name);
 	if (b) {
 		if (j->force || !b->ops.stop)
 			rc = b->ops.kill ? b->ops.kill(b->data, vm) : -ENOTSUP;
@@ -852,7 +914,7 @@ static int op_exited(struct cvmm_daemon *d, struct job *j)
 {
 	struct cvmm_vm *vm = j->vm;
 	vm_lock(vm);
-	bool running = vm->state == VM_RUNNING && vm->proc_gone;
+	bool running = is_up(vm->state) && vm->proc_gone;
 	char *why = vm->exit_reason;
 	vm->exit_reason = NULL;
 	vm_unlock(vm);
@@ -958,6 +1020,37 @@ fail:
 	return rc;
 }
 
+/* Volumes marked "keep" leave the VM's folder before it goes: moved to
+ * <data_dir>/volumes/<VM name>-<volume>-<id prefix>.qcow2, where a later
+ * create may attach one as a source. Their new paths go to the events, the
+ * log and the removal's answer (j->out). */
+static void keep_volumes(struct cvmm_daemon *d, struct job *j)
+{
+	struct cvmm_vm *vm = j->vm;
+	size_t used = 0;
+	for (int i = 0; i < vm->n_volumes; i++) {
+		const struct vm_volume *v = &vm->volumes[i];
+		char from[300], dir[600], to[800];
+		if (!v->keep || v->source || vm_volume_path(vm, v, from, sizeof(from)) < 0 ||
+		    !path_exists(from))
+			continue;
+		snprintf(dir, sizeof(dir), "%s/volumes", d->cfg->data_dir);
+		snprintf(to, sizeof(to), "%s/%s-%s-%.8s.qcow2", dir, vm->name, v->name, vm->id);
+		int rc = mkdir_p(dir, 0750);
+		if (rc == 0 && rename(from, to) < 0)
+			rc = -errno;
+		if (rc < 0) {
+			log_error("VM '%s': volume '%s' should be kept but cannot be moved to %s: %s; "
+				  "it goes with the VM",
+				  vm->name, v->name, to, strerror(-rc));
+			continue;
+		}
+		vm_event(vm, "volume", "volume '%s' kept: %s", v->name, to);
+		if (j->out && used + strlen(to) + 2 < j->out_len)
+			used += (size_t)snprintf(j->out + used, j->out_len - used, "%s\n", to);
+	}
+}
+
 static int op_remove(struct cvmm_daemon *d, struct job *j)
 {
 	struct cvmm_vm *vm = j->vm;
@@ -997,6 +1090,7 @@ static int op_remove(struct cvmm_daemon *d, struct job *j)
 	if (defined)
 		stage_undo(d, vm, CVMM_EV_DEFINE, NULL, 0, 0);
 	rm_rf(vm->run_dir);
+	keep_volumes(d, j);
 	int rc = remove_folder(d, vm);
 	if (rc < 0)
 		log_warn("VM '%s': removing %s: %s", vm->name, vm->data_dir, strerror(-rc));
@@ -1017,6 +1111,8 @@ static int op_remove(struct cvmm_daemon *d, struct job *j)
  * that should not run is stopped; the leftovers of a dead one are undone and,
  * if it should run, it starts again.
  */
+static void adopt_paused(struct cvmm_daemon *d, struct cvmm_vm *vm, enum vm_state st);
+
 static int op_adopt(struct cvmm_daemon *d, struct job *j)
 {
 	struct cvmm_vm *vm = j->vm;
@@ -1057,8 +1153,10 @@ static int op_adopt(struct cvmm_daemon *d, struct job *j)
 			int pid = vm->pid;
 			vm_unlock(vm);
 			vm_event(vm, "adopt", "re-adopted after a daemon restart (pid %d)", pid);
-			if (st == VM_RUNNING && want)
+			if (is_up(st) && want) {
+				adopt_paused(d, vm, st);
 				return 0;
+			}
 			/* An interrupted stop finishes; an interrupted start is undone. */
 			j->force = st == VM_STARTING;
 			j->timeout = 30;
@@ -1067,7 +1165,7 @@ static int op_adopt(struct cvmm_daemon *d, struct job *j)
 				return rc;
 		} else {
 			teardown_boot(d, vm);
-			if (st == VM_RUNNING && want) {
+			if (is_up(st) && want) {
 				set_state(vm, VM_EXITED, "the VM ended while the daemon was down", false);
 				if (!plan_restart(d, vm))
 					vm_save(vm);
@@ -1101,6 +1199,171 @@ static int op_adopt(struct cvmm_daemon *d, struct job *j)
 	return op_start(d, j);
 }
 
+/* ---- pause, snapshots, resize (issue 11) ---- */
+
+/* At re-adoption of a live VM: its state says what the backend says, not
+ * what the manifest said (a daemon killed between the backend's pause and
+ * its write, or a VM paused from outside). */
+static void adopt_paused(struct cvmm_daemon *d, struct cvmm_vm *vm, enum vm_state st)
+{
+	struct reg_backend *b = registry_backend(d->reg, vm->backend);
+	int p = b && b->ops.is_paused ? b->ops.is_paused(b->data, vm) : -ENOTSUP;
+	if (p < 0) {
+		if (p != -ENOTSUP)
+			log_warn("VM '%s': cannot tell whether it is paused: %s; keeping '%s'",
+				 vm->name, strerror(-p), vm_state_name(st));
+		return;
+	}
+	if (p && st != VM_PAUSED)
+		set_state(vm, VM_PAUSED, "found paused at re-adoption", true);
+	else if (!p && st == VM_PAUSED)
+		set_state(vm, VM_RUNNING, "found running at re-adoption", true);
+}
+
+static int op_pause(struct cvmm_daemon *d, struct job *j)
+{
+	struct cvmm_vm *vm = j->vm;
+	bool pause = j->op == JOB_PAUSE;
+	vm_lock(vm);
+	enum vm_state st = vm->state;
+	bool gone = vm->proc_gone;
+	vm_unlock(vm);
+	if (!is_up(st) || gone) {
+		set_err(vm, "VM '%s' is %s, not %s", vm->name, vm_state_name(st),
+			pause ? "running" : "paused");
+		return -EBUSY;
+	}
+	struct reg_backend *b = backend_of(d, vm);
+	if (!b)
+		return -ENOENT;
+	if (st == (pause ? VM_PAUSED : VM_RUNNING)) {
+		/* There already, says the state; the backend is asked too, in
+		 * case someone paused or resumed it behind cvmm's back. */
+		int p = b->ops.is_paused ? b->ops.is_paused(b->data, vm) : pause;
+		if (p == pause || p < 0)
+			return 0;
+		vm_event(vm, pause ? "pause" : "resume", "the VM was %s behind cvmm's back",
+			 pause ? "resumed" : "paused");
+	}
+	int (*fn)(void *, cvmm_vm *) = pause ? b->ops.pause : b->ops.resume;
+	if (!fn) {
+		set_err(vm, "backend '%s' cannot %s VMs", b->name, pause ? "pause" : "resume");
+		return -ENOTSUP;
+	}
+	int rc = fn(b->data, vm);
+	if (rc < 0) {
+		fail_msg(vm, rc, pause ? "pause" : "resume");
+		return rc;
+	}
+	set_state(vm, pause ? VM_PAUSED : VM_RUNNING, "", true);
+	return 0;
+}
+
+/* The VM is stopped, has a disk, and its backend can do it. */
+static int stopped_disk(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *what, char *disk,
+			size_t len)
+{
+	vm_lock(vm);
+	enum vm_state st = vm->state;
+	vm_unlock(vm);
+	if (is_active(st)) {
+		set_err(vm, "VM '%s' is %s: %s works on a stopped VM's disk only; stop it first",
+			vm->name, vm_state_name(st), what);
+		return -EBUSY;
+	}
+	snprintf(disk, len, "%s/disk.qcow2", vm->data_dir);
+	if (!path_exists(disk)) {
+		set_err(vm, "VM '%s' has no disk yet: it is made at the VM's first start", vm->name);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+static int op_snapshot(struct cvmm_daemon *d, struct job *j)
+{
+	struct cvmm_vm *vm = j->vm;
+	static const char *const what[] = {[CVMM_SNAP_CREATE] = "snapshot create",
+					   [CVMM_SNAP_LIST] = "snapshot list",
+					   [CVMM_SNAP_REVERT] = "snapshot revert",
+					   [CVMM_SNAP_DELETE] = "snapshot delete"};
+	const char *w = j->snap_op < ARRAY_SIZE(what) && what[j->snap_op] ? what[j->snap_op]
+									 : "snapshot";
+	char disk[600];
+	int rc;
+	/* A list reads the disk only: it is refused while the VM runs all the
+	 * same, as QEMU holds the image locked for writing. */
+	if ((rc = stopped_disk(d, vm, "a snapshot", disk, sizeof(disk))) < 0)
+		return rc;
+	struct reg_backend *b = backend_of(d, vm);
+	if (!b)
+		return -ENOENT;
+	if (!b->ops.snapshot) {
+		set_err(vm, "backend '%s' cannot take snapshots", b->name);
+		return -ENOTSUP;
+	}
+	rc = b->ops.snapshot(b->data, vm, j->snap_op, disk,
+			     j->snap_op == CVMM_SNAP_LIST ? NULL : j->snap_name, j->out, j->out_len);
+	if (rc < 0) {
+		if (rc == -ENOENT)
+			set_err(vm, "VM '%s' has no snapshot '%s'", vm->name, j->snap_name);
+		else if (rc == -EEXIST)
+			set_err(vm, "VM '%s' has a snapshot '%s' already", vm->name, j->snap_name);
+		else
+			fail_msg(vm, rc, w);
+		return rc;
+	}
+	if (j->snap_op == CVMM_SNAP_CREATE)
+		vm_event(vm, "snapshot", "snapshot '%s' taken", j->snap_name);
+	else if (j->snap_op == CVMM_SNAP_REVERT)
+		vm_event(vm, "snapshot", "disk reverted to snapshot '%s'", j->snap_name);
+	else if (j->snap_op == CVMM_SNAP_DELETE)
+		vm_event(vm, "snapshot", "snapshot '%s' deleted", j->snap_name);
+	return rc;
+}
+
+/* Grows the root disk of a stopped VM; never shrinks it (the guest's file
+ * system would lose its end). */
+static int op_resize(struct cvmm_daemon *d, struct job *j)
+{
+	struct cvmm_vm *vm = j->vm;
+	vm_lock(vm);
+	enum vm_state st = vm->state;
+	uint32_t now = vm->disk_gb;
+	vm_unlock(vm);
+	if (is_active(st)) {
+		set_err(vm, "VM '%s' is %s: resize works on a stopped VM's disk only; stop it first",
+			vm->name, vm_state_name(st));
+		return -EBUSY;
+	}
+	if (j->disk_gb < now) {
+		set_err(vm, "disk_gb: VM '%s' has %u GiB; a disk never shrinks (asked for %u GiB)",
+			vm->name, now, j->disk_gb);
+		return -EINVAL;
+	}
+	if (j->disk_gb == now)
+		return 0;
+	char disk[600], size[32], out[1024];
+	snprintf(disk, sizeof(disk), "%s/disk.qcow2", vm->data_dir);
+	if (path_exists(disk)) {
+		snprintf(size, sizeof(size), "%uG", j->disk_gb);
+		char *argv[] = {"qemu-img", "resize", "-q", "-f", "qcow2", disk, size, NULL};
+		int rc = run_cmd(argv, out, sizeof(out));
+		if (rc != 0) {
+			set_err(vm, "disk: qemu-img resize failed: %s",
+				out[0] ? out : strerror(rc < 0 ? -rc : EIO));
+			return rc < 0 ? rc : -EIO;
+		}
+	} /* else: the disk is made at the first start, at the new size */
+	vm_lock(vm);
+	vm->disk_gb = j->disk_gb;
+	vm_unlock(vm);
+	vm_event(vm, "resize", "disk grown from %u GiB to %u GiB", now, j->disk_gb);
+	int rc = vm_save(vm);
+	if (rc < 0)
+		set_err(vm, "cannot write the manifest: %s", strerror(-rc));
+	return rc;
+}
+
 static int run_job(struct cvmm_daemon *d, struct job *j)
 {
 	switch (j->op) {
@@ -1123,6 +1386,15 @@ static int run_job(struct cvmm_daemon *d, struct job *j)
 		return op_exited(d, j);
 	case JOB_ADOPT:
 		return op_adopt(d, j);
+	case JOB_PAUSE:
+	case JOB_RESUME:
+		return op_pause(d, j);
+	case JOB_SNAPSHOT:
+		return op_snapshot(d, j);
+	case JOB_RESIZE:
+		return op_resize(d, j);
+	case JOB_N_OPS:
+		break;
 	}
 	return -EINVAL;
 }
@@ -1214,10 +1486,15 @@ static void *worker_main(void *arg)
 			j->result = -ENOENT;
 			str_copy(j->err, sizeof(j->err), "the VM is being removed");
 		} else {
+			/* Every op has its name: the build fails when one is
+			 * added without (the assertion below). */
 			static const char *const ops[] = {
-			    [JOB_DEFINE] = "define", [JOB_START] = "start",   [JOB_STOP] = "stop",
+			    [JOB_DEFINE] = "define",   [JOB_START] = "start",   [JOB_STOP] = "stop",
 			    [JOB_RESTART] = "restart", [JOB_REMOVE] = "remove", [JOB_EXITED] = "exited",
-			    [JOB_ADOPT] = "adopt"};
+			    [JOB_ADOPT] = "adopt",     [JOB_PAUSE] = "pause",   [JOB_RESUME] = "resume",
+			    [JOB_SNAPSHOT] = "snapshot", [JOB_RESIZE] = "resize"};
+			_Static_assert(sizeof(ops) / sizeof(ops[0]) == JOB_N_OPS,
+				       "a job op without a name for the metrics");
 			enum job_op op = j->op; /* an adoption may turn into another op */
 			double t0 = now_mono();
 			j->result = run_job(d, j);
@@ -1348,7 +1625,8 @@ static int drop_queued(struct jobs *js, struct cvmm_vm *vm, bool all, int err, c
 		next = j->next;
 		j->next = NULL;
 		if (all || j->op == JOB_START || j->op == JOB_STOP || j->op == JOB_RESTART ||
-		    j->op == JOB_EXITED) {
+		    j->op == JOB_EXITED || j->op == JOB_PAUSE || j->op == JOB_RESUME ||
+		    j->op == JOB_SNAPSHOT || j->op == JOB_RESIZE) {
 			j->result = err;
 			str_copy(j->err, sizeof(j->err), why);
 			j->finished = true;

@@ -17,7 +17,22 @@
 struct cvmm_daemon;
 struct cvmm_vm;
 
-enum job_op { JOB_DEFINE, JOB_START, JOB_STOP, JOB_RESTART, JOB_REMOVE, JOB_EXITED, JOB_ADOPT };
+enum job_op {
+	JOB_DEFINE,
+	JOB_START,
+	JOB_STOP,
+	JOB_RESTART,
+	JOB_REMOVE,
+	JOB_EXITED,
+	JOB_ADOPT,
+	/* Issue 11: pause/resume a running VM; snapshot and resize the disk of
+	 * a stopped one (job.c, "pause, snapshots, resize"). */
+	JOB_PAUSE,
+	JOB_RESUME,
+	JOB_SNAPSHOT,
+	JOB_RESIZE,
+	JOB_N_OPS, /* not an op: how many there are */
+};
 
 struct job {
 	enum job_op op;
@@ -32,6 +47,15 @@ struct job {
 	int refs;
 	bool finished;
 	struct job *next;
+	/* JOB_SNAPSHOT: snap_op (CVMM_SNAP_*) on snap_name; LIST writes its
+	 * JSON array into out (out_len, the requester's). JOB_RESIZE: the
+	 * new root disk size. JOB_REMOVE: the kept volumes' new paths, one
+	 * a line, into out when set. */
+	uint32_t snap_op;
+	char snap_name[65];
+	uint32_t disk_gb;
+	char *out;
+	size_t out_len;
 };
 
 struct jobs *jobs_new(struct cvmm_daemon *d, int workers);
@@ -48,8 +72,8 @@ int jobs_submit(struct cvmm_daemon *d, struct job *j);
 /* Keeps j after it finishes, for job_wait; release with job_unref. */
 struct job *job_ref(struct job *j);
 void job_unref(struct job *j);
-/* Drops vm's queued (not running) start, stop, restart and exit jobs: a
- * removal supersedes them. Their waiters get -ECANCELED with why. Returns
+/* Drops vm's queued (not running) start, stop, restart and exit jobs (and
+ * pause, resume, snapshot and resize ones): a removal supersedes them. Their waiters get -ECANCELED with why. Returns
  * how many. */
 int jobs_cancel_queued(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *why);
 /* Blocks until no job runs or waits (jobs submitted meanwhile included);

@@ -15,13 +15,17 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 static const char *state_names[] = {"defined", "starting", "running",  "stopping",
-                                    "stopped", "exited",   "removing", "failed"};
+                                    "stopped", "exited",   "removing", "failed",
+                                    "paused"};
 
 const char *vm_state_name(enum vm_state s)
 {
@@ -108,6 +112,9 @@ void vm_free(struct cvmm_vm *vm)
 	}
 	free(vm->nics);
 	free(vm->ports);
+	for (int i = 0; i < vm->n_volumes; i++)
+		free(vm->volumes[i].source);
+	free(vm->volumes);
 	free(vm->data_dir);
 	free(vm->run_dir);
 	free(vm->reason);
@@ -311,6 +318,149 @@ static int parse_networks(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object
 	return 0;
 }
 
+
+/* ---- volumes ---- */
+
+bool vm_snapshot_name_valid(const char *name)
+{
+	size_t l = name ? strlen(name) : 0;
+	if (l < 1 || l > 64 || !isalnum((unsigned char)name[0]))
+		return false; /* a leading '-' would read as an option to qemu-img */
+	for (size_t i = 0; i < l; i++)
+		if (!isalnum((unsigned char)name[i]) && !strchr("._-", name[i]))
+			return false;
+	return true;
+}
+
+int vm_volume_path(const struct cvmm_vm *vm, const struct vm_volume *v, char *out, size_t len)
+{
+	if (v->source)
+		return str_printf(out, len, "%s", v->source);
+	return str_printf(out, len, "%s/vol-%s.qcow2", vm->data_dir, v->name);
+}
+
+/* A host path given as a volume's source: it must exist, be a regular file
+ * or a block device, and lie outside every VM's folder (one VM writing into
+ * another's disk is not a volume). Resolved, so that no symlink or ".."
+ * gets around that. */
+static int check_source(struct cvmm_daemon *d, const char *field, const char *path, char *out,
+                        size_t outlen, bool *raw, char *err, size_t errlen)
+{
+	if (path[0] != '/')
+		FAIL("%s: must be an absolute path, got '%.200s'", field, path);
+	char real[PATH_MAX], vms[PATH_MAX + 8];
+	if (!realpath(path, real))
+		FAIL("%s: '%.200s': %s", field, path, strerror(errno));
+	struct stat st;
+	if (stat(real, &st) < 0)
+		FAIL("%s: '%.200s': %s", field, path, strerror(errno));
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		FAIL("%s: '%.200s' is neither a regular file nor a block device", field, path);
+	char data[PATH_MAX];
+	const char *base = realpath(d->cfg->data_dir, data) ? data : d->cfg->data_dir;
+	snprintf(vms, sizeof(vms), "%s/vms/", base);
+	if (!strncmp(real, vms, strlen(vms)))
+		FAIL("%s: '%.200s' lies inside a VM's folder (%s): another VM's disk cannot be a "
+		     "volume",
+		     field, path, vms);
+	if (strlen(real) >= 256)
+		FAIL("%s: '%.200s': path longer than 255 characters", field, path);
+	str_copy(out, outlen, real);
+	/* The format from the content: qcow2's magic, else raw. */
+	*raw = true;
+	int fd = open(real, O_RDONLY | O_CLOEXEC);
+	unsigned char magic[4];
+	if (fd >= 0) {
+		if (read(fd, magic, 4) == 4 && !memcmp(magic, "QFI\xfb", 4))
+			*raw = false;
+		close(fd);
+	}
+	return 0;
+}
+
+static int parse_volumes(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object *a, char *err,
+                         size_t errlen)
+{
+	static const char *const keys[] = {"name", "size_gb", "source", "readonly", "keep", NULL};
+	if (!json_object_is_type(a, json_type_array))
+		FAIL("volumes: must be a list");
+	size_t n = json_object_array_length(a);
+	if (n > VM_MAX_VOLUMES)
+		FAIL("volumes: at most %d entries", VM_MAX_VOLUMES);
+	vm->volumes = xzalloc(sizeof(*vm->volumes) * (n ? n : 1));
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = json_object_array_get_idx(a, i), *v;
+		char f[64];
+		snprintf(f, sizeof(f), "volumes[%zu].", i);
+		if (!json_object_is_type(o, json_type_object))
+			FAIL("volumes[%zu]: must be an object", i);
+		int r = check_keys(o, f, keys, err, errlen);
+		if (r)
+			return r;
+		struct vm_volume *vol = &vm->volumes[vm->n_volumes++];
+		bool has_size = json_object_object_get_ex(o, "size_gb", NULL),
+		     has_src = json_object_object_get_ex(o, "source", NULL);
+		if (has_size == has_src)
+			FAIL("volumes[%zu]: give either size_gb (a new disk) or source (a host file or "
+			     "block device)",
+			     i);
+		if (json_object_object_get_ex(o, "name", &v)) {
+			const char *name = json_object_get_string(v);
+			if (!json_object_is_type(v, json_type_string) || !vm_name_valid(name) ||
+			    strlen(name) > 32 || (size_t)json_object_get_string_len(v) != strlen(name))
+				FAIL("volumes[%zu].name: must be 1-32 characters of [A-Za-z0-9._-] "
+				     "starting with a letter or digit",
+				     i);
+			str_copy(vol->name, sizeof(vol->name), name);
+		} else if (has_size) {
+			FAIL("volumes[%zu].name: required for a volume cvmm makes", i);
+		} else {
+			snprintf(vol->name, sizeof(vol->name), "vol%zu", i);
+		}
+		for (int k = 0; k < vm->n_volumes - 1; k++)
+			if (!strcmp(vm->volumes[k].name, vol->name))
+				FAIL("volumes[%zu].name: '%s' is used by volumes[%d] already", i,
+				     vol->name, k);
+		if (has_size) {
+			int64_t gb = 0;
+			snprintf(f, sizeof(f), "volumes[%zu].size_gb", i);
+			if ((r = get_uint(o, f, "size_gb", 1, 65536, &gb, err, errlen)))
+				return r;
+			vol->size_gb = (uint32_t)gb;
+		} else {
+			json_object_object_get_ex(o, "source", &v);
+			if (!json_object_is_type(v, json_type_string) ||
+			    (size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v)))
+				FAIL("volumes[%zu].source: must be a string", i);
+			char real[PATH_MAX];
+			snprintf(f, sizeof(f), "volumes[%zu].source", i);
+			if ((r = check_source(d, f, json_object_get_string(v), real, sizeof(real),
+			                      &vol->raw, err, errlen)))
+				return r;
+			for (int k = 0; k < vm->n_volumes - 1; k++)
+				if (vm->volumes[k].source && !strcmp(vm->volumes[k].source, real))
+					FAIL("volumes[%zu].source: '%s' is volumes[%d] already", i,
+					     real, k);
+			vol->source = xstrdup(real);
+		}
+		if (json_object_object_get_ex(o, "readonly", &v)) {
+			if (!json_object_is_type(v, json_type_boolean))
+				FAIL("volumes[%zu].readonly: must be true or false", i);
+			vol->readonly = json_object_get_boolean(v);
+		}
+		if (json_object_object_get_ex(o, "keep", &v)) {
+			if (!json_object_is_type(v, json_type_boolean))
+				FAIL("volumes[%zu].keep: must be true or false", i);
+			if (has_src)
+				FAIL("volumes[%zu].keep: only for volumes cvmm makes (a source is the "
+				     "host's and is never removed)",
+				     i);
+			vol->keep = json_object_get_boolean(v);
+		}
+	}
+	return 0;
+}
+
 #define GIB (1024ull * 1024 * 1024)
 
 /* "2 GiB", "2.5 GiB", "64 MiB": a disk's size as users think of it. */
@@ -391,7 +541,8 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
                     char *err, size_t errlen)
 {
 	static const char *const keys[] = {"name",     "image", "vcpu",    "memory_mb", "disk_gb",
-	                                   "networks", "ports", "backend", "start",     NULL};
+	                                   "networks", "ports", "backend", "start",     "volumes",
+	                                   NULL};
 	int r;
 	if (!json_object_is_type(req, json_type_object)) {
 		snprintf(err, errlen, "body: must be a JSON object");
@@ -495,6 +646,9 @@ int vm_from_request(struct cvmm_daemon *d, json_object *req, struct cvmm_vm **ou
 	}
 	if (json_object_object_get_ex(req, "ports", &v) && (r = parse_ports(d, vm, v, err, errlen)))
 		goto fail;
+	if (json_object_object_get_ex(req, "volumes", &v) &&
+	    (r = parse_volumes(d, vm, v, err, errlen)))
+		goto fail;
 	if (d->reg && d->reg->n_fields) {
 		json_object_object_foreach(req, fkey, fval)
 		{
@@ -546,7 +700,7 @@ const char *const vm_api_fields[] = {"id",        "name",     "image",   "backen
                                      "memory_mb", "disk_gb",  "cid",     "networks",     "ports",
                                      "created",   "nics",     "state",   "reason",       "desired",
                                      "pid",       "restarts", "started", "next_restart", "fields",
-                                     NULL};
+                                     "volumes",   NULL};
 
 /* fields: NULL for all, else a comma-separated list (checked by the caller). */
 static bool want(const char *fields, const char *key)
@@ -627,6 +781,25 @@ static void write_definition(struct cvmm_vm *vm, struct jw *w, const char *f)
 	}
 	if (want(f, "created"))
 		jw_kdouble(w, "created", vm->created);
+	if (vm->n_volumes && want(f, "volumes")) {
+		jw_key(w, "volumes");
+		jw_arr(w);
+		for (int i = 0; i < vm->n_volumes; i++) {
+			struct vm_volume *v = &vm->volumes[i];
+			jw_obj(w);
+			jw_kstr(w, "name", v->name);
+			if (v->source) {
+				jw_kstr(w, "source", v->source);
+				jw_kstr(w, "format", v->raw ? "raw" : "qcow2");
+			} else {
+				jw_kint(w, "size_gb", v->size_gb);
+			}
+			jw_kbool(w, "readonly", v->readonly);
+			jw_kbool(w, "keep", v->keep);
+			jw_end_obj(w);
+		}
+		jw_end_arr(w);
+	}
 	if (vm->n_fields && want(f, "fields")) {
 		jw_key(w, "fields");
 		jw_obj(w);
@@ -889,6 +1062,28 @@ int vm_from_manifest(struct cvmm_daemon *d, json_object *o, struct cvmm_vm **out
 			         jstr(p, "host_address"));
 			pm->host_port = (uint32_t)jint(p, "host_port");
 			pm->vm_port = (uint32_t)jint(p, "vm_port");
+		}
+	}
+	if (json_object_object_get_ex(def, "volumes", &v) &&
+	    json_object_is_type(v, json_type_array)) {
+		size_t nv = json_object_array_length(v);
+		vm->volumes = xzalloc(sizeof(*vm->volumes) * (nv + 1));
+		for (size_t i = 0; i < nv && i < VM_MAX_VOLUMES; i++) {
+			json_object *e = json_object_array_get_idx(v, i), *b;
+			const char *vname = jstr(e, "name"), *src = jstr(e, "source");
+			/* A damaged entry is dropped: its name goes into a path. */
+			if (!json_object_is_type(e, json_type_object) || !vm_name_valid(vname) ||
+			    strlen(vname) > 32)
+				continue;
+			struct vm_volume *vol = &vm->volumes[vm->n_volumes++];
+			str_copy(vol->name, sizeof(vol->name), vname);
+			vol->size_gb = (uint32_t)jint(e, "size_gb");
+			vol->source = src ? xstrdup(src) : NULL;
+			const char *fmt = jstr(e, "format");
+			vol->raw = fmt && !strcmp(fmt, "raw");
+			vol->readonly = json_object_object_get_ex(e, "readonly", &b) &&
+			                json_object_get_boolean(b);
+			vol->keep = json_object_object_get_ex(e, "keep", &b) && json_object_get_boolean(b);
 		}
 	}
 	int st = vm_state_from_name(jstr(o, "state"));

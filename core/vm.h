@@ -25,6 +25,7 @@ enum vm_state {
 	VM_EXITED,
 	VM_REMOVING,
 	VM_FAILED,
+	VM_PAUSED, /* runs, vCPUs frozen (POST .../pause); an active state */
 };
 const char *vm_state_name(enum vm_state s);
 int vm_state_from_name(const char *n);
@@ -42,6 +43,18 @@ struct vm_nic {
 };
 
 #define VM_ERRBUF_LEN 1024
+
+/* An extra disk of the VM (create's "volumes"): made by cvmm in the VM's
+ * folder (size_gb), or a host file or block device (source). */
+#define VM_MAX_VOLUMES 16
+struct vm_volume {
+	char name[33];
+	uint32_t size_gb; /* made by cvmm; 0 for a source */
+	char *source;     /* host path (resolved), NULL when made by cvmm */
+	bool readonly;
+	bool keep;       /* survives the VM's removal (moved to <data_dir>/volumes) */
+	bool raw;        /* a source that is not qcow2 */
+};
 
 struct vm_kv {
 	char *plugin, *key, *value;
@@ -70,7 +83,7 @@ struct cvmm_vm {
 	char backend[32];
 	uint32_t vcpu;
 	uint64_t memory_mb;
-	uint32_t disk_gb;
+	uint32_t disk_gb; /* the one exception: a resize job grows it, under vm->lock */
 	uint32_t cid;
 	int n_nics;
 	struct vm_nic *nics; /* n_nics */
@@ -85,6 +98,8 @@ struct cvmm_vm {
 	struct image_base_id base;
 	char *data_dir; /* <data_dir>/vms/<id> */
 	char *run_dir;  /* <run_path>/vms/<id> */
+	int n_volumes;
+	struct vm_volume *volumes; /* n_volumes */
 
 	/* Run state: guarded by vm->lock. */
 	enum vm_state state;
@@ -188,6 +203,11 @@ int vm_save(struct cvmm_vm *vm);
  * without it (or with nothing recorded: a VM older than the record),
  * records the file there now, and refuses a disk_gb below its size. */
 int vm_base_check(struct cvmm_vm *vm, const struct image *img, char *err, size_t errlen);
+/* A snapshot name: 1-64 of [A-Za-z0-9._-], a letter or digit first. */
+bool vm_snapshot_name_valid(const char *name);
+/* The file of a volume cvmm made: <data_dir>/vol-<name>.qcow2; the path
+ * of a source. */
+int vm_volume_path(const struct cvmm_vm *vm, const struct vm_volume *v, char *out, size_t len);
 /* A MAC as the API accepts it: aa:bb:cc:dd:ee:ff, unicast, not all zero. */
 bool vm_mac_valid(const char *mac);
 

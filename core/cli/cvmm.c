@@ -456,6 +456,59 @@ cleanup:
 	return r;
 }
 
+/* name=N,size_gb=G[,keep] or source=PATH[,name=N][,readonly] -> a volume
+ * object; the daemon checks the rules (sizes, paths). */
+static int parse_volume(const struct command *cmd, const char *spec, json_object **out)
+{
+	char *copy = strdup(spec), *save = NULL, *item;
+	json_object *vol = json_object_new_object();
+	long long n;
+	int r = 0;
+
+	if (!copy || !vol) {
+		r = out_of_memory();
+		goto cleanup;
+	}
+	for (item = strtok_r(copy, ",", &save); item && r == 0; item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+		if (eq)
+			*eq++ = 0;
+		if (json_object_object_get_ex(vol, item, NULL)) {
+			r = usage_error(cmd, "--volume '%s': '%s' given twice", spec, item);
+		} else if (!strcmp(item, "readonly") || !strcmp(item, "keep")) {
+			bool on = !eq || !strcmp(eq, "true") || !strcmp(eq, "1") || !strcmp(eq, "yes");
+			if (eq && !on && strcmp(eq, "false") && strcmp(eq, "0") && strcmp(eq, "no"))
+				r = usage_error(cmd, "--volume '%s': %s=%s is not true or false", spec,
+				                item, eq);
+			else
+				json_object_object_add(vol, item, json_object_new_boolean(on));
+		} else if (!eq) {
+			r = usage_error(cmd, "--volume '%s': '%s' is not key=value", spec, item);
+		} else if (!strcmp(item, "size_gb") || !strcmp(item, "size")) {
+			if (!(r = parse_number(cmd, "--volume size_gb", eq, 1, 65536, &n)))
+				json_object_object_add(vol, "size_gb", json_object_new_int64(n));
+		} else if (!strcmp(item, "name") || !strcmp(item, "source")) {
+			json_object_object_add(vol, item, json_object_new_string(eq));
+		} else {
+			r = usage_error(cmd, "--volume '%s': unknown key '%s' (name, size_gb, source, "
+			                     "readonly, keep)",
+			                spec, item);
+		}
+	}
+	if (r == 0 && !json_object_object_get_ex(vol, "size_gb", NULL) &&
+	    !json_object_object_get_ex(vol, "source", NULL))
+		r = usage_error(cmd, "--volume '%s': give size_gb=G (a new disk) or source=PATH", spec);
+	if (r == 0) {
+		*out = vol;
+		vol = NULL;
+	}
+
+cleanup:
+	json_object_put(vol);
+	free(copy);
+	return r;
+}
+
 /* ---- commands -------------------------------------------------------------- */
 
 /* Appends item to body[key], creating the array on first use. */
@@ -544,6 +597,7 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 	                                     {"app-id", required_argument, NULL, 'A'},
 	                                     {"kms-url", required_argument, NULL, 'K'},
 	                                     {"topology", required_argument, NULL, 'T'},
+	                                     {"volume", required_argument, NULL, 'V'},
 	                                     HELP_OPTION,
 	                                     {0}};
 	/* Only what was given goes into the body: the daemon's defaults (from
@@ -625,6 +679,10 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 			}
 			break;
 		}
+		case 'V':
+			if (!(r = parse_volume(cmd, optarg, &item)))
+				append(body, "volumes", item);
+			break;
 		case 'h':
 			print_command_usage(stdout, cmd);
 			goto cleanup;
@@ -875,8 +933,134 @@ static int cmd_remove(struct cli *cli, const struct command *cmd, int argc, char
 		printf("%s: removed (id %s)\n", vm, id);
 	else if (r == 0)
 		printf("%s: removed\n", vm);
+	json_object *kept = NULL;
+	if (r == 0 && !cli->json && json_object_object_get_ex(reply, "kept_volumes", &kept))
+		for (size_t i = 0; i < json_object_array_length(kept); i++)
+			printf("%s: volume kept: %s\n", vm,
+			       json_object_get_string(json_object_array_get_idx(kept, i)));
 	json_object_put(reply);
 	free(path);
+	return r;
+}
+
+/* snapshot create|list|revert|delete VM [NAME] */
+static int cmd_snapshot(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {HELP_OPTION, {0}};
+	json_object *reply = NULL, *body = NULL, *list = NULL;
+	char *id = NULL, *path = NULL, *esc = NULL, *suffix = NULL;
+	const char *sub, *vm, *name = NULL;
+	int c, r = 0;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c != 'h')
+			return option_error(cmd, c, argv);
+		print_command_usage(stdout, cmd);
+		return 0;
+	}
+	if (argc - optind < 2)
+		return usage_error(cmd, "give an operation (create, list, revert, delete) and a VM");
+	sub = argv[optind];
+	vm = argv[optind + 1];
+	bool is_list = !strcmp(sub, "list");
+	if (!is_list && strcmp(sub, "create") && strcmp(sub, "revert") && strcmp(sub, "delete"))
+		return usage_error(cmd, "unknown operation '%s' (create, list, revert, delete)", sub);
+	if (!is_list && argc - optind < 3)
+		return usage_error(cmd, "snapshot %s needs the snapshot's NAME", sub);
+	if (argc - optind > (is_list ? 2 : 3))
+		return usage_error(cmd, "unexpected argument '%s'", argv[optind + (is_list ? 2 : 3)]);
+	if (!is_list)
+		name = argv[optind + 2];
+	if ((r = resolve(cli, vm, &id)))
+		return r;
+	if (!strcmp(sub, "create") || is_list) {
+		path = vm_path(cli, id, "/snapshots");
+	} else {
+		esc = http_escape(cli->http, name);
+		if (esc && asprintf(&suffix, "/snapshots/%s%s", esc,
+		                    !strcmp(sub, "revert") ? "/revert" : "") < 0)
+			suffix = NULL;
+		path = suffix ? vm_path(cli, id, suffix) : NULL;
+	}
+	if (!path) {
+		r = out_of_memory();
+		goto cleanup;
+	}
+	if (!strcmp(sub, "create")) {
+		body = json_object_new_object();
+		json_object_object_add(body, "name", json_object_new_string(name));
+	}
+	r = call(cli, is_list ? "GET" : !strcmp(sub, "delete") ? "DELETE" : "POST", path,
+	         !strcmp(sub, "revert") ? (body = json_object_new_object()) : body, &reply);
+	if (r)
+		goto cleanup;
+	if (cli->json) {
+		print_json(reply);
+	} else if (is_list && json_object_object_get_ex(reply, "snapshots", &list)) {
+		printf("%-24s %s\n", "NAME", "CREATED");
+		for (size_t i = 0; i < json_object_array_length(list); i++) {
+			json_object *s = json_object_array_get_idx(list, i), *v;
+			time_t t = json_object_object_get_ex(s, "created", &v)
+			               ? (time_t)json_object_get_int64(v)
+			               : 0;
+			char when[64] = "-";
+			struct tm tm;
+			if (t && gmtime_r(&t, &tm))
+				strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+			printf("%-24s %s\n", get_str(s, "name") ?: "?", when);
+		}
+	} else {
+		printf("%s: snapshot '%s' %s\n", vm, name ?: "",
+		       !strcmp(sub, "create") ? "created" : !strcmp(sub, "revert") ? "reverted to" : "deleted");
+	}
+
+cleanup:
+	json_object_put(reply);
+	json_object_put(body);
+	free(path);
+	free(suffix);
+	free(esc);
+	free(id);
+	return r;
+}
+
+/* resize VM --disk-gb N */
+static int cmd_resize(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {{"disk-gb", required_argument, NULL, 'd'},
+	                                     HELP_OPTION,
+	                                     {0}};
+	json_object *body = json_object_new_object();
+	const char *vm;
+	long long n;
+	int c, r = 0;
+	bool have = false;
+
+	optind = 0;
+	while (r == 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			if (!(r = parse_number(cmd, "--disk-gb", optarg, 1, 65536, &n))) {
+				json_object_object_add(body, "disk_gb", json_object_new_int64(n));
+				have = true;
+			}
+			break;
+		case 'h':
+			print_command_usage(stdout, cmd);
+			goto cleanup;
+		default:
+			r = option_error(cmd, c, argv);
+		}
+	}
+	if (r == 0 && !have)
+		r = usage_error(cmd, "--disk-gb is required");
+	if (r == 0)
+		r = (vm = one_vm(cmd, argc, argv)) ? vm_action(cli, vm, "resize", body, "resized")
+		                                   : EXIT_USAGE;
+
+cleanup:
+	json_object_put(body);
 	return r;
 }
 
@@ -1405,7 +1589,8 @@ static const struct command commands[] = {
      "NAME --image IMAGE [--vcpu N] [--memory MB] [--disk GB]\n"
      "              [--net MODE[,key=value...]]... [--port [PROTO:][ADDR:]HOSTPORT:VMPORT]...\n"
      "              [--backend NAME] [--gpu SLOT|all|count=N]... [--topology mirror|nccl|none]\n"
-     "              [--no-start] [--dry-run] [--env-file FILE [--app-id HEX40]] [--kms-url URL]...",
+     "              [--no-start] [--dry-run] [--env-file FILE [--app-id HEX40]] [--kms-url URL]...\n"
+     "              [--volume name=N,size_gb=G[,keep] | source=PATH[,readonly]]...",
      "create a VM (and start it unless --no-start)"},
     {"list", cmd_list, "", "list the VMs"},
     {"gpus", cmd_gpus, "", "list the GPUs and NVSwitches gpu-vfio offers"},
@@ -1418,6 +1603,11 @@ static const struct command commands[] = {
     {"logs", cmd_logs, "VM [-f] [-n N]", "print the serial console (-f: keep following)"},
     {"console", cmd_console, "VM [--readonly]",
      "attach to the serial console to read and type (detach: Ctrl-])"},
+    {"pause", cmd_action, "VM", "pause a running VM (its vCPUs stop)"},
+    {"resume", cmd_action, "VM", "resume a paused VM"},
+    {"snapshot", cmd_snapshot, "create|list|revert|delete VM [NAME]",
+     "disk snapshots of a stopped VM"},
+    {"resize", cmd_resize, "VM --disk-gb N", "grow a stopped VM's disk (never shrinks)"},
     {"host", cmd_show, "", "show the host: version, limits, usage, backends"},
     {"plugins", cmd_show, "", "list the loaded plugins"},
     {"check", cmd_check, "", "is this host ready for GPU VMs (exit 1 if an item fails)"},

@@ -299,7 +299,31 @@ struct cvmm_backend_ops {
 	 * writes NUL-separated arguments or a document into buf; returns
 	 * its length or -ENOSPC. */
 	int (*render)(void *data, const struct cvmm_launch_spec *spec, char *buf, size_t len);
+	/* Added in 1.2: pause and resume (POST /v1/vms/{id}/pause, /resume).
+	 * pause freezes the running VM's vCPUs, its process and devices stay
+	 * (QMP "stop", virDomainSuspend); resume lets them run again. Both
+	 * return once done. NULL: the backend cannot pause, the API says so. */
+	int (*pause)(void *data, cvmm_vm *vm);
+	int (*resume)(void *data, cvmm_vm *vm);
+	/* Added in 1.2: whether the running VM is paused: 1, 0, or a negative
+	 * errno. Asked at re-adoption, so that a VM paused while the daemon
+	 * was down (or before it wrote so) is reported as it is. */
+	int (*is_paused)(void *data, cvmm_vm *vm);
+	/* Added in 1.2: disk snapshots of a stopped VM (never called while
+	 * it runs). disk: the VM's root disk (qcow2). op CVMM_SNAP_*; name
+	 * is NULL for LIST, which writes a JSON array into buf, e.g.
+	 * [{"name": "s1", "created": 1700000000}] and returns its length.
+	 * The others return 0; -EEXIST: CREATE of a name in use; -ENOENT: no
+	 * snapshot of that name. */
+	int (*snapshot)(void *data, cvmm_vm *vm, uint32_t op, const char *disk, const char *name,
+			char *buf, size_t len);
 };
+
+/* Added in 1.2: cvmm_backend_ops.snapshot's operations. */
+#define CVMM_SNAP_CREATE 1
+#define CVMM_SNAP_LIST 2
+#define CVMM_SNAP_REVERT 3
+#define CVMM_SNAP_DELETE 4
 
 /* A network mode (e.g. "user", "passt"). Called once per NIC of that mode;
  * nic_index is the NIC's position in the VM's "networks" list. */

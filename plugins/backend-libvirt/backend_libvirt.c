@@ -27,6 +27,7 @@
 
 #include <cvmm/plugin.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libvirt/libvirt.h>
@@ -37,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -761,6 +763,302 @@ static int lv_render_op(void *data, const struct cvmm_launch_spec *spec, char *b
 	return (int)n;
 }
 
+
+/* ---- pause, resume, snapshots (ABI 1.2, issue 11) ---- */
+
+static int lv_pause_op(cvmm_vm *vm, int pause)
+{
+	virConnectPtr c = conn_get(vm);
+	if (!c)
+		return -EIO;
+	int r;
+	virDomainPtr d = lookup_ours(c, vm, &r);
+	if (!d) {
+		virConnectClose(c);
+		return r < 0 ? r
+			     : host->error(self, vm, -ESRCH, "VM '%s': libvirt at %s: no domain of it runs",
+					   host->vm_name(vm), conf.uri);
+	}
+	if ((pause ? virDomainSuspend(d) : virDomainResume(d)) < 0)
+		r = host->error(self, vm, -EIO, "VM '%s': libvirt at %s: cannot %s domain '%s': %s",
+				host->vm_name(vm), conf.uri, pause ? "suspend" : "resume",
+				virDomainGetName(d), lv_msg());
+	else
+		host->log(self, CVMM_LOG_INFO, "VM '%s': domain %s", host->vm_name(vm),
+			  pause ? "suspended" : "resumed");
+	virDomainFree(d);
+	virConnectClose(c);
+	return r;
+}
+
+static int lv_pause(void *data, cvmm_vm *vm)
+{
+	return lv_pause_op(vm, 1);
+}
+
+static int lv_resume(void *data, cvmm_vm *vm)
+{
+	return lv_pause_op(vm, 0);
+}
+
+static int lv_is_paused(void *data, cvmm_vm *vm)
+{
+	virConnectPtr c = conn_get(vm);
+	if (!c)
+		return -EIO;
+	int r, state = 0, reason = 0;
+	virDomainPtr d = lookup_ours(c, vm, &r);
+	if (d) {
+		if (virDomainGetState(d, &state, &reason, 0) < 0)
+			r = host->error(self, vm, -EIO, "VM '%s': libvirt at %s: domain state: %s",
+					host->vm_name(vm), conf.uri, lv_msg());
+		else
+			r = state == VIR_DOMAIN_PAUSED;
+		virDomainFree(d);
+	} else if (r == 0) {
+		r = -ESRCH;
+	}
+	virConnectClose(c);
+	return r;
+}
+
+/*
+ * Snapshots through libvirt's snapshot API. A stopped VM has no domain
+ * (ours are transient), so each operation defines a stand-in domain that
+ * holds only the VM's disk, under a name and UUID of its own (so that it can
+ * never be taken for the VM: <prefix>snapshots-<VM id>, the UUID derived
+ * from the VM's), does the work on it and undefines it again. libvirt keeps
+ * snapshot metadata (<domainsnapshot> XML) beside the domain; with the
+ * domain gone, the backend keeps that XML in <VM folder>/snapshots/NAME.xml
+ * and redefines it before a revert or a delete, as libvirt itself does at
+ * its start. The snapshots are internal to the qcow2 disk.
+ */
+static void snap_domain_ids(cvmm_vm *vm, char *name, size_t nlen, char *uuid, size_t ulen)
+{
+	snprintf(name, nlen, "%ssnapshots-%s", conf.name_prefix, host->vm_id(vm));
+	snprintf(uuid, ulen, "c5c5c5c5%s", host->vm_id(vm) + 8);
+}
+
+static void snap_meta_path(cvmm_vm *vm, const char *name, char *out, size_t len)
+{
+	if (name)
+		snprintf(out, len, "%s/snapshots/%s.xml", host->vm_data_dir(vm), name);
+	else
+		snprintf(out, len, "%s/snapshots", host->vm_data_dir(vm));
+}
+
+/* A stand-in left by a daemon killed mid-operation goes first. */
+static void snap_undefine(virConnectPtr c, const char *dname)
+{
+	virDomainPtr d = virDomainLookupByName(c, dname);
+	if (d) {
+		virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA);
+		virDomainFree(d);
+	}
+}
+
+static int read_text(const char *path, char **out)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	char *buf = NULL;
+	size_t cap = 0, n = 0, got;
+	char chunk[4096];
+	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (n + got + 1 > cap) {
+			cap = (n + got + 1) * 2;
+			char *nb = realloc(buf, cap);
+			if (!nb)
+				abort();
+			buf = nb;
+		}
+		memcpy(buf + n, chunk, got);
+		n += got;
+	}
+	fclose(f);
+	if (!buf && !(buf = calloc(1, 1)))
+		abort();
+	buf[n] = 0;
+	*out = buf;
+	return 0;
+}
+
+static int write_text(const char *path, const char *text)
+{
+	char tmp[700];
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	size_t left = strlen(text);
+	while (left) {
+		ssize_t w = write(fd, text, left);
+		if (w <= 0) {
+			int e = w < 0 ? -errno : -EIO;
+			close(fd);
+			unlink(tmp);
+			return e;
+		}
+		text += w;
+		left -= (size_t)w;
+	}
+	if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
+		int e = -errno;
+		unlink(tmp);
+		return e;
+	}
+	return 0;
+}
+
+/* LIST: from the kept metadata, newest last as libvirt lists them. */
+static int snap_list(cvmm_vm *vm, char *buf, size_t len)
+{
+	char dir[600];
+	snap_meta_path(vm, NULL, dir, sizeof(dir));
+	size_t off = 0;
+	int r = 0;
+	off += (size_t)snprintf(buf + off, len - off, "[");
+	DIR *dh = opendir(dir);
+	struct dirent *de;
+	int first = 1;
+	while (dh && (de = readdir(dh))) {
+		size_t l = strlen(de->d_name);
+		if (l < 5 || strcmp(de->d_name + l - 4, ".xml"))
+			continue;
+		char path[900], *xml = NULL;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (read_text(path, &xml) < 0)
+			continue;
+		long long created = 0;
+		const char *ct = strstr(xml, "<creationTime>");
+		if (ct)
+			created = atoll(ct + strlen("<creationTime>"));
+		free(xml);
+		/* Names are [A-Za-z0-9._-] (the core checks them): no escaping. */
+		int n = snprintf(buf + off, len - off, "%s{\"name\": \"%.*s\", \"created\": %lld}",
+				 first ? "" : ", ", (int)(l - 4), de->d_name, created);
+		if (n < 0 || (size_t)n >= len - off) {
+			r = -ENOSPC;
+			break;
+		}
+		off += (size_t)n;
+		first = 0;
+	}
+	if (dh)
+		closedir(dh);
+	if (r == 0 && off + 2 > len)
+		r = -ENOSPC;
+	if (r < 0)
+		return r;
+	buf[off++] = ']';
+	buf[off] = 0;
+	return (int)off;
+}
+
+static int lv_snapshot(void *data, cvmm_vm *vm, uint32_t op, const char *disk, const char *name,
+		       char *buf, size_t len)
+{
+	if (op == CVMM_SNAP_LIST)
+		return snap_list(vm, buf, len);
+	if (op != CVMM_SNAP_CREATE && op != CVMM_SNAP_REVERT && op != CVMM_SNAP_DELETE)
+		return -EINVAL;
+	char meta[700], dir[600], dname[128], uuid[VIR_UUID_STRING_BUFLEN];
+	snap_meta_path(vm, name, meta, sizeof(meta));
+	snap_meta_path(vm, NULL, dir, sizeof(dir));
+	snap_domain_ids(vm, dname, sizeof(dname), uuid, sizeof(uuid));
+	int exists = access(meta, F_OK) == 0;
+	if (op == CVMM_SNAP_CREATE && exists)
+		return -EEXIST;
+	if (op != CVMM_SNAP_CREATE && !exists)
+		return -ENOENT;
+	char *saved = NULL;
+	int r;
+	if (op != CVMM_SNAP_CREATE && (r = read_text(meta, &saved)) < 0)
+		return host->error(self, vm, r, "VM '%s': snapshot '%s': %s: %s", host->vm_name(vm),
+				   name, meta, strerror(-r));
+	virConnectPtr c = conn_get(vm);
+	if (!c) {
+		free(saved);
+		return -EIO;
+	}
+	snap_undefine(c, dname);
+	/* The stand-in: the VM's disk and what libvirt needs to accept it. */
+	char *xml = NULL;
+	FILE *f = open_memstream(&xml, &(size_t){0});
+	if (!f)
+		abort();
+	fprintf(f, "<domain type='%s'><name>%s</name><uuid>%s</uuid>"
+		   "<memory unit='MiB'>16</memory><os><type arch='x86_64'>hvm</type></os><devices>",
+		conf.type, dname, uuid);
+	if (conf.emulator[0])
+		fprintf(f, "<emulator>%s</emulator>", conf.emulator);
+	fprintf(f, "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+		   "<source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>",
+		disk); /* <data_dir>/vms/<uuid>/disk.qcow2: nothing to escape */
+	fclose(f);
+	virDomainPtr d = virDomainDefineXML(c, xml);
+	free(xml);
+	virDomainSnapshotPtr sn = NULL;
+	if (!d) {
+		r = host->error(self, vm, -EIO, "VM '%s': libvirt at %s: cannot define stand-in "
+				"domain '%s' for the snapshot: %s",
+				host->vm_name(vm), conf.uri, dname, lv_msg());
+		goto out;
+	}
+	if (op == CVMM_SNAP_CREATE) {
+		char sx[256];
+		snprintf(sx, sizeof(sx),
+			 "<domainsnapshot><name>%s</name><disks><disk name='vda' "
+			 "snapshot='internal'/></disks></domainsnapshot>",
+			 name);
+		sn = virDomainSnapshotCreateXML(d, sx, 0);
+	} else {
+		sn = virDomainSnapshotCreateXML(d, saved, VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE);
+	}
+	if (!sn) {
+		r = host->error(self, vm, -EIO, "VM '%s': libvirt at %s: snapshot '%s': %s",
+				host->vm_name(vm), conf.uri, name, lv_msg());
+		goto out;
+	}
+	r = 0;
+	if (op == CVMM_SNAP_CREATE) {
+		char *desc = virDomainSnapshotGetXMLDesc(sn, VIR_DOMAIN_SNAPSHOT_XML_SECURE);
+		if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+			r = -errno;
+		if (!desc)
+			r = -EIO;
+		if (r == 0)
+			r = write_text(meta, desc);
+		free(desc);
+		if (r < 0) { /* no record, no snapshot: take it back */
+			virDomainSnapshotDelete(sn, 0);
+			r = host->error(self, vm, r, "VM '%s': snapshot '%s': cannot keep its metadata in %s: %s",
+					host->vm_name(vm), name, meta, strerror(-r));
+		}
+	} else if (op == CVMM_SNAP_REVERT) {
+		if (virDomainRevertToSnapshot(sn, 0) < 0)
+			r = host->error(self, vm, -EIO, "VM '%s': libvirt at %s: revert to '%s': %s",
+					host->vm_name(vm), conf.uri, name, lv_msg());
+	} else {
+		if (virDomainSnapshotDelete(sn, 0) < 0)
+			r = host->error(self, vm, -EIO, "VM '%s': libvirt at %s: delete '%s': %s",
+					host->vm_name(vm), conf.uri, name, lv_msg());
+		else
+			unlink(meta);
+	}
+out:
+	if (sn)
+		virDomainSnapshotFree(sn);
+	if (d) {
+		virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA);
+		virDomainFree(d);
+	}
+	virConnectClose(c);
+	free(saved);
+	return r;
+}
+
 static const struct cvmm_backend_ops ops = {
     .struct_size = sizeof(struct cvmm_backend_ops),
     .start = lv_start,
@@ -770,6 +1068,10 @@ static const struct cvmm_backend_ops ops = {
     .cleanup = lv_cleanup,
     .describe = lv_describe,
     .render = lv_render_op,
+    .pause = lv_pause,
+    .resume = lv_resume,
+    .is_paused = lv_is_paused,
+    .snapshot = lv_snapshot,
 };
 
 /* ---- configuration ---- */

@@ -550,6 +550,218 @@ static int qemu_render_op(void *data, const struct cvmm_launch_spec *spec, char 
 	return r < 0 ? r : (int)off;
 }
 
+
+/* ---- pause, resume, snapshots (ABI 1.2, issue 11) ---- */
+
+/* One QMP command to the VM's QEMU; ret (may be NULL) gets "return". */
+static int qmp_once(cvmm_vm *vm, const char *cmd, char **ret)
+{
+	int pid, pfd = find_process(vm, &pid);
+	if (pfd < 0)
+		return host->error(self, vm, -ESRCH, "VM '%s': its QEMU is not running",
+				   host->vm_name(vm));
+	close(pfd);
+	char qmp[600], pidf[600], errlog[600], err[512];
+	paths(vm, qmp, pidf, errlog, sizeof(qmp));
+	struct qmp *q = NULL;
+	int r = qmp_connect(qmp, QMP_TIMEOUT_MS, &q, err, sizeof(err));
+	if (r == 0)
+		r = qmp_command(q, cmd, NULL, QMP_TIMEOUT_MS, ret, err, sizeof(err));
+	qmp_close(q);
+	if (r < 0)
+		return host->error(self, vm, r, "VM '%s': QMP %s: %s", host->vm_name(vm), cmd, err);
+	return 0;
+}
+
+static int qemu_is_paused(void *data, cvmm_vm *vm)
+{
+	char *ret = NULL;
+	int r = qmp_once(vm, "query-status", &ret);
+	if (r < 0)
+		return r;
+	json_object *o = json_tokener_parse(ret), *v;
+	free(ret);
+	/* "running": false covers every way of not running (paused, debug,
+	 * prelaunch, ...): the vCPUs do not move. */
+	r = json_object_object_get_ex(o, "running", &v) && json_object_is_type(v, json_type_boolean)
+		? !json_object_get_boolean(v)
+		: -EPROTO;
+	json_object_put(o);
+	return r;
+}
+
+static int qemu_pause(void *data, cvmm_vm *vm)
+{
+	int r = qmp_once(vm, "stop", NULL);
+	if (r == 0)
+		host->log(self, CVMM_LOG_INFO, "VM '%s': paused", host->vm_name(vm));
+	return r;
+}
+
+static int qemu_resume(void *data, cvmm_vm *vm)
+{
+	int r = qmp_once(vm, "cont", NULL);
+	if (r == 0)
+		host->log(self, CVMM_LOG_INFO, "VM '%s': resumed", host->vm_name(vm));
+	return r;
+}
+
+/* Runs qemu-img with argv; its stdout into out (may be NULL), its stderr
+ * into err. 0, or -EIO with the message. */
+static int qemu_img(char *const argv[], char *out, size_t outlen, char *err, size_t errlen)
+{
+	int po[2], pe[2];
+	if (pipe2(po, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(pe, O_CLOEXEC) < 0) {
+		int e = -errno;
+		close(po[0]);
+		close(po[1]);
+		return e;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		int null = open("/dev/null", O_RDONLY);
+		dup2(null, 0);
+		execvp(argv[0], argv);
+		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	if (pid < 0) {
+		close(po[0]);
+		close(pe[0]);
+		return -errno;
+	}
+	/* Both pipes drained together: a full stderr must not block stdout. */
+	size_t no = 0, ne = 0;
+	struct pollfd pf[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
+	int open_fds = 2;
+	while (open_fds > 0) {
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < 2; i++) {
+			if (pf[i].fd < 0 || !pf[i].revents)
+				continue;
+			char buf[4096];
+			ssize_t n = read(pf[i].fd, buf, sizeof(buf));
+			if (n <= 0) {
+				close(pf[i].fd);
+				pf[i].fd = -1;
+				open_fds--;
+				continue;
+			}
+			char *dst = i ? err : out;
+			size_t *used = i ? &ne : &no, cap = i ? errlen : outlen;
+			if (dst && cap && *used + 1 < cap) {
+				size_t c = (size_t)n < cap - 1 - *used ? (size_t)n : cap - 1 - *used;
+				memcpy(dst + *used, buf, c);
+				*used += c;
+			}
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		if (pf[i].fd >= 0)
+			close(pf[i].fd);
+	if (out && outlen)
+		out[no] = 0;
+	if (err && errlen) {
+		err[ne] = 0;
+		while (ne && (err[ne - 1] == '\n' || err[ne - 1] == '\r'))
+			err[--ne] = 0;
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+}
+
+/* The disk's internal snapshots (qemu-img info's "snapshots"), as a json-c
+ * array the caller puts; NULL with the reason reported. */
+static json_object *snapshots_of(cvmm_vm *vm, const char *disk)
+{
+	static __thread char out[256 * 1024];
+	char err[1024];
+	char *argv[] = {"qemu-img", "info", "--output=json", "-f", "qcow2", (char *)disk, NULL};
+	int r = qemu_img(argv, out, sizeof(out), err, sizeof(err));
+	if (r < 0) {
+		host->error(self, vm, r, "VM '%s': qemu-img info %s: %s", host->vm_name(vm), disk,
+			    err[0] ? err : strerror(-r));
+		return NULL;
+	}
+	json_object *o = json_tokener_parse(out), *snaps = NULL, *list = json_object_new_array();
+	if (json_object_object_get_ex(o, "snapshots", &snaps) &&
+	    json_object_is_type(snaps, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(snaps); i++) {
+			json_object *sn = json_object_array_get_idx(snaps, i), *v;
+			json_object *e = json_object_new_object();
+			if (json_object_object_get_ex(sn, "name", &v))
+				json_object_object_add(e, "name", json_object_get(v));
+			if (json_object_object_get_ex(sn, "date-sec", &v))
+				json_object_object_add(e, "created", json_object_get(v));
+			if (json_object_object_get_ex(sn, "vm-state-size", &v))
+				json_object_object_add(e, "vm_state_size", json_object_get(v));
+			json_object_array_add(list, e);
+		}
+	json_object_put(o);
+	return list;
+}
+
+static int has_snapshot(json_object *list, const char *name)
+{
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		json_object *v;
+		if (json_object_object_get_ex(json_object_array_get_idx(list, i), "name", &v) &&
+		    !strcmp(json_object_get_string(v), name))
+			return 1;
+	}
+	return 0;
+}
+
+/* qcow2 internal snapshots with qemu-img: the VM is stopped, so nothing
+ * else has the image open. */
+static int qemu_snapshot(void *data, cvmm_vm *vm, uint32_t op, const char *disk, const char *name,
+			 char *buf, size_t len)
+{
+	json_object *list = snapshots_of(vm, disk);
+	if (!list)
+		return -EIO;
+	int r = 0;
+	if (op == CVMM_SNAP_LIST) {
+		const char *text = json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN);
+		size_t n = strlen(text);
+		r = n + 1 > len ? -ENOSPC : (int)n;
+		if (r > 0)
+			memcpy(buf, text, n + 1);
+		json_object_put(list);
+		return r;
+	}
+	int exists = has_snapshot(list, name);
+	json_object_put(list);
+	const char *flag = op == CVMM_SNAP_CREATE ? "-c" : op == CVMM_SNAP_REVERT ? "-a"
+						   : op == CVMM_SNAP_DELETE ? "-d" : NULL;
+	if (!flag)
+		return -EINVAL;
+	if (op == CVMM_SNAP_CREATE && exists)
+		return -EEXIST;
+	if (op != CVMM_SNAP_CREATE && !exists)
+		return -ENOENT;
+	char err[1024];
+	char *argv[] = {"qemu-img", "snapshot", "-q", (char *)flag, (char *)name, (char *)disk, NULL};
+	r = qemu_img(argv, NULL, 0, err, sizeof(err));
+	if (r < 0)
+		return host->error(self, vm, r, "VM '%s': qemu-img snapshot %s %s: %s",
+				   host->vm_name(vm), flag, name, err[0] ? err : strerror(-r));
+	return 0;
+}
+
 static const struct cvmm_backend_ops ops = {
 	.struct_size = sizeof(struct cvmm_backend_ops),
 	.start = qemu_start,
@@ -559,6 +771,10 @@ static const struct cvmm_backend_ops ops = {
 	.cleanup = qemu_cleanup,
 	.describe = qemu_describe,
 	.render = qemu_render_op,
+	.pause = qemu_pause,
+	.resume = qemu_resume,
+	.is_paused = qemu_is_paused,
+	.snapshot = qemu_snapshot,
 };
 
 static int choose_accel(void)

@@ -731,7 +731,7 @@ static void test_manifest_round_trip(void)
 	CU_ASSERT_PTR_NULL(vm_kv_get(back, "net-user", "tmp"));
 
 	/* Every state survives, and desired=false too. */
-	for (int s = VM_DEFINED; s <= VM_FAILED; s++) {
+	for (int s = VM_DEFINED; s <= VM_PAUSED; s++) {
 		vm->state = (enum vm_state)s;
 		vm->want_running = false;
 		vm->defined_ok = false;
@@ -805,6 +805,161 @@ static void test_api_form(void)
 	vm_free(vm);
 }
 
+/* ---- volumes and snapshot names (issue 11) -------------------------------- */
+
+static void test_volumes(void)
+{
+	char *file = xasprintf("%s/host-disk.img", tmpdir);
+	char *inside = xasprintf("%s/data/vms/0d6f1c2e-1111-4222-8333-444455556666", tmpdir);
+	char *other = xasprintf("%s/disk.qcow2", inside);
+	char *q = xasprintf("%s/host-disk.qcow2", tmpdir);
+	CU_ASSERT_EQUAL_FATAL(write_text(file, "raw bytes"), 0);
+	CU_ASSERT_EQUAL_FATAL(write_qcow2(q, 1 << 20), 0);
+	CU_ASSERT_EQUAL_FATAL(mkdir_p(inside, 0750), 0);
+	CU_ASSERT_EQUAL_FATAL(write_text(other, "another VM's disk"), 0);
+	char *t;
+#define VOL(body) xasprintf("{\"name\": \"v\", \"image\": \"tiny\", \"volumes\": " body "}")
+#define VREFUSED(body, field, frag) (t = VOL(body), REFUSED_WITH(t, field, frag), free(t))
+	VREFUSED("{}", "volumes", "must be a list");
+	VREFUSED("[5]", "volumes[0]", "must be an object");
+	VREFUSED("[{\"name\": \"a\"}]", "volumes[0]", "either size_gb");
+	VREFUSED("[{\"name\": \"a\", \"size_gb\": 1, \"source\": \"/dev/null\"}]", "volumes[0]",
+	         "either size_gb");
+	VREFUSED("[{\"size_gb\": 1}]", "volumes[0].name", "required");
+	VREFUSED("[{\"name\": \"-x\", \"size_gb\": 1}]", "volumes[0].name", NULL);
+	VREFUSED("[{\"name\": \"a/b\", \"size_gb\": 1}]", "volumes[0].name", NULL);
+	VREFUSED("[{\"name\": \"abcdefghijabcdefghijabcdefghijabc\", \"size_gb\": 1}]",
+	         "volumes[0].name", "1-32");
+	VREFUSED("[{\"name\": \"a\", \"size_gb\": 1}, {\"name\": \"a\", \"size_gb\": 2}]",
+	         "volumes[1].name", "used by volumes[0]");
+	VREFUSED("[{\"name\": \"a\", \"size_gb\": 0}]", "volumes[0].size_gb", "between 1 and 65536");
+	VREFUSED("[{\"name\": \"a\", \"size_gb\": 65537}]", "volumes[0].size_gb", NULL);
+	VREFUSED("[{\"name\": \"a\", \"size_gb\": \"1\"}]", "volumes[0].size_gb", "integer");
+	VREFUSED("[{\"name\": \"a\", \"size_gb\": 1, \"readonly\": 1}]", "volumes[0].readonly", NULL);
+	VREFUSED("[{\"name\": \"a\", \"size_gb\": 1, \"colour\": 1}]", "volumes[0].colour",
+	         "unknown field");
+	VREFUSED("[{\"source\": \"relative.img\"}]", "volumes[0].source", "absolute");
+	VREFUSED("[{\"source\": \"/nonexistent/x.img\"}]", "volumes[0].source",
+	         "No such file");
+	VREFUSED("[{\"source\": \"/tmp\"}]", "volumes[0].source",
+	         "neither a regular file nor a block device");
+	VREFUSED("[{\"source\": \"/dev/null\"}]", "volumes[0].source", "neither");
+	t = xasprintf("{\"name\": \"v\", \"image\": \"tiny\", \"volumes\": [{\"source\": \"%s\"}]}",
+	              other);
+	REFUSED_WITH(t, "volumes[0].source", "inside a VM's folder");
+	free(t);
+	/* Through a path that only resolves into the folder. */
+	t = xasprintf("{\"name\": \"v\", \"image\": \"tiny\", \"volumes\": [{\"source\": "
+	              "\"%s/data/vms/../vms/0d6f1c2e-1111-4222-8333-444455556666/disk.qcow2\"}]}",
+	              tmpdir);
+	REFUSED_WITH(t, "volumes[0].source", "inside a VM's folder");
+	free(t);
+	t = xasprintf("{\"name\": \"v\", \"image\": \"tiny\", \"volumes\": [{\"source\": \"%s\", "
+	              "\"keep\": true}]}",
+	              file);
+	REFUSED_WITH(t, "volumes[0].keep", "only for volumes cvmm makes");
+	free(t);
+	t = xasprintf("{\"name\": \"v\", \"image\": \"tiny\", \"volumes\": [{\"source\": \"%s\"}, "
+	              "{\"source\": \"%s\"}]}",
+	              file, file);
+	REFUSED_WITH(t, "volumes[1].source", "is volumes[0] already");
+	free(t);
+	t = VOL("[{\"name\": \"a\", \"size_gb\": 1}, {\"name\": \"b\", \"size_gb\": 1},"
+	        "{\"name\": \"c\", \"size_gb\": 1}, {\"name\": \"d\", \"size_gb\": 1},"
+	        "{\"name\": \"e\", \"size_gb\": 1}, {\"name\": \"f\", \"size_gb\": 1},"
+	        "{\"name\": \"g\", \"size_gb\": 1}, {\"name\": \"h\", \"size_gb\": 1},"
+	        "{\"name\": \"i\", \"size_gb\": 1}, {\"name\": \"j\", \"size_gb\": 1},"
+	        "{\"name\": \"k\", \"size_gb\": 1}, {\"name\": \"l\", \"size_gb\": 1},"
+	        "{\"name\": \"m\", \"size_gb\": 1}, {\"name\": \"n\", \"size_gb\": 1},"
+	        "{\"name\": \"o\", \"size_gb\": 1}, {\"name\": \"p\", \"size_gb\": 1},"
+	        "{\"name\": \"q\", \"size_gb\": 1}]");
+	REFUSED_WITH(t, "volumes", "at most 16");
+	free(t);
+
+	/* Accepted: made, kept, a raw source and a qcow2 one, read-only. */
+	t = xasprintf("{\"name\": \"v\", \"image\": \"tiny\", \"volumes\": ["
+	              "{\"name\": \"data\", \"size_gb\": 20},"
+	              "{\"name\": \"logs\", \"size_gb\": 1, \"keep\": true},"
+	              "{\"source\": \"%s\", \"readonly\": true},"
+	              "{\"name\": \"q\", \"source\": \"%s\"}]}",
+	              file, q);
+	struct cvmm_vm *vm = ACCEPTED(t);
+	free(t);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(vm);
+	CU_ASSERT_EQUAL_FATAL(vm->n_volumes, 4);
+	CU_ASSERT_STRING_EQUAL(vm->volumes[0].name, "data");
+	CU_ASSERT_EQUAL(vm->volumes[0].size_gb, 20);
+	CU_ASSERT_PTR_NULL(vm->volumes[0].source);
+	CU_ASSERT_FALSE(vm->volumes[0].keep);
+	CU_ASSERT_TRUE(vm->volumes[1].keep);
+	CU_ASSERT_STRING_EQUAL(vm->volumes[2].name, "vol2"); /* named after its place */
+	CU_ASSERT_STRING_EQUAL(vm->volumes[2].source ?: "", file);
+	CU_ASSERT_TRUE(vm->volumes[2].readonly);
+	CU_ASSERT_TRUE(vm->volumes[2].raw);
+	CU_ASSERT_FALSE(vm->volumes[3].raw);
+	char path[600];
+	CU_ASSERT_EQUAL(vm_volume_path(vm, &vm->volumes[0], path, sizeof(path)), 0);
+	t = xasprintf("%s/vol-data.qcow2", vm->data_dir);
+	CU_ASSERT_STRING_EQUAL(path, t);
+	free(t);
+	CU_ASSERT_EQUAL(vm_volume_path(vm, &vm->volumes[2], path, sizeof(path)), 0);
+	CU_ASSERT_STRING_EQUAL(path, file);
+
+	/* They survive the manifest, and show in the API form. */
+	json_object *m = vm_to_manifest(vm);
+	struct cvmm_vm *back = NULL;
+	char err[512] = "";
+	CU_ASSERT_EQUAL(vm_from_manifest(d, m, &back, err, sizeof(err)), 0);
+	json_object_put(m);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+	CU_ASSERT_EQUAL_FATAL(back->n_volumes, 4);
+	for (int i = 0; i < 4; i++) {
+		CU_ASSERT_STRING_EQUAL(back->volumes[i].name, vm->volumes[i].name);
+		CU_ASSERT_EQUAL(back->volumes[i].size_gb, vm->volumes[i].size_gb);
+		CU_ASSERT_STRING_EQUAL(back->volumes[i].source ?: "-", vm->volumes[i].source ?: "-");
+		CU_ASSERT_EQUAL(back->volumes[i].readonly, vm->volumes[i].readonly);
+		CU_ASSERT_EQUAL(back->volumes[i].keep, vm->volumes[i].keep);
+		CU_ASSERT_EQUAL(back->volumes[i].raw, vm->volumes[i].raw);
+	}
+	json_object *api = vm_to_api(vm), *vols, *v;
+	CU_ASSERT_TRUE(json_object_object_get_ex(api, "volumes", &vols) &&
+	               json_object_array_length(vols) == 4);
+	CU_ASSERT_TRUE(json_object_object_get_ex(json_object_array_get_idx(vols, 2), "format", &v) &&
+	               !strcmp(json_object_get_string(v), "raw"));
+	json_object_put(api);
+	vm_free(back);
+	vm_free(vm);
+#undef VREFUSED
+#undef VOL
+	rm_rf(inside);
+	unlink(file);
+	unlink(q);
+	free(file);
+	free(q);
+	free(other);
+	free(inside);
+}
+
+static void test_snapshot_names(void)
+{
+	CU_ASSERT_TRUE(vm_snapshot_name_valid("s1"));
+	CU_ASSERT_TRUE(vm_snapshot_name_valid("before-upgrade_2.0"));
+	CU_ASSERT_TRUE(vm_snapshot_name_valid(
+	    "a234567890123456789012345678901234567890123456789012345678901234")); /* 64 */
+	CU_ASSERT_FALSE(vm_snapshot_name_valid(
+	    "a2345678901234567890123456789012345678901234567890123456789012345")); /* 65 */
+	CU_ASSERT_FALSE(vm_snapshot_name_valid(""));
+	CU_ASSERT_FALSE(vm_snapshot_name_valid(NULL));
+	CU_ASSERT_FALSE(vm_snapshot_name_valid("-c"));
+	CU_ASSERT_FALSE(vm_snapshot_name_valid(".hidden"));
+	CU_ASSERT_FALSE(vm_snapshot_name_valid("a b"));
+	CU_ASSERT_FALSE(vm_snapshot_name_valid("a/b"));
+	CU_ASSERT_FALSE(vm_snapshot_name_valid("a'b"));
+	CU_ASSERT_FALSE(vm_snapshot_name_valid("\xc3\xa9"));
+	CU_ASSERT_STRING_EQUAL(vm_state_name(VM_PAUSED), "paused");
+	CU_ASSERT_EQUAL(vm_state_from_name("paused"), VM_PAUSED);
+}
+
 int main(void)
 {
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -825,7 +980,9 @@ int main(void)
 	    !CU_add_test(s, "start: the image's disk is the one recorded", test_base_check) ||
 	    !CU_add_test(s, "manifest round trip", test_manifest_round_trip) ||
 	    !CU_add_test(s, "manifest refused", test_manifest_refused) ||
-	    !CU_add_test(s, "API form", test_api_form)) {
+	    !CU_add_test(s, "API form", test_api_form) ||
+	    !CU_add_test(s, "request: volumes", test_volumes) ||
+	    !CU_add_test(s, "snapshot names", test_snapshot_names)) {
 		CU_cleanup_registry();
 		return 1;
 	}
