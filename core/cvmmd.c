@@ -5,13 +5,36 @@
 #include "config.h"
 #include "daemon.h"
 #include "registry.h"
+#include "sdnotify.h"
 #include "util.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* systemd (Type=notify): READY=1 once every VM was brought back to its
+ * desired state, not when the socket opens: a unit ordered after cvmmd
+ * finds the VMs that should run running (or failed, with a reason). */
+struct ready {
+	struct cvmm_daemon *d;
+	const char *notify_socket;
+};
+
+static void *ready_main(void *arg)
+{
+	struct ready *r = arg;
+	daemon_wait_adopted(r->d);
+	int rc = sdnotify(r->notify_socket, "READY=1\nSTATUS=VMs re-adopted; running");
+	if (rc < 0)
+		log_warn("NOTIFY_SOCKET %s: %s", r->notify_socket, strerror(-rc));
+	else
+		log_info("re-adoption finished: READY=1 sent to systemd");
+	return NULL;
+}
 
 static void usage(FILE *f)
 {
@@ -108,7 +131,18 @@ int main(int argc, char **argv)
 		return rc == -EPROTO || rc == -EINVAL ? 2 : 1;
 	}
 	log_info("cvmmd %s running (config %s, %d workers)", CVMM_VERSION, path, cfg.workers);
+	/* Kept from the VMs' processes (QEMU, passt): the socket is ours. */
+	char *notify_socket = getenv("NOTIFY_SOCKET") ? strdup(getenv("NOTIFY_SOCKET")) : NULL;
+	unsetenv("NOTIFY_SOCKET");
+	struct ready ready = {d, notify_socket};
+	pthread_t ready_thread;
+	bool ready_running = notify_socket &&
+			     pthread_create(&ready_thread, NULL, ready_main, &ready) == 0;
 	daemon_run(d);
+	sdnotify(notify_socket, "STOPPING=1");
+	if (ready_running) /* adoption jobs still run until daemon_free stops the pool */
+		pthread_join(ready_thread, NULL);
+	free(notify_socket);
 	daemon_free(d);
 	config_free(&cfg);
 	log_info("cvmmd stopped; VMs keep running");
