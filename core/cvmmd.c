@@ -117,9 +117,15 @@ int main(int argc, char **argv)
 	}
 	log_set_level(log_level_from_name(cfg.log_level) < 0 ? 2 : log_level_from_name(cfg.log_level));
 	signal(SIGPIPE, SIG_IGN);
+	/* Kept from the VMs' processes (QEMU, passt): the socket is ours. Taken
+	 * before any thread runs (setenv is not thread-safe, and the workers
+	 * fork). */
+	char *notify_socket = getenv("NOTIFY_SOCKET") ? strdup(getenv("NOTIFY_SOCKET")) : NULL;
+	unsetenv("NOTIFY_SOCKET");
 	struct cvmm_daemon *d = daemon_new(&cfg, err, sizeof(err));
 	if (!d) {
 		fprintf(stderr, "cvmmd: %s\n", err);
+		free(notify_socket);
 		config_free(&cfg);
 		return 1;
 	}
@@ -127,13 +133,11 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		fprintf(stderr, "cvmmd: %s\n", err);
 		daemon_free(d);
+		free(notify_socket);
 		config_free(&cfg);
 		return rc == -EPROTO || rc == -EINVAL ? 2 : 1;
 	}
 	log_info("cvmmd %s running (config %s, %d workers)", CVMM_VERSION, path, cfg.workers);
-	/* Kept from the VMs' processes (QEMU, passt): the socket is ours. */
-	char *notify_socket = getenv("NOTIFY_SOCKET") ? strdup(getenv("NOTIFY_SOCKET")) : NULL;
-	unsetenv("NOTIFY_SOCKET");
 	struct ready ready = {d, notify_socket};
 	pthread_t ready_thread;
 	bool ready_running = notify_socket &&
