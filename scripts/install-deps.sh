@@ -24,7 +24,7 @@ libnl-3-dev libnl-route-3-dev dnsmasq-base nftables
 libtirpc3 libtsan2 libasan8 libubsan1
 libpci-dev pci.ids python3-fusepy
 clang libclang-rt-14-dev
-lintian mandoc man-db
+lintian mandoc man-db systemd
 "
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
