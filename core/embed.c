@@ -33,7 +33,7 @@ struct cvmm_ctx {
 };
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
 	if (err && errlen) {
@@ -51,13 +51,13 @@ EXPORT const char *cvmm_version(void)
 }
 
 static int open_common(cvmm_ctx **out, const char *path, const char *text, uint32_t flags,
-		       char *err, size_t errlen)
+                       char *err, size_t errlen)
 {
 	char msg[1024] = "";
 	*out = NULL;
 	cvmm_ctx *c = xzalloc(sizeof(*c));
 	int rc = path ? config_load(&c->cfg, path, msg, sizeof(msg))
-		      : config_load_string(&c->cfg, text, msg, sizeof(msg));
+	              : config_load_string(&c->cfg, text, msg, sizeof(msg));
 	if (rc < 0) {
 		free(c);
 		return fail(err, errlen, rc, "%s", msg);
@@ -81,7 +81,7 @@ static int open_common(cvmm_ctx **out, const char *path, const char *text, uint3
 }
 
 EXPORT int cvmm_open(cvmm_ctx **out, const char *config_path, uint32_t flags, char *err,
-		     size_t errlen)
+                     size_t errlen)
 {
 	if (!out || !config_path)
 		return fail(err, errlen, -EINVAL, "cvmm_open: no config path");
@@ -89,7 +89,7 @@ EXPORT int cvmm_open(cvmm_ctx **out, const char *config_path, uint32_t flags, ch
 }
 
 EXPORT int cvmm_open_string(cvmm_ctx **out, const char *config_text, uint32_t flags, char *err,
-			    size_t errlen)
+                            size_t errlen)
 {
 	if (!out || !config_text)
 		return fail(err, errlen, -EINVAL, "cvmm_open_string: no config text");
@@ -191,8 +191,8 @@ EXPORT int cvmm_vm_create(cvmm_ctx *c, const char *request, char **out, char *er
 	int rc = not_started(c, err, errlen);
 	if (rc < 0)
 		return rc;
-	json_object *body = api_parse_body(request ? request : "", request ? strlen(request) : 0,
-					   msg, sizeof(msg));
+	json_object *body =
+	    api_parse_body(request ? request : "", request ? strlen(request) : 0, msg, sizeof(msg));
 	if (!body)
 		return fail(err, errlen, -EINVAL, "%s", msg);
 	struct cvmm_vm *vm = NULL;
@@ -210,7 +210,7 @@ EXPORT int cvmm_vm_create(cvmm_ctx *c, const char *request, char **out, char *er
 }
 
 static int action(cvmm_ctx *c, const char *key, const char *what, uint32_t timeout, bool force,
-		  char *err, size_t errlen)
+                  char *err, size_t errlen)
 {
 	char msg[1024] = "";
 	struct cvmm_vm *vm;
@@ -240,10 +240,11 @@ EXPORT int cvmm_vm_kill(cvmm_ctx *c, const char *vm, char *err, size_t errlen)
 }
 
 EXPORT int cvmm_vm_stop(cvmm_ctx *c, const char *vm, uint32_t timeout_s, int force, char *err,
-			size_t errlen)
+                        size_t errlen)
 {
 	if (timeout_s > 3600)
-		return fail(err, errlen, -EINVAL, "timeout: must be an integer between 0 and 3600 (seconds)");
+		return fail(err, errlen, -EINVAL,
+		            "timeout: must be an integer between 0 and 3600 (seconds)");
 	return action(c, vm, "stop", timeout_s, force != 0, err, errlen);
 }
 
@@ -287,12 +288,13 @@ EXPORT int cvmm_vm_list(cvmm_ctx *c, const char *fields, char **out, char *err, 
 /* Polls: a state change has no waiters' hook in the core, and a VM's
  * transitions take tens of milliseconds at least. */
 EXPORT int cvmm_vm_wait_state(cvmm_ctx *c, const char *key, const char *state, int timeout_ms,
-			      char *err, size_t errlen)
+                              char *err, size_t errlen)
 {
 	bool want_gone = state && !strcmp(state, "removed");
 	int want = state && !want_gone ? vm_state_from_name(state) : -1;
 	if (!want_gone && want < 0)
-		return fail(err, errlen, -EINVAL, "state: '%s' is not a VM state", state ? state : "");
+		return fail(err, errlen, -EINVAL, "state: '%s' is not a VM state",
+		            state ? state : "");
 	struct cvmm_vm *vm;
 	int rc = get_vm(c, key, &vm, err, errlen);
 	if (rc < 0)
@@ -306,7 +308,9 @@ EXPORT int cvmm_vm_wait_state(cvmm_ctx *c, const char *key, const char *state, i
 		str_copy(reason, sizeof(reason), vm->reason);
 		vm_unlock(vm);
 		if (gone || (!want_gone && (int)st == want)) {
-			rc = gone && !want_gone ? fail(err, errlen, -ENOENT, "VM '%s' was removed", vm->name) : 0;
+			rc = gone && !want_gone
+			         ? fail(err, errlen, -ENOENT, "VM '%s' was removed", vm->name)
+			         : 0;
 			break;
 		}
 		if (st == VM_FAILED && want != VM_FAILED) {
@@ -314,8 +318,8 @@ EXPORT int cvmm_vm_wait_state(cvmm_ctx *c, const char *key, const char *state, i
 			break;
 		}
 		if (timeout_ms >= 0 && now_mono() >= deadline) {
-			rc = fail(err, errlen, -ETIMEDOUT, "VM '%s' is %s, not %s, after %d ms", vm->name,
-				  vm_state_name(st), state, timeout_ms);
+			rc = fail(err, errlen, -ETIMEDOUT, "VM '%s' is %s, not %s, after %d ms",
+			          vm->name, vm_state_name(st), state, timeout_ms);
 			break;
 		}
 		nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);

@@ -23,7 +23,8 @@ int sdnotify(const char *path, const char *state)
 	memcpy(sa.sun_path, path, len);
 	if (path[0] == '@')
 		sa.sun_path[0] = 0; /* abstract namespace */
-	socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '/'));
+	socklen_t salen =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '/'));
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;

@@ -35,12 +35,18 @@ static int fd = -1;
 static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER; /* hooks run on several workers */
 
 static const char *const names[] = {
-    [CVMM_EV_DEFINE] = "defined",          [CVMM_EV_UNDEFINE] = "undefined",
-    [CVMM_EV_PREPARE] = "prepared",        [CVMM_EV_CLEANUP] = "cleaned up",
-    [CVMM_EV_PRE_START] = "starting",      [CVMM_EV_POST_STOP] = "stopped",
-    [CVMM_EV_STARTED] = "started",         [CVMM_EV_STOPPING] = "stopping",
-    [CVMM_EV_EXITED] = "exited",           [CVMM_EV_GUEST_EVENT] = "guest event",
-    [CVMM_EV_DAEMON_START] = "daemon started", [CVMM_EV_DAEMON_STOP] = "daemon stopping",
+    [CVMM_EV_DEFINE] = "defined",
+    [CVMM_EV_UNDEFINE] = "undefined",
+    [CVMM_EV_PREPARE] = "prepared",
+    [CVMM_EV_CLEANUP] = "cleaned up",
+    [CVMM_EV_PRE_START] = "starting",
+    [CVMM_EV_POST_STOP] = "stopped",
+    [CVMM_EV_STARTED] = "started",
+    [CVMM_EV_STOPPING] = "stopping",
+    [CVMM_EV_EXITED] = "exited",
+    [CVMM_EV_GUEST_EVENT] = "guest event",
+    [CVMM_EV_DAEMON_START] = "daemon started",
+    [CVMM_EV_DAEMON_STOP] = "daemon stopping",
 };
 
 static void send_line(const char *msg)
@@ -50,14 +56,14 @@ static void send_line(const char *msg)
 	struct tm tm;
 	strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", localtime_r(&now, &tm));
 	int n = snprintf(line, sizeof(line), "<%d>%s %s[%d]: %s", LOG_DAEMON_INFO, stamp, ident,
-			 (int)getpid(), msg);
+	                 (int)getpid(), msg);
 	if (n < 0)
 		return;
 	pthread_mutex_lock(&fd_lock);
 	if (fd < 0)
 		fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd >= 0 && sendto(fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1,
-			      MSG_NOSIGNAL, (struct sockaddr *)&target, sizeof(target)) < 0)
+	                      MSG_NOSIGNAL, (struct sockaddr *)&target, sizeof(target)) < 0)
 		host->log(self, CVMM_LOG_DEBUG, "%s: %s", target.sun_path, strerror(errno));
 	pthread_mutex_unlock(&fd_lock);
 }
@@ -67,10 +73,11 @@ static int on_event(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
 	(void)data;
 	(void)spec;
 	char msg[512];
-	const char *what = event < sizeof(names) / sizeof(names[0]) && names[event] ? names[event]
-										      : "event";
+	const char *what =
+	    event < sizeof(names) / sizeof(names[0]) && names[event] ? names[event] : "event";
 	if (vm)
-		snprintf(msg, sizeof(msg), "VM %s (%s): %s", host->vm_name(vm), host->vm_id(vm), what);
+		snprintf(msg, sizeof(msg), "VM %s (%s): %s", host->vm_name(vm), host->vm_id(vm),
+		         what);
 	else
 		snprintf(msg, sizeof(msg), "%s", what);
 	send_line(msg);
@@ -78,11 +85,11 @@ static int on_event(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
 }
 
 CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
-					const struct cvmm_host_api *h, cvmm_plugin *p,
-					struct cvmm_plugin_desc *desc)
+                                        const struct cvmm_host_api *h, cvmm_plugin *p,
+                                        struct cvmm_plugin_desc *desc)
 {
 	CVMM_PLUGIN_DESCRIBE(desc, "syslog-hook", "1.0",
-			     "writes each VM lifecycle event to syslog (example plugin)");
+	                     "writes each VM lifecycle event to syslog (example plugin)");
 	(void)minor; /* uses nothing added after 1.0 */
 	if (major != CVMM_ABI_MAJOR)
 		return -EPROTO;

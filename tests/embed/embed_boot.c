@@ -41,16 +41,17 @@ int main(int argc, char **argv)
 	check(cvmm_run_thread(c, err, sizeof(err)), "run_thread", err);
 	cvmm_wait_adopted(c);
 	snprintf(req, sizeof(req),
-		 "{\"name\": \"%s\", \"image\": \"%s\", \"vcpu\": 1, \"memory_mb\": 256}", argv[2],
-		 argv[3]);
+	         "{\"name\": \"%s\", \"image\": \"%s\", \"vcpu\": 1, \"memory_mb\": 256}", argv[2],
+	         argv[3]);
 	/* A request the API refuses is refused here the same way. */
 	int rc = cvmm_vm_create(c, "{\"name\": \"x\", \"image\": \"tiny\", \"vcpu\": 0}", NULL, err,
-				sizeof(err));
+	                        sizeof(err));
 	printf("REFUSED %d %s\n", rc, err);
 	check(cvmm_vm_create(c, req, &json, err, sizeof(err)), "create", err);
 	printf("CREATED %s\n", json);
 	cvmm_free(json);
-	check(cvmm_vm_wait_state(c, argv[2], "running", 60000, err, sizeof(err)), "wait running", err);
+	check(cvmm_vm_wait_state(c, argv[2], "running", 60000, err, sizeof(err)), "wait running",
+	      err);
 	check(cvmm_vm_get(c, argv[2], &json, err, sizeof(err)), "get", err);
 	printf("RUNNING %s\n", json);
 	cvmm_free(json);
@@ -64,9 +65,11 @@ int main(int argc, char **argv)
 	rc = cvmm_vm_start(c, argv[2], err, sizeof(err));
 	printf("START-AGAIN %d %s\n", rc, err); /* already running: -EBUSY, as the API's 409 */
 	check(cvmm_vm_stop(c, argv[2], 5, 0, err, sizeof(err)), "stop", err);
-	check(cvmm_vm_wait_state(c, argv[2], "stopped", 60000, err, sizeof(err)), "wait stopped", err);
+	check(cvmm_vm_wait_state(c, argv[2], "stopped", 60000, err, sizeof(err)), "wait stopped",
+	      err);
 	check(cvmm_vm_remove(c, argv[2], err, sizeof(err)), "remove", err);
-	check(cvmm_vm_wait_state(c, argv[2], "removed", 10000, err, sizeof(err)), "wait removed", err);
+	check(cvmm_vm_wait_state(c, argv[2], "removed", 10000, err, sizeof(err)), "wait removed",
+	      err);
 	rc = cvmm_vm_get(c, argv[2], &json, err, sizeof(err));
 	printf("GONE %d %s\n", rc, err);
 	cvmm_close(c);

@@ -38,24 +38,24 @@ static int suite_init(void)
 	char *k = xasprintf("%s/vmlinuz", img), *i = xasprintf("%s/initrd.img", img);
 	char *m = xasprintf("%s/metadata.json", img);
 	int r = mkdir_p(img, 0755) || write_text(k, "kernel") || write_text(i, "initrd") ||
-		write_text(m, "{\"kernel\": \"vmlinuz\", \"initrd\": \"initrd.img\", "
-			      "\"cmdline\": \"console=ttyS0\"}");
+	        write_text(m, "{\"kernel\": \"vmlinuz\", \"initrd\": \"initrd.img\", "
+	                      "\"cmdline\": \"console=ttyS0\"}");
 	free(img);
 	free(k);
 	free(i);
 	free(m);
 	conf_text = xasprintf("address = \"unix:%s/run/cvmm.sock\";\n"
-			      "run_path = \"%s/run\";\n"
-			      "data_dir = \"%s/data\";\n"
-			      "image = { path = \"%s/images\"; };\n"
-			      "plugin_dir = \"%s\";\n"
-			      "log_level = \"error\";\n"
-			      "plugins = [ \"backend-qemu\", \"net-user\" ];\n"
-			      "plugin = { backend-qemu = { accel = \"tcg\"; }; };\n"
-			      "workers = 2;\n"
-			      "cvm = { max_allocable_vcpu = 4; max_allocable_memory_in_mb = 2048;\n"
-			      "  auto_restart = { enabled = false; }; };\n",
-			      tmpdir, tmpdir, tmpdir, tmpdir, CVMM_PLUGIN_BUILD_DIR);
+	                      "run_path = \"%s/run\";\n"
+	                      "data_dir = \"%s/data\";\n"
+	                      "image = { path = \"%s/images\"; };\n"
+	                      "plugin_dir = \"%s\";\n"
+	                      "log_level = \"error\";\n"
+	                      "plugins = [ \"backend-qemu\", \"net-user\" ];\n"
+	                      "plugin = { backend-qemu = { accel = \"tcg\"; }; };\n"
+	                      "workers = 2;\n"
+	                      "cvm = { max_allocable_vcpu = 4; max_allocable_memory_in_mb = 2048;\n"
+	                      "  auto_restart = { enabled = false; }; };\n",
+	                      tmpdir, tmpdir, tmpdir, tmpdir, CVMM_PLUGIN_BUILD_DIR);
 	return r ? -1 : 0;
 }
 
@@ -84,9 +84,11 @@ static void test_bad_config(void)
 static void test_before_start(void)
 {
 	char err[256] = "";
-	CU_ASSERT_EQUAL_FATAL(cvmm_open_string(&ctx, conf_text, CVMM_OPEN_NO_API, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL(cvmm_vm_create(ctx, "{\"name\": \"a\", \"image\": \"tiny\"}", NULL, err,
-				       sizeof(err)), -ESHUTDOWN);
+	CU_ASSERT_EQUAL_FATAL(cvmm_open_string(&ctx, conf_text, CVMM_OPEN_NO_API, err, sizeof(err)),
+	                      0);
+	CU_ASSERT_EQUAL(
+	    cvmm_vm_create(ctx, "{\"name\": \"a\", \"image\": \"tiny\"}", NULL, err, sizeof(err)),
+	    -ESHUTDOWN);
 	CU_ASSERT_STRING_EQUAL(err, "cvmm_start was not called");
 	CU_ASSERT_EQUAL_FATAL(cvmm_start(ctx, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(cvmm_start(ctx, err, sizeof(err)), -EALREADY);
@@ -100,19 +102,24 @@ static void test_before_start(void)
 static void test_create_refusals(void)
 {
 	char err[1024] = "", *out = NULL;
-	CU_ASSERT_EQUAL(cvmm_vm_create(ctx, "{\"name\": \"a\", \"image\": \"tiny\"", &out, err, sizeof(err)),
-			-EINVAL);
+	CU_ASSERT_EQUAL(
+	    cvmm_vm_create(ctx, "{\"name\": \"a\", \"image\": \"tiny\"", &out, err, sizeof(err)),
+	    -EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "body: invalid JSON"));
-	CU_ASSERT_EQUAL(cvmm_vm_create(ctx, "{\"name\": \"a\", \"name\": \"b\", \"image\": \"tiny\"}",
-				       &out, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(cvmm_vm_create(ctx,
+	                               "{\"name\": \"a\", \"name\": \"b\", \"image\": \"tiny\"}",
+	                               &out, err, sizeof(err)),
+	                -EINVAL);
 	CU_ASSERT_STRING_EQUAL(err, "name: appears twice in one object");
 	CU_ASSERT_EQUAL(cvmm_vm_create(ctx, "[1]", &out, err, sizeof(err)), -EINVAL);
 	CU_ASSERT_STRING_EQUAL(err, "body: must be a JSON object");
-	CU_ASSERT_EQUAL(cvmm_vm_create(ctx, "{\"name\": \"a\", \"image\": \"tiny\", \"cpus\": 1}", &out,
-				       err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(cvmm_vm_create(ctx, "{\"name\": \"a\", \"image\": \"tiny\", \"cpus\": 1}",
+	                               &out, err, sizeof(err)),
+	                -EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "cpus: unknown field"));
-	CU_ASSERT_EQUAL(cvmm_vm_create(ctx, "{\"name\": \"a\", \"image\": \"tiny\", \"vcpu\": 99}", &out,
-				       err, sizeof(err)), -EBUSY); /* over the limit: the API's 409 */
+	CU_ASSERT_EQUAL(cvmm_vm_create(ctx, "{\"name\": \"a\", \"image\": \"tiny\", \"vcpu\": 99}",
+	                               &out, err, sizeof(err)),
+	                -EBUSY); /* over the limit: the API's 409 */
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "cvm.max_allocable_vcpu"));
 	CU_ASSERT_PTR_NULL(out);
 }
@@ -120,13 +127,17 @@ static void test_create_refusals(void)
 static void test_lifecycle_without_boot(void)
 {
 	char err[1024] = "", *out = NULL;
-	CU_ASSERT_EQUAL_FATAL(cvmm_vm_create(ctx, "{\"name\": \"e1\", \"image\": \"tiny\", \"start\": false}",
-					     &out, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(
+	    cvmm_vm_create(ctx, "{\"name\": \"e1\", \"image\": \"tiny\", \"start\": false}", &out,
+	                   err, sizeof(err)),
+	    0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"name\":\"e1\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"state\":\"defined\""));
 	cvmm_free(out);
-	CU_ASSERT_EQUAL(cvmm_vm_create(ctx, "{\"name\": \"e1\", \"image\": \"tiny\", \"start\": false}",
-				       NULL, err, sizeof(err)), -EEXIST);
+	CU_ASSERT_EQUAL(cvmm_vm_create(ctx,
+	                               "{\"name\": \"e1\", \"image\": \"tiny\", \"start\": false}",
+	                               NULL, err, sizeof(err)),
+	                -EEXIST);
 	CU_ASSERT_STRING_EQUAL(err, "name: a VM named 'e1' exists already");
 	CU_ASSERT_EQUAL(cvmm_vm_get(ctx, "e1", &out, err, sizeof(err)), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"desired\":\"stopped\""));
@@ -140,7 +151,8 @@ static void test_lifecycle_without_boot(void)
 	CU_ASSERT_STRING_EQUAL(err, "VM 'e1' is not running (defined)");
 	CU_ASSERT_EQUAL(cvmm_vm_stop(ctx, "e1", 3601, 0, err, sizeof(err)), -EINVAL);
 	CU_ASSERT_EQUAL(cvmm_vm_wait_state(ctx, "e1", "defined", 0, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL(cvmm_vm_wait_state(ctx, "e1", "running", 100, err, sizeof(err)), -ETIMEDOUT);
+	CU_ASSERT_EQUAL(cvmm_vm_wait_state(ctx, "e1", "running", 100, err, sizeof(err)),
+	                -ETIMEDOUT);
 	CU_ASSERT_STRING_EQUAL(err, "VM 'e1' is defined, not running, after 100 ms");
 	CU_ASSERT_EQUAL(cvmm_vm_wait_state(ctx, "e1", "asleep", 100, err, sizeof(err)), -EINVAL);
 	CU_ASSERT_EQUAL(cvmm_vm_get(ctx, "nope", &out, err, sizeof(err)), -ENOENT);
@@ -159,11 +171,14 @@ static void test_lifecycle_without_boot(void)
 static void test_reopen(void)
 {
 	char err[1024] = "";
-	CU_ASSERT_EQUAL(cvmm_vm_create(ctx, "{\"name\": \"kept\", \"image\": \"tiny\", \"start\": false}",
-				       NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(
+	    cvmm_vm_create(ctx, "{\"name\": \"kept\", \"image\": \"tiny\", \"start\": false}", NULL,
+	                   err, sizeof(err)),
+	    0);
 	cvmm_close(ctx);
 	ctx = NULL;
-	CU_ASSERT_EQUAL_FATAL(cvmm_open_string(&ctx, conf_text, CVMM_OPEN_NO_API, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(cvmm_open_string(&ctx, conf_text, CVMM_OPEN_NO_API, err, sizeof(err)),
+	                      0);
 	CU_ASSERT_EQUAL_FATAL(cvmm_start(ctx, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL_FATAL(cvmm_run_thread(ctx, err, sizeof(err)), 0);
 	cvmm_wait_adopted(ctx);
@@ -187,7 +202,7 @@ int main(void)
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-			  CU_get_number_of_suites_failed();
+	                  CU_get_number_of_suites_failed();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
 }

@@ -54,7 +54,7 @@ const char *cvmm_version(void);
  * and the plugins' sockets must not kill the process. */
 int cvmm_open(cvmm_ctx **out, const char *config_path, uint32_t flags, char *err, size_t errlen);
 int cvmm_open_string(cvmm_ctx **out, const char *config_text, uint32_t flags, char *err,
-		     size_t errlen);
+                     size_t errlen);
 /* Loads the config's plugins from plugin_dir, reads the VMs under data_dir,
  * queues their re-adoption (each is brought to its desired state) and,
  * without CVMM_OPEN_NO_API, opens the API listener. Once per context. */
@@ -87,7 +87,7 @@ int cvmm_vm_kill(cvmm_ctx *c, const char *vm, char *err, size_t errlen);
 /* POST /v1/vms/{vm}/stop: ACPI power-off, then quit after timeout_s
  * seconds (0..3600); force non-zero: at once. */
 int cvmm_vm_stop(cvmm_ctx *c, const char *vm, uint32_t timeout_s, int force, char *err,
-		 size_t errlen);
+                 size_t errlen);
 /* DELETE /v1/vms/{vm}: stops it (forced) if running and removes it;
  * returns when it is gone. */
 int cvmm_vm_remove(cvmm_ctx *c, const char *vm, char *err, size_t errlen);
@@ -99,7 +99,7 @@ int cvmm_vm_list(cvmm_ctx *c, const char *fields, char **out, char *err, size_t 
  * to "failed" instead (its reason in err), -ENOENT when it is removed
  * (which is success when state is "removed"). */
 int cvmm_vm_wait_state(cvmm_ctx *c, const char *vm, const char *state, int timeout_ms, char *err,
-		       size_t errlen);
+                       size_t errlen);
 
 /* Releases text this library handed out. */
 void cvmm_free(void *p);
