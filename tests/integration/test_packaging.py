@@ -249,6 +249,9 @@ class Deb(unittest.TestCase):
                 env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
             self.assertEqual(run("dpkg-query", "-W", "-f=${Status}", "cvmm").stdout,
                              "install ok installed")
+            # Enabled as dh_installsystemd would (postinst).
+            self.assertTrue(os.path.lexists(
+                "/etc/systemd/system/multi-user.target.wants/cvmmd.service"))
             verify = run("systemd-analyze", "verify", "/lib/systemd/system/cvmmd.service",
                          check=False)
             self.assertEqual(verify.returncode, 0, verify.stderr)
@@ -292,6 +295,8 @@ class Deb(unittest.TestCase):
         self.assertEqual(purge.returncode, 0, purge.stderr)
         self.assertFalse(os.path.exists("/usr/bin/cvmmd"), "purge left /usr/bin/cvmmd")
         self.assertFalse(os.path.exists("/etc/cvmm/cvmm.conf"), "purge left the config")
+        self.assertFalse(os.path.lexists("/etc/systemd/system/multi-user.target.wants/cvmmd.service"),
+                         "purge left the unit enabled")
 
 
 if __name__ == "__main__":
