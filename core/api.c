@@ -475,20 +475,20 @@ int api_json_strict(const char *text, size_t len, char *err, size_t errlen)
 }
 
 /* Parses the request body as a JSON object; an empty body counts as {}. */
-static json_object *parse_body(struct req *q, char *err, size_t errlen)
+json_object *api_parse_body(const char *text, size_t len, char *err, size_t errlen)
 {
-	if (!q->len)
+	if (!len)
 		return json_object_new_object();
 	struct json_tokener *tok = json_tokener_new_ex(16);
 	/* Only JSON: no single quotes, comments, trailing commas or 01. */
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	json_object *o = json_tokener_parse_ex(tok, q->body, (int)q->len);
+	json_object *o = json_tokener_parse_ex(tok, text, (int)len);
 	enum json_tokener_error e = json_tokener_get_error(tok);
 	size_t end = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
 	if (e == json_tokener_continue) {
 		snprintf(err, errlen, "body: invalid JSON: it ends at byte %zu before the value does",
-			 q->len);
+			 len);
 		json_object_put(o);
 		return NULL;
 	}
@@ -498,17 +498,22 @@ static json_object *parse_body(struct req *q, char *err, size_t errlen)
 		json_object_put(o);
 		return NULL;
 	}
-	while (end < q->len && strchr(" \t\r\n", q->body[end]))
+	while (end < len && strchr(" \t\r\n", text[end]))
 		end++;
-	if (end != q->len) {
+	if (end != len) {
 		snprintf(err, errlen, "body: unexpected data after the JSON value at byte %zu", end);
 	} else if (!o || !json_object_is_type(o, json_type_object)) {
 		snprintf(err, errlen, "body: must be a JSON object");
-	} else if (api_json_strict(q->body, q->len, err, errlen) == 0) {
+	} else if (api_json_strict(text, len, err, errlen) == 0) {
 		return o;
 	}
 	json_object_put(o);
 	return NULL;
+}
+
+static json_object *parse_body(struct req *q, char *err, size_t errlen)
+{
+	return api_parse_body(q->body, q->len, err, errlen);
 }
 
 /* ---- what plugins add (ABI 1.2) ---- */
@@ -615,12 +620,11 @@ static bool active(enum vm_state s)
 /* The list is written as text into one buffer that MHD frees after
  * sending: no object tree, no copy. Each VM is locked only while its own
  * entry is written. */
-static enum MHD_Result send_vm_list(struct cvmm_daemon *d, struct MHD_Connection *c)
+char *api_vm_list_text(struct cvmm_daemon *d, const char *fields, size_t *len, char *err,
+		       size_t errlen)
 {
-	const char *fields = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fields");
-	char err[160];
-	if (fields && vm_check_fields(fields, err, sizeof(err)) < 0)
-		return send_error(c, 400, "%s", err);
+	if (fields && vm_check_fields(fields, err, errlen) < 0)
+		return NULL;
 	struct jw w;
 	jw_init(&w);
 	jw_obj(&w);
@@ -646,8 +650,17 @@ static enum MHD_Result send_vm_list(struct cvmm_daemon *d, struct MHD_Connection
 	daemon_put_vms(vms, n);
 	jw_end_arr(&w);
 	jw_end_obj(&w);
+	return jw_take(&w, len);
+}
+
+static enum MHD_Result send_vm_list(struct cvmm_daemon *d, struct MHD_Connection *c)
+{
+	const char *fields = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fields");
+	char err[160];
 	size_t len;
-	char *text = jw_take(&w, &len);
+	char *text = api_vm_list_text(d, fields, &len, err, sizeof(err));
+	if (!text)
+		return send_error(c, 400, "%s", err);
 	struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(r, "Content-Type", "application/json");
 	enum MHD_Result ret = MHD_queue_response(c, 200, r);
@@ -655,7 +668,7 @@ static enum MHD_Result send_vm_list(struct cvmm_daemon *d, struct MHD_Connection
 	return ret;
 }
 
-static json_object *vm_snapshot(struct cvmm_vm *vm)
+json_object *api_vm_json(struct cvmm_vm *vm)
 {
 	vm_lock(vm);
 	json_object *o = vm_to_api(vm);
@@ -775,12 +788,20 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 		vm_free(vm);
 		return send_error(q->conn, 400, "dry_run: must be 1, true, 0 or false");
 	}
+	json_object *o;
+	r = api_vm_define(d, vm, start, &o, err, sizeof(err));
+	return r < 0 ? send_error(q->conn, status_for(r), "%s", err) : send_json(q->conn, 201, o);
+}
+
+int api_vm_define(struct cvmm_daemon *d, struct cvmm_vm *vm, bool start, json_object **out,
+		  char *err, size_t errlen)
+{
 	pthread_mutex_lock(&d->lock);
-	r = admit(d, vm, err, sizeof(err));
+	int r = admit(d, vm, err, errlen);
 	if (r < 0) {
 		pthread_mutex_unlock(&d->lock);
 		vm_free(vm);
-		return send_error(q->conn, status_for(r), "%s", err);
+		return r;
 	}
 	vm->want_running = start;
 	vm->creating = true;
@@ -791,11 +812,10 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 	jobs_submit(d, j);
 	job_wait(d, j);
 	if (j->result < 0) {
-		char msg[1200];
-		snprintf(msg, sizeof(msg), "VM '%s': %s", vm->name, j->err);
-		unsigned st = status_for(j->result);
+		snprintf(err, errlen, "VM '%s': %s", vm->name, j->err);
+		r = j->result;
 		job_unref(j);
-		return send_json(q->conn, st, error_obj(code_for(st), msg));
+		return r;
 	}
 	job_unref(j);
 	vm_event(vm, "created", "created from image '%s'", vm->image);
@@ -816,20 +836,37 @@ static enum MHD_Result vm_create(struct api *a, struct req *q)
 	}
 	vm_lock(vm);
 	vm->creating = false;
-	json_object *o = vm_to_api(vm);
+	*out = vm_to_api(vm);
 	vm_unlock(vm);
-	add_plugin_infos(d, o, vm);
-	return send_json(q->conn, 201, o);
+	add_plugin_infos(d, *out, vm);
+	return 0;
 }
 
 static enum MHD_Result vm_remove(struct api *a, struct req *q, struct cvmm_vm *vm)
 {
-	struct cvmm_daemon *d = a->d;
+	char err[1200];
+	json_object *kept = NULL;
+	int r = api_vm_remove(a->d, vm, &kept, err, sizeof(err));
+	if (r < 0) /* busy; a failed removal is the daemon's fault, or it is stopping */
+		return send_error(q->conn, r == -EBUSY ? 409 : r == -ESHUTDOWN ? 503 : 500, "%s", err);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "removed", json_object_new_string(vm->id));
+	if (kept) /* volumes marked keep: where they are now */
+		json_object_object_add(o, "kept_volumes", kept);
+	return send_json(q->conn, 200, o);
+}
+
+int api_vm_remove(struct cvmm_daemon *d, struct cvmm_vm *vm, json_object **kept_volumes, char *err,
+		  size_t errlen)
+{
+	if (kept_volumes)
+		*kept_volumes = NULL;
 	vm_lock(vm);
 	const char *busy = busy_reason(vm);
 	if (busy) {
+		snprintf(err, errlen, "VM '%s' %s", vm->name, busy);
 		vm_unlock(vm);
-		return send_error(q->conn, 409, "VM '%s' %s", vm->name, busy);
+		return -EBUSY;
 	}
 	/* Only "removing" changes here: the desired state goes to disk with
 	 * the removal's own first write (REMOVING), so that a job writing the
@@ -847,31 +884,23 @@ static enum MHD_Result vm_remove(struct api *a, struct req *q, struct cvmm_vm *v
 	j->out_len = sizeof(kept);
 	jobs_submit(d, j);
 	job_wait(d, j);
-	enum MHD_Result ret;
-	if (j->result < 0) {
-		unsigned st = j->result == -ESHUTDOWN ? 503 : 500;
-		char msg[1200];
-		snprintf(msg, sizeof(msg), "VM '%s': %s", vm->name, j->err);
-		ret = send_json(q->conn, st, error_obj(code_for(st), msg));
-	} else {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "removed", json_object_new_string(vm->id));
-		if (kept[0]) {
-			json_object *arr = json_object_new_array();
-			for (char *save = NULL, *l = strtok_r(kept, "\n", &save); l;
-			     l = strtok_r(NULL, "\n", &save))
-				json_object_array_add(arr, json_object_new_string(l));
-			json_object_object_add(o, "kept_volumes", arr);
-		}
-		ret = send_json(q->conn, 200, o);
+	int r = j->result;
+	if (r < 0) {
+		snprintf(err, errlen, "VM '%s': %s", vm->name, j->err);
+		if (r != -ESHUTDOWN) /* 503 then; any other failure is 500 */
+			r = -EIO;
+	} else if (kept_volumes && kept[0]) {
+		json_object *arr = json_object_new_array();
+		for (char *save = NULL, *l = strtok_r(kept, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+			json_object_array_add(arr, json_object_new_string(l));
+		*kept_volumes = arr;
 	}
 	job_unref(j);
-	return ret;
+	return r;
 }
 
 static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *vm, const char *action)
 {
-	struct cvmm_daemon *d = a->d;
 	char err[1024];
 	json_object *body = parse_body(q, err, sizeof(err)), *v;
 	if (!body)
@@ -904,21 +933,33 @@ static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *v
 		}
 		force = json_object_get_boolean(v);
 	}
+	json_object *o;
+	int r = api_vm_action(a->d, vm, action, timeout, force, &o, err, sizeof(err));
+	/* 409: busy, or already where it was asked to go; 503: stopping. */
+	ret = r < 0 ? send_error(q->conn, r == -EBUSY ? 409 : r == -ESHUTDOWN ? 503 : 500, "%s", err)
+		    : send_json(q->conn, 202, o);
+out:
+	json_object_put(body);
+	return ret;
+}
+
+int api_vm_action(struct cvmm_daemon *d, struct cvmm_vm *vm, const char *action, uint32_t timeout,
+		  bool force, json_object **out, char *err, size_t errlen)
+{
 	vm_lock(vm);
 	enum vm_state st = vm->state;
 	const char *busy = busy_reason(vm);
 	if (busy) {
+		snprintf(err, errlen, "VM '%s' %s", vm->name, busy);
 		vm_unlock(vm);
-		ret = send_error(q->conn, 409, "VM '%s' %s", vm->name, busy);
-		goto out;
+		return -EBUSY;
 	}
 	enum job_op op;
 	if (!strcmp(action, "start")) {
 		if (active(st) && vm->want_running) {
+			snprintf(err, errlen, "VM '%s' is already %s", vm->name, vm_state_name(st));
 			vm_unlock(vm);
-			ret = send_error(q->conn, 409, "VM '%s' is already %s", vm->name,
-					 vm_state_name(st));
-			goto out;
+			return -EBUSY;
 		}
 		op = JOB_START;
 		vm->restarts = 0;
@@ -926,10 +967,9 @@ static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *v
 		op = active(st) ? JOB_RESTART : JOB_START;
 	} else {
 		if (!active(st) && !vm->want_running) {
+			snprintf(err, errlen, "VM '%s' is not running (%s)", vm->name, vm_state_name(st));
 			vm_unlock(vm);
-			ret = send_error(q->conn, 409, "VM '%s' is not running (%s)", vm->name,
-					 vm_state_name(st));
-			goto out;
+			return -EBUSY;
 		}
 		op = JOB_STOP;
 	}
@@ -947,28 +987,25 @@ static enum MHD_Result vm_action(struct api *a, struct req *q, struct cvmm_vm *v
 	 * after the 202 still knows what was asked. */
 	int rc = vm_save(vm);
 	if (rc < 0) {
-		ret = send_error(q->conn, 500, "VM '%s': cannot write its manifest: %s", vm->name,
-				 strerror(-rc));
-		goto out;
+		snprintf(err, errlen, "VM '%s': cannot write its manifest: %s", vm->name, strerror(-rc));
+		return rc == -EBUSY || rc == -ESHUTDOWN ? -EIO : rc;
 	}
 	struct job *j = job_new(op, vm);
 	j->timeout = timeout;
 	j->force = force;
 	j->intent_saved = true;
 	if ((rc = jobs_submit(d, j)) < 0) {
-		ret = send_error(q->conn, 503, "VM '%s': the daemon is stopping; the request resumes when it starts again", vm->name);
-		goto out;
+		snprintf(err, errlen, "VM '%s': the daemon is stopping; the request resumes when it starts again", vm->name);
+		return -ESHUTDOWN;
 	}
-	json_object *o = vm_snapshot(vm);
+	json_object *o = api_vm_json(vm);
 	/* The state the request leads to (the VM may still finish a stop
 	 * queued before it); "desired" says the same. */
 	json_object_object_add(o, "state",
 			       json_object_new_string(op == JOB_STOP ? (active(st) ? "stopping" : vm_state_name(st))
 								     : "starting"));
-	ret = send_json(q->conn, 202, o);
-out:
-	json_object_put(body);
-	return ret;
+	*out = o;
+	return 0;
 }
 
 /* ---- pause, snapshots, resize (issue 11) ----
@@ -1059,7 +1096,7 @@ static enum MHD_Result vm_pause(struct api *a, struct req *q, struct cvmm_vm *vm
 	json_object_put(body);
 	struct job *j = job_new(pause ? JOB_PAUSE : JOB_RESUME, vm);
 	if (run_waited(a, q, vm, j, &ret))
-		ret = send_json(q->conn, 200, vm_snapshot(vm));
+		ret = send_json(q->conn, 200, api_vm_json(vm));
 	job_unref(j);
 	return ret;
 }
@@ -1081,7 +1118,7 @@ static enum MHD_Result vm_resize(struct api *a, struct req *q, struct cvmm_vm *v
 	j->disk_gb = (uint32_t)json_object_get_int64(v);
 	json_object_put(body);
 	if (run_waited(a, q, vm, j, &ret))
-		ret = send_json(q->conn, 200, vm_snapshot(vm));
+		ret = send_json(q->conn, 200, api_vm_json(vm));
 	job_unref(j);
 	return ret;
 }
@@ -1538,7 +1575,7 @@ static enum MHD_Result route_vm(struct api *a, struct req *q, struct cvmm_vm *vm
 	     del = !strcmp(method, "DELETE");
 	if (!*sub) {
 		if (get)
-			return send_json(q->conn, 200, vm_snapshot(vm));
+			return send_json(q->conn, 200, api_vm_json(vm));
 		if (del)
 			return vm_remove(a, q, vm);
 		return send_error(q->conn, 405, "%s %s: use GET or DELETE", method, url);

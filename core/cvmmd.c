@@ -5,13 +5,36 @@
 #include "config.h"
 #include "daemon.h"
 #include "registry.h"
+#include "sdnotify.h"
 #include "util.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* systemd (Type=notify): READY=1 once every VM was brought back to its
+ * desired state, not when the socket opens: a unit ordered after cvmmd
+ * finds the VMs that should run running (or failed, with a reason). */
+struct ready {
+	struct cvmm_daemon *d;
+	const char *notify_socket;
+};
+
+static void *ready_main(void *arg)
+{
+	struct ready *r = arg;
+	daemon_wait_adopted(r->d);
+	int rc = sdnotify(r->notify_socket, "READY=1\nSTATUS=VMs re-adopted; running");
+	if (rc < 0)
+		log_warn("NOTIFY_SOCKET %s: %s", r->notify_socket, strerror(-rc));
+	else
+		log_info("re-adoption finished: READY=1 sent to systemd");
+	return NULL;
+}
 
 static void usage(FILE *f)
 {
@@ -94,9 +117,15 @@ int main(int argc, char **argv)
 	}
 	log_set_level(log_level_from_name(cfg.log_level) < 0 ? 2 : log_level_from_name(cfg.log_level));
 	signal(SIGPIPE, SIG_IGN);
+	/* Kept from the VMs' processes (QEMU, passt): the socket is ours. Taken
+	 * before any thread runs (setenv is not thread-safe, and the workers
+	 * fork). */
+	char *notify_socket = getenv("NOTIFY_SOCKET") ? strdup(getenv("NOTIFY_SOCKET")) : NULL;
+	unsetenv("NOTIFY_SOCKET");
 	struct cvmm_daemon *d = daemon_new(&cfg, err, sizeof(err));
 	if (!d) {
 		fprintf(stderr, "cvmmd: %s\n", err);
+		free(notify_socket);
 		config_free(&cfg);
 		return 1;
 	}
@@ -104,11 +133,20 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		fprintf(stderr, "cvmmd: %s\n", err);
 		daemon_free(d);
+		free(notify_socket);
 		config_free(&cfg);
 		return rc == -EPROTO || rc == -EINVAL ? 2 : 1;
 	}
 	log_info("cvmmd %s running (config %s, %d workers)", CVMM_VERSION, path, cfg.workers);
+	struct ready ready = {d, notify_socket};
+	pthread_t ready_thread;
+	bool ready_running = notify_socket &&
+			     pthread_create(&ready_thread, NULL, ready_main, &ready) == 0;
 	daemon_run(d);
+	sdnotify(notify_socket, "STOPPING=1");
+	if (ready_running) /* adoption jobs still run until daemon_free stops the pool */
+		pthread_join(ready_thread, NULL);
+	free(notify_socket);
 	daemon_free(d);
 	config_free(&cfg);
 	log_info("cvmmd stopped; VMs keep running");

@@ -455,6 +455,7 @@ struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen
 	pthread_mutex_init(&d->call_lock, NULL);
 	pthread_mutex_init(&d->watch_lock, NULL);
 	pthread_mutex_init(&d->house_lock, NULL);
+	pthread_mutex_init(&d->adopt_lock, NULL);
 	pthread_cond_init(&d->house_cond, NULL);
 	d->cid_used = xzalloc(cfg->cid_pool_size);
 	d->reg = registry_new(d);
@@ -624,12 +625,14 @@ int daemon_start(struct cvmm_daemon *d, char *err, size_t errlen)
 	log_info("%d VMs in %s", r, vmdir);
 	clean_run_dirs(d);
 	d->jobs = jobs_new(d, c->workers);
-	if ((r = api_open(d, err, errlen)) < 0)
+	if (!d->no_api && (r = api_open(d, err, errlen)) < 0)
 		return r;
 	/* Re-adopt what was running; resume what was interrupted, towards each
 	 * VM's desired state (op_adopt). */
 	int n;
 	struct cvmm_vm **vms = daemon_get_vms(d, &n);
+	pthread_mutex_lock(&d->adopt_lock);
+	d->adopting = xzalloc(sizeof(*d->adopting) * (size_t)(n ? n : 1));
 	for (int i = 0; i < n; i++) {
 		struct cvmm_vm *vm = vms[i];
 		vm_lock(vm);
@@ -637,17 +640,23 @@ int daemon_start(struct cvmm_daemon *d, char *err, size_t errlen)
 		bool todo = st == VM_STARTING || st == VM_RUNNING || st == VM_STOPPING || st == VM_PAUSED ||
 			    st == VM_REMOVING || !vm->defined_ok || vm->want_running;
 		vm_unlock(vm);
-		if (todo)
-			jobs_submit(d, job_new(JOB_ADOPT, vm));
+		if (todo) {
+			struct job *j = job_new(JOB_ADOPT, vm);
+			d->adopting[d->n_adopting++] = job_ref(j);
+			jobs_submit(d, j);
+		}
 	}
+	pthread_mutex_unlock(&d->adopt_lock);
 	daemon_put_vms(vms, n);
-	ev_signal_init(&d->sig_int, signal_cb, SIGINT);
-	ev_signal_init(&d->sig_term, signal_cb, SIGTERM);
-	ev_signal_init(&d->sig_hup, signal_cb, SIGHUP);
-	d->sig_int.data = d->sig_term.data = d->sig_hup.data = d;
-	ev_signal_start(d->loop, &d->sig_int);
-	ev_signal_start(d->loop, &d->sig_term);
-	ev_signal_start(d->loop, &d->sig_hup);
+	if (!d->no_signals) { /* an embedder's process: its signals are its own */
+		ev_signal_init(&d->sig_int, signal_cb, SIGINT);
+		ev_signal_init(&d->sig_term, signal_cb, SIGTERM);
+		ev_signal_init(&d->sig_hup, signal_cb, SIGHUP);
+		d->sig_int.data = d->sig_term.data = d->sig_hup.data = d;
+		ev_signal_start(d->loop, &d->sig_int);
+		ev_signal_start(d->loop, &d->sig_term);
+		ev_signal_start(d->loop, &d->sig_hup);
+	}
 	if (pthread_create(&d->house, NULL, house_main, d) == 0)
 		d->house_running = true;
 	return 0;
@@ -656,6 +665,17 @@ int daemon_start(struct cvmm_daemon *d, char *err, size_t errlen)
 void daemon_run(struct cvmm_daemon *d)
 {
 	ev_run(d->loop, 0);
+}
+
+void daemon_wait_adopted(struct cvmm_daemon *d)
+{
+	pthread_mutex_lock(&d->adopt_lock);
+	for (int i = 0; i < d->n_adopting; i++) {
+		job_wait(d, d->adopting[i]);
+		job_unref(d->adopting[i]);
+	}
+	d->n_adopting = 0;
+	pthread_mutex_unlock(&d->adopt_lock);
 }
 
 void daemon_request_stop(struct cvmm_daemon *d)
@@ -702,6 +722,9 @@ void daemon_free(struct cvmm_daemon *d)
 		ev_timer_stop(d->loop, &d->vms[i]->restart_timer);
 		vm_unref(d->vms[i]);
 	}
+	for (int i = 0; i < d->n_adopting; i++)
+		job_unref(d->adopting[i]);
+	free(d->adopting);
 	jobs_free(d->jobs);
 	d->jobs = NULL;
 	ev_check_stop(d->loop, &d->close_check);
@@ -716,6 +739,7 @@ void daemon_free(struct cvmm_daemon *d)
 	pthread_mutex_destroy(&d->call_lock);
 	pthread_mutex_destroy(&d->watch_lock);
 	pthread_mutex_destroy(&d->house_lock);
+	pthread_mutex_destroy(&d->adopt_lock);
 	pthread_cond_destroy(&d->house_cond);
 	events_free(d->events); /* the API, its only reader, is closed */
 	metrics_free(d->metrics);

@@ -69,6 +69,13 @@ struct cvmm_daemon {
 	bool stopping;
 	double started_at;
 
+	/* Set before daemon_start by an embedder (cvmm.h): no API listener,
+	 * no SIGINT/SIGTERM/SIGHUP watchers (the process is the embedder's). */
+	bool no_api, no_signals;
+	/* The re-adoption jobs daemon_start queued, until daemon_wait_adopted. */
+	pthread_mutex_t adopt_lock;
+	struct job **adopting;
+	int n_adopting;
 	/* The live event feed (events.c) and the metrics (metrics.c). */
 	struct events *events;
 	struct metrics *metrics;
@@ -78,6 +85,11 @@ struct cvmm_daemon *daemon_new(struct cvmm_config *cfg, char *err, size_t errlen
 /* Loads plugins, re-adopts VMs, opens the API. */
 int daemon_start(struct cvmm_daemon *d, char *err, size_t errlen);
 void daemon_run(struct cvmm_daemon *d);
+/* Blocks until the re-adoption jobs daemon_start queued have finished
+ * (every VM brought to its desired state: adopted, resumed or undone); any
+ * thread but the loop's, which must run meanwhile (a backend may wait for
+ * its events). systemd's READY=1 is sent after it (cvmmd.c). */
+void daemon_wait_adopted(struct cvmm_daemon *d);
 void daemon_request_stop(struct cvmm_daemon *d);
 void daemon_free(struct cvmm_daemon *d);
 

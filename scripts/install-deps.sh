@@ -25,6 +25,7 @@ libnl-3-dev libnl-route-3-dev dnsmasq-base nftables
 libtirpc3 libtsan2 libasan8 libubsan1
 libpci-dev pci.ids python3-fusepy
 clang libclang-rt-14-dev
+lintian mandoc man-db systemd
 libsecp256k1-dev libssl-dev python3-cryptography
 mmdebstrap xorriso genisoimage grub-pc-bin grub-efi-amd64-bin grub-common mtools
 dosfstools fdisk e2fsprogs openssh-client

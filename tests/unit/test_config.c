@@ -217,14 +217,16 @@ static void test_production_conf_loads(void)
 
 static void test_service_unit(void)
 {
-	FILE *f = fopen(CVMM_SOURCE_DIR "/conf/cvmmd.service", "r");
+	/* The template: the binary's directory is the install's (dist/). */
+	FILE *f = fopen(CVMM_SOURCE_DIR "/conf/cvmmd.service.in", "r");
 	char line[512];
-	int killmode = 0, pre = 0, restart = 0, preserve = 0;
+	int killmode = 0, pre = 0, restart = 0, preserve = 0, notify = 0;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
 	while (fgets(line, sizeof(line), f)) {
 		killmode |= !strcmp(line, "KillMode=process\n");
-		pre |= !strcmp(line, "ExecStartPre=/usr/bin/cvmmd --check-config\n");
+		pre |= !strcmp(line, "ExecStartPre=@CMAKE_INSTALL_FULL_BINDIR@/cvmmd --check-config\n");
+		notify |= !strcmp(line, "Type=notify\n");
 		restart |= !strcmp(line, "Restart=on-failure\n");
 		preserve |= !strcmp(line, "RuntimeDirectoryPreserve=yes\n");
 	}
@@ -233,6 +235,7 @@ static void test_service_unit(void)
 	CU_ASSERT_TRUE(pre);
 	CU_ASSERT_TRUE(restart);
 	CU_ASSERT_TRUE(preserve);
+	CU_ASSERT_TRUE(notify);
 }
 
 /* ---- defaults ------------------------------------------------------------------ */
