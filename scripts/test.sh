@@ -6,8 +6,10 @@
 #     private libvirtd) in the normal build: lifecycle, CLI, network modes,
 #     crash injection (test_crash), fault injection (test_faults);
 #   - against the ASan+UBSan build of cvmmd: lifecycle (both backends),
-#     net_passt and the 60 s stress test;
-#   - against the TSan build of cvmmd: the 60 s stress test.
+#     net_passt and the stress test (30 s);
+#   - against the TSan build of cvmmd: the stress test (30 s);
+#   - every libFuzzer target, 20 s each.
+# Each phase prints how long it took (CI must stay under 40 minutes).
 # The integration runner (tests/integration/run_suite.py) fails a suite that
 # skips a test; on top of that, any "skipped" / "Not Run" in ctest's output
 # fails this script: a test that cannot run here is a failure, never a pass.
@@ -15,7 +17,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
+phase_t0=$SECONDS
+phase() { echo "== [$((SECONDS - phase_t0)) s] $*"; }
+
 scripts/install-deps.sh
+phase "dependencies installed"
+# The Debian guest of integration.cloud (cached by the script's hash; a miss
+# is an mmdebstrap run of several minutes, mostly downloading and
+# unpacking): built in the background while the trees compile.
+debian_log=$(mktemp)
+scripts/build-debian-guest.sh >"$debian_log" 2>&1 &
+debian_pid=$!
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCVMM_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCVMM_SANITIZE=ON -DCVMM_WERROR=ON >/dev/null
@@ -23,9 +35,7 @@ cmake --build build-asan -j"$jobs"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCVMM_TSAN=ON >/dev/null
 cmake --build build-tsan -j"$jobs"
 scripts/build-test-guest.sh
-# The Debian guest of integration.cloud (cached by the script's hash; a
-# miss is an mmdebstrap run, several minutes).
-scripts/build-debian-guest.sh >/dev/null
+phase "built (normal, ASan+UBSan, TSan) and the tiny guest"
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -44,17 +54,29 @@ run() {
 }
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+phase "unit tests under ASan+UBSan"
 run "unit tests under ASan+UBSan" build-asan -L unit
 unset ASAN_OPTIONS UBSAN_OPTIONS
 # The harness gives an ASan cvmmd its environment (tests/integration/
 # harness.py, daemon_env: libtirpc preloaded for backend-libvirt).
-run "integration under ASan+UBSan: lifecycle (qemu, libvirt), net_passt, stress" build-asan \
+phase "integration under ASan+UBSan"
+CVMM_STRESS_SECONDS=30 run "integration under ASan+UBSan: lifecycle (qemu, libvirt), net_passt, stress" build-asan \
 	-R '^integration\.(lifecycle|net_passt|stress)$'
-CVMM_STRESS_SECONDS=60 run "stress under TSan" build-tsan -R '^integration\.stress$'
-# libFuzzer targets (tests/fuzz, clang): 30 s each on their seed corpora.
-echo "== fuzzing: every target 30 s"
-scripts/fuzz.sh 30
+phase "stress under TSan"
+CVMM_STRESS_SECONDS=30 run "stress under TSan" build-tsan -R '^integration\.stress$'
+# libFuzzer targets (tests/fuzz, clang): 20 s each on their seed corpora.
+phase "fuzzing: every target 20 s"
+scripts/fuzz.sh 20
+phase "waiting for the Debian guest's build"
+if ! wait "$debian_pid"; then
+	echo "FAILED: scripts/build-debian-guest.sh:" >&2
+	tail -40 "$debian_log" >&2
+	exit 1
+fi
+rm -f "$debian_log"
 # lifecycle, net_passt and stress ran above against the sanitized daemons;
 # everything else runs here.
+phase "all tests"
 run "all tests (unit + integration, crash and fault injection included)" build -E '^integration\.(stress|lifecycle|net_passt)$'
+phase "done"
 

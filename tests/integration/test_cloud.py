@@ -3,8 +3,8 @@ packages (scripts/build-debian-guest.sh, cached), booted under TCG through
 cvmm.
 
   - as a partitioned disk with its own GRUB, made an image with `cvmm image
-    import --firmware bios|uefi --cloud-init`: booted by SeaBIOS (QEMU and
-    libvirt backends) and by OVMF with the VM's own variable store;
+    import --firmware bios|uefi --cloud-init`: booted by SeaBIOS (QEMU
+    backend) and by OVMF with the VM's own variable store (libvirt backend);
   - with cloud-init (plugin cloud-init): over SSH through a mapped port, with
     a key made here, the guest has the hostname, the user (with sudo) and
     the address asked for; a restart hands it the same seed and cloud-init
@@ -139,22 +139,12 @@ class CloudTest(unittest.TestCase):
         return vm, m
 
 
-class BiosBootLibvirt(CloudTest):
-    """The imported disk booted by SeaBIOS through libvirt (CloudInitSsh
-    boots it on the QEMU backend)."""
-    backend = "libvirt"
-
-    def test_bios_disk_boots_and_runs_cloud_init(self):
-        self.import_image("deb-bios", "bios")
-        vm, m = self.boot_marker("deb-bios", "bios1")
-        self.assertEqual(m.groups(), ("bios1", "no"))
-        self.d.api("DELETE", "/v1/vms/deb-bios")
-        wait_for(lambda: self.d.vm("deb-bios") is None, 120, "deb-bios removed")
-
-
 class UefiBoot(CloudTest):
     """The same disk booted by OVMF, with a variable store of the VM's own,
-    made at define and gone with the VM."""
+    made at define and gone with the VM: on the libvirt backend (CloudInitSsh
+    boots the disk by SeaBIOS on the QEMU backend; one boot per backend
+    keeps the suite within CI's time)."""
+    backend = "libvirt"
 
     def test_uefi_disk_boots_with_own_vars(self):
         self.import_image("deb-uefi", "uefi")
