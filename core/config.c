@@ -522,8 +522,11 @@ static const char *const cvm_keys[] = {
     "backend",      "max_allocable_vcpu", "max_allocable_memory_in_mb", "hook_timeout",
     "cid_start",    "cid_pool_size",      "networking",
     "port_mapping", "auto_restart",       "gpu",
+    "channel",      "agent",
     NULL,
 };
+static const char *const chan_keys[] = {"enabled", "reader", NULL};
+static const char *const agent_keys[] = {"unresponsive_after", "restart_unresponsive", NULL};
 static const char *const pm_keys[] = {"enabled", "address", "range", NULL};
 static const char *const range_keys[] = {"protocol", "from", "to", NULL};
 static const char *const ar_keys[] = {
@@ -742,6 +745,33 @@ static int load_auto_restart(struct loader *L, const config_setting_t *cvm)
 	return 0;
 }
 
+/* The guest channel and what the daemon makes of the agent's heartbeats. */
+static int load_channel(struct loader *L, const config_setting_t *cvm)
+{
+	struct cvmm_config *c = L->c;
+	config_setting_t *g;
+	const char *v = NULL;
+	int rc;
+
+	c->chan_enabled = true;
+	c->agent_unresponsive = 30;
+	c->agent_restart = false;
+	if ((rc = opt_group(L, cvm, "channel", &g)) < 0 || (rc = check_keys(L, g, chan_keys)) ||
+	    (rc = opt_bool(L, g, "enabled", &c->chan_enabled)) < 0 ||
+	    (rc = opt_string(L, g, "reader", false, &v)) < 0)
+		return rc;
+	if (v && (rc = set_path(L, &c->chan_reader, v)) < 0)
+		return rc;
+	if ((rc = opt_group(L, cvm, "agent", &g)) < 0 || (rc = check_keys(L, g, agent_keys)) ||
+	    (rc = opt_seconds(L, g, "unresponsive_after", &c->agent_unresponsive)) < 0 ||
+	    (rc = opt_bool(L, g, "restart_unresponsive", &c->agent_restart)) < 0)
+		return rc;
+	if (c->agent_unresponsive <= 0)
+		return fail(L, member(g, "unresponsive_after"), "must be more than 0 seconds, got %g",
+		            c->agent_unresponsive);
+	return 0;
+}
+
 static int load_cvm(struct loader *L, const config_setting_t *root)
 {
 	struct cvmm_config *c = L->c;
@@ -792,7 +822,7 @@ static int load_cvm(struct loader *L, const config_setting_t *root)
 	c->cid_pool_size = (uint32_t)size;
 
 	if ((rc = load_networking(L, cvm)) < 0 || (rc = load_port_mapping(L, cvm)) < 0 ||
-	    (rc = load_auto_restart(L, cvm)) < 0)
+	    (rc = load_auto_restart(L, cvm)) < 0 || (rc = load_channel(L, cvm)) < 0)
 		return rc;
 	/* Owned by the GPU plugin (the registry refuses it while none reads it). */
 	return opt_group(L, cvm, "gpu", &gpu) < 0 ? -EINVAL : 0;
@@ -1261,6 +1291,7 @@ void config_free(struct cvmm_config *c)
 	free(c->log_level);
 	free(c->node_name);
 	free(c->default_backend);
+	free(c->chan_reader);
 	free(c->net_mode);
 	free(c->pm_address);
 	for (i = 0; i < CVMM_MAX_TOKENS; i++) {

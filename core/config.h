@@ -66,6 +66,12 @@ struct cvmm_config {
 	double ar_max_backoff;     /* default 60 s */
 	double ar_reset_window;    /* default 300 s: running this long resets the count */
 
+	/* cvm.channel and cvm.agent (the guest channel, channel.c) */
+	bool chan_enabled;          /* default true */
+	char *chan_reader;          /* cvm.channel.reader; NULL: cvmm-chanreader beside cvmmd */
+	double agent_unresponsive;  /* cvm.agent.unresponsive_after, default 30 s */
+	bool agent_restart;         /* cvm.agent.restart_unresponsive, default false */
+
 	/* auth */
 	bool auth_enabled;
 	int n_tokens;

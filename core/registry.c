@@ -47,6 +47,7 @@ void registry_free(struct registry *r)
 	free(r->backends);
 	free(r->netmodes);
 	free(r->hooks);
+	free(r->chans);
 	for (int i = 0; i < r->n_read_keys; i++)
 		free(r->read_keys[i]);
 	free(r->read_keys);
@@ -181,6 +182,11 @@ static void drop_registrations(struct registry *r, struct cvmm_plugin *p)
 		if (r->routes[i].plugin != p)
 			r->routes[j++] = r->routes[i];
 	r->n_routes = j;
+	j = 0;
+	for (int i = 0; i < r->n_chans; i++)
+		if (r->chans[i].plugin != p)
+			r->chans[j++] = r->chans[i];
+	r->n_chans = j;
 }
 
 int registry_load(struct registry *r, const char *path, const char *name, char *err, size_t errlen)
@@ -535,9 +541,13 @@ static int h_error(cvmm_plugin *p, cvmm_vm *vm, int err, const char *fmt, ...)
 	if (vm) {
 		/* The first error of a job is the cause; later ones are fallout. */
 		vm_lock(vm);
-		if (vm->errbuf && !vm->errbuf[0])
+		bool job = vm->errbuf != NULL;
+		if (job && !vm->errbuf[0])
 			str_copy(vm->errbuf, VM_ERRBUF_LEN, msg);
 		vm_unlock(vm);
+		/* Outside a job (a guest channel request): to the caller's buffer. */
+		if (!job && call_err && !call_err[0])
+			str_copy(call_err, call_errlen, msg);
 		log_error("%s: VM '%s': %s", p ? p->name : "plugin", vm->name, msg);
 	} else if (call_err) {
 		if (!call_err[0])
@@ -702,6 +712,31 @@ static int h_register_route(cvmm_plugin *p, const char *method, const char *path
 	str_copy(rt->method, sizeof(rt->method), method);
 	str_copy(rt->path, sizeof(rt->path), path);
 	return 0;
+}
+
+static int h_register_channel_handler(cvmm_plugin *p, const char *request, reg_chan_fn fn,
+				      void *data)
+{
+	struct registry *r = p->reg;
+	if (r->loading != p)
+		return -EPERM;
+	if (!fn || !request || !ident_ok(request, sizeof(r->chans[0].request)))
+		return -EINVAL;
+	if (registry_channel_handler(r, request))
+		return -EEXIST;
+	r->chans = realloc(r->chans, sizeof(*r->chans) * (r->n_chans + 1));
+	struct reg_chan_handler *h = &r->chans[r->n_chans++];
+	*h = (struct reg_chan_handler){.fn = fn, .data = data, .plugin = p};
+	str_copy(h->request, sizeof(h->request), request);
+	return 0;
+}
+
+struct reg_chan_handler *registry_channel_handler(struct registry *r, const char *request)
+{
+	for (int i = 0; i < r->n_chans; i++)
+		if (!strcmp(r->chans[i].request, request))
+			return &r->chans[i];
+	return NULL;
 }
 
 struct reg_route *registry_route(struct registry *r, const char *method, const char *path)
@@ -1050,6 +1085,7 @@ static const struct cvmm_host_api host_api = {
 	.vm_request_field = h_vm_request_field,
 	.register_info = h_register_info,
 	.register_route = h_register_route,
+	.register_channel_handler = h_register_channel_handler,
 };
 
 const struct cvmm_host_api *registry_host_api(void)

@@ -424,6 +424,8 @@ struct json_object *spec_to_json(const struct cvmm_launch_spec *s)
 		json_object_object_add(o, "cid", json_object_new_int64(s->cid));
 	add_str(o, "serial_log", s->serial_log);
 	add_str(o, "run_dir", s->run_dir);
+	add_str(o, "channel_name", s->channel_name);
+	add_str(o, "channel_path", s->channel_path);
 	if (s->serial_log_max)
 		json_object_object_add(o, "serial_log_max",
 				       json_object_new_int64((int64_t)s->serial_log_max));
@@ -695,6 +697,8 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 	    (r = j_str(&c, o, "bios", p->bios, sizeof(p->bios))) || (r = j_u32(&c, o, "cid", &p->cid)) ||
 	    (r = j_str(&c, o, "serial_log", p->serial_log, sizeof(p->serial_log))) ||
 	    (r = j_str(&c, o, "run_dir", p->run_dir, sizeof(p->run_dir))) ||
+	    (r = j_str(&c, o, "channel_name", p->channel_name, sizeof(p->channel_name))) ||
+	    (r = j_str(&c, o, "channel_path", p->channel_path, sizeof(p->channel_path))) ||
 	    (r = j_u64(&c, o, "serial_log_max", &p->serial_log_max)))
 		goto out;
 	json_object *a;

@@ -233,6 +233,13 @@ struct cvmm_launch_spec {
 	const struct cvmm_spec_hostdev *const *hostdevs;
 	uint32_t n_pcie;
 	const struct cvmm_spec_pcie *const *pcie; /* parents before children */
+	/* Added in 1.2: the guest channel (README "Guest channel"), set by the
+	 * core. A virtio-serial port named channel_name whose host end is a
+	 * unix stream socket at channel_path that the hypervisor listens on
+	 * (the daemon connects to it); "" = no channel. The vsock side needs
+	 * no device of its own: it is the vhost-vsock device of cid. */
+	char channel_name[64];
+	char channel_path[256];
 };
 
 /* ---- Ops tables a plugin registers. ---------------------------------- */
@@ -429,6 +436,19 @@ struct cvmm_host_api {
 	int (*register_route)(cvmm_plugin *p, const char *method, const char *path,
 			      int (*fn)(void *data, const char *body, char *buf, size_t len),
 			      void *data);
+	/* Added in 1.2: answers a request type of the guest channel (e.g.
+	 * "GetSealingKey"). From the entry point only; one plugin per type.
+	 * fn runs on a thread of its own, bounded by cvm.hook_timeout, with
+	 * the request's parameters as JSON text that the channel's reader
+	 * validated (GetSealingKey: {"quote": "<hex>"}, at most 1 MiB); the
+	 * VM is the one whose channel the request came on, never one the
+	 * guest named. It writes a JSON answer into buf and returns its
+	 * length, or a negative errno with the reason through host->error,
+	 * which the guest receives as the request's error. */
+	int (*register_channel_handler)(cvmm_plugin *p, const char *request,
+					int (*fn)(void *data, cvmm_vm *vm, const char *params,
+						  char *buf, size_t len),
+					void *data);
 };
 
 /* Added in 1.2: whether the host's table has a slot (it is as large as the
