@@ -13,6 +13,8 @@
  *                             a flood of valid ones for cvmm.agent_flood_s
  *                             seconds (default 20), then heartbeats again
  *   cvmm.agent_spoof=NAME     the VM name the spoofed messages claim
+ *   cvmm.agent_poweroff_after=N  after N heartbeats, say "powering off"
+ *                             (shutdown.progress) and power the guest off
  * Without options it needs none: `cvmm-agent` (or `cvmm-agent -f` to stay in
  * the foreground; it forks to the background otherwise).
  */
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysinfo.h>
@@ -294,6 +297,7 @@ int main(int argc, char **argv)
 	}
 	long interval = cmdline_long("cvmm.agent_interval", 5);
 	long stop_after = cmdline_long("cvmm.agent_stop_after", -1);
+	long poweroff_after = cmdline_long("cvmm.agent_poweroff_after", -1);
 	if (interval < 1)
 		interval = 1;
 	notify("boot.progress", "cvmm-agent started");
@@ -318,6 +322,14 @@ int main(int argc, char **argv)
 		flood();
 	for (long seq = 1;; seq++) {
 		heartbeat(seq);
+		if (poweroff_after >= 0 && seq >= poweroff_after) {
+			notify("shutdown.progress", "powering off");
+			logmsg("powering off after %ld heartbeats (cvmm.agent_poweroff_after)", seq);
+			sleep(1); /* the host reads it before the VM is gone */
+			sync();
+			reboot(RB_POWER_OFF);
+			return 1;
+		}
 		if (stop_after >= 0 && seq >= stop_after) {
 			logmsg("stopping after %ld heartbeats (cvmm.agent_stop_after)", seq);
 			return 0;
