@@ -720,8 +720,12 @@ static int h_register_channel_handler(cvmm_plugin *p, const char *request, reg_c
 	struct registry *r = p->reg;
 	if (r->loading != p)
 		return -EPERM;
-	if (!fn || !request || !ident_ok(request, sizeof(r->chans[0].request)))
+	if (!fn || !request)
 		return -EINVAL;
+	/* Only requests the channel's reader passes on can reach a handler
+	 * (Info and Notify are the core's own). */
+	if (strcmp(request, "GetSealingKey"))
+		return -ENOTSUP;
 	if (registry_channel_handler(r, request))
 		return -EEXIST;
 	r->chans = realloc(r->chans, sizeof(*r->chans) * (r->n_chans + 1));

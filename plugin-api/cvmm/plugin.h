@@ -437,7 +437,8 @@ struct cvmm_host_api {
 			      int (*fn)(void *data, const char *body, char *buf, size_t len),
 			      void *data);
 	/* Added in 1.2: answers a request type of the guest channel (e.g.
-	 * "GetSealingKey"). From the entry point only; one plugin per type.
+	 * "GetSealingKey", the one type a plugin may answer today; another
+	 * gets -ENOTSUP). From the entry point only; one plugin per type.
 	 * fn runs on a thread of its own, bounded by cvm.hook_timeout, with
 	 * the request's parameters as JSON text that the channel's reader
 	 * validated (GetSealingKey: {"quote": "<hex>"}, at most 1 MiB); the
