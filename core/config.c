@@ -527,9 +527,11 @@ static const char *const cvm_keys[] = {
     "cid_start",    "cid_pool_size",      "networking",
     "port_mapping", "auto_restart",       "gpu",                "host_cpus",
     "tls_cert",     "tls_key",            "unix_sock_group", "unix_sock_mode",
-    "metrics_public",
+    "metrics_public", "channel",          "agent",
     NULL,
 };
+static const char *const chan_keys[] = {"enabled", "reader", NULL};
+static const char *const agent_keys[] = {"unresponsive_after", "restart_unresponsive", NULL};
 static const char *const pm_keys[] = {"enabled", "address", "range", NULL};
 static const char *const range_keys[] = {"protocol", "from", "to", NULL};
 static const char *const ar_keys[] = {
@@ -889,6 +891,33 @@ static int load_listener(struct loader *L, const config_setting_t *root,
 	return check_tls_pair(L, cert_s, key_s);
 }
 
+/* The guest channel and what the daemon makes of the agent's heartbeats. */
+static int load_channel(struct loader *L, const config_setting_t *cvm)
+{
+	struct cvmm_config *c = L->c;
+	config_setting_t *g;
+	const char *v = NULL;
+	int rc;
+
+	c->chan_enabled = true;
+	c->agent_unresponsive = 30;
+	c->agent_restart = false;
+	if ((rc = opt_group(L, cvm, "channel", &g)) < 0 || (rc = check_keys(L, g, chan_keys)) ||
+	    (rc = opt_bool(L, g, "enabled", &c->chan_enabled)) < 0 ||
+	    (rc = opt_string(L, g, "reader", false, &v)) < 0)
+		return rc;
+	if (v && (rc = set_path(L, &c->chan_reader, v)) < 0)
+		return rc;
+	if ((rc = opt_group(L, cvm, "agent", &g)) < 0 || (rc = check_keys(L, g, agent_keys)) ||
+	    (rc = opt_seconds(L, g, "unresponsive_after", &c->agent_unresponsive)) < 0 ||
+	    (rc = opt_bool(L, g, "restart_unresponsive", &c->agent_restart)) < 0)
+		return rc;
+	if (c->agent_unresponsive <= 0)
+		return fail(L, member(g, "unresponsive_after"), "must be more than 0 seconds, got %g",
+		            c->agent_unresponsive);
+	return 0;
+}
+
 static int load_cvm(struct loader *L, const config_setting_t *root)
 {
 	struct cvmm_config *c = L->c;
@@ -941,7 +970,8 @@ static int load_cvm(struct loader *L, const config_setting_t *root)
 		return rc;
 
 	if ((rc = load_networking(L, cvm)) < 0 || (rc = load_port_mapping(L, cvm)) < 0 ||
-	    (rc = load_auto_restart(L, cvm)) < 0 || (rc = load_listener(L, root, cvm)) < 0)
+	    (rc = load_auto_restart(L, cvm)) < 0 || (rc = load_listener(L, root, cvm)) < 0 ||
+	    (rc = load_channel(L, cvm)) < 0)
 		return rc;
 	/* Owned by the GPU plugin (the registry refuses them while none reads
 	 * them; it parses the CPU list). */
@@ -1414,6 +1444,7 @@ void config_free(struct cvmm_config *c)
 	free(c->log_level);
 	free(c->node_name);
 	free(c->default_backend);
+	free(c->chan_reader);
 	free(c->net_mode);
 	free(c->pm_address);
 	free(c->tls_cert);

@@ -76,6 +76,11 @@ struct cvmm_config {
 	 * cvm.unix_sock_mode (default 0660), applied to the socket at bind. */
 	long unix_sock_gid;
 	unsigned unix_sock_mode;
+	/* cvm.channel and cvm.agent (the guest channel, channel.c) */
+	bool chan_enabled;          /* default true */
+	char *chan_reader;          /* cvm.channel.reader; NULL: cvmm-chanreader beside cvmmd */
+	double agent_unresponsive;  /* cvm.agent.unresponsive_after, default 30 s */
+	bool agent_restart;         /* cvm.agent.restart_unresponsive, default false */
 
 	/* auth */
 	bool auth_enabled;

@@ -3,6 +3,7 @@
  * threads own lifecycle jobs; d->lock guards what both read.
  */
 #include "daemon.h"
+#include "channel.h"
 #include "api.h"
 #include "events.h"
 #include "job.h"
@@ -703,8 +704,12 @@ void daemon_free(struct cvmm_daemon *d)
 	if (d->jobs) {
 		jobs_stop(d->jobs);
 		vms = daemon_get_vms(d, &n);
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n; i++) {
 			jobs_drain(d->jobs, vms[i]);
+			/* The VMs keep running; their channels resume at the next
+			 * start's adoption. */
+			channel_detach(vms[i]);
+		}
 		daemon_put_vms(vms, n);
 	}
 	api_close(d);

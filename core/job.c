@@ -12,6 +12,7 @@
  * its next start and resumes (daemon.c, op_adopt).
  */
 #include "job.h"
+#include "channel.h"
 #include "daemon.h"
 #include "image.h"
 #include "metrics.h"
@@ -642,6 +643,7 @@ static int build_spec(struct cvmm_daemon *d, struct cvmm_vm *vm, struct cvmm_spe
 	char name_arg[128];
 	snprintf(name_arg, sizeof(name_arg), "cvmm.name=%s", vm->name);
 	spec_append_cmdline(s, name_arg);
+	channel_spec(d, vm, s);
 	rc = prepare_disk(d, vm, &img, s, dry);
 	if (rc == 0)
 		rc = prepare_volumes(vm, s, dry);
@@ -711,6 +713,7 @@ static struct reg_backend *backend_of(struct cvmm_daemon *d, struct cvmm_vm *vm)
 /* Everything after the VM's process is gone: the undo of the boot. */
 static void teardown_boot(struct cvmm_daemon *d, struct cvmm_vm *vm)
 {
+	channel_detach(vm);
 	stage_undo(d, vm, CVMM_EV_PRE_START, NULL, 0, 0);
 	stage_undo(d, vm, CVMM_EV_PREPARE, NULL, 0, 0);
 	struct reg_backend *b = registry_backend(d->reg, vm->backend);
@@ -795,6 +798,7 @@ static int op_start(struct cvmm_daemon *d, struct job *j)
 		goto fail_launch;
 	}
 	spec_free(spec);
+	channel_attach(d, vm);
 	/* Write 2 of 2: running, with the pid and what plugins saved. */
 	set_state(vm, VM_RUNNING, "", true);
 	return 0;
@@ -878,6 +882,15 @@ static bool plan_restart(struct cvmm_daemon *d, struct cvmm_vm *vm)
 {
 	struct cvmm_config *c = d->cfg;
 	vm_lock(vm);
+	if (vm->guest.poweroff && vm->want_running && vm->state == VM_EXITED) {
+		/* The guest said it was powering off: its exit was meant (dstack's
+		 * shutdown.progress "powering off"). */
+		vm->want_running = false;
+		vm_unlock(vm);
+		vm_event(vm, "auto-restart", "not restarted: the guest reported powering off");
+		vm_save(vm);
+		return true;
+	}
 	if (!c->ar_enabled || !vm->want_running || vm->removing ||
 	    (vm->state != VM_EXITED && vm->state != VM_FAILED)) {
 		vm_unlock(vm);
@@ -1155,6 +1168,7 @@ static int op_adopt(struct cvmm_daemon *d, struct job *j)
 			vm_event(vm, "adopt", "re-adopted after a daemon restart (pid %d)", pid);
 			if (is_up(st) && want) {
 				adopt_paused(d, vm, st);
+				channel_attach(d, vm);
 				return 0;
 			}
 			/* An interrupted stop finishes; an interrupted start is undone. */

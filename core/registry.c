@@ -48,6 +48,7 @@ void registry_free(struct registry *r)
 	free(r->netmodes);
 	free(r->hooks);
 	free(r->checks);
+	free(r->chans);
 	for (int i = 0; i < r->n_read_keys; i++)
 		free(r->read_keys[i]);
 	free(r->read_keys);
@@ -187,6 +188,10 @@ static void drop_registrations(struct registry *r, struct cvmm_plugin *p)
 		if (r->checks[i].plugin != p)
 			r->checks[j++] = r->checks[i];
 	r->n_checks = j;
+	for (int i = 0; i < r->n_chans; i++)
+		if (r->chans[i].plugin != p)
+			r->chans[j++] = r->chans[i];
+	r->n_chans = j;
 }
 
 int registry_load(struct registry *r, const char *path, const char *name, char *err, size_t errlen)
@@ -541,9 +546,13 @@ static int h_error(cvmm_plugin *p, cvmm_vm *vm, int err, const char *fmt, ...)
 	if (vm) {
 		/* The first error of a job is the cause; later ones are fallout. */
 		vm_lock(vm);
-		if (vm->errbuf && !vm->errbuf[0])
+		bool job = vm->errbuf != NULL;
+		if (job && !vm->errbuf[0])
 			str_copy(vm->errbuf, VM_ERRBUF_LEN, msg);
 		vm_unlock(vm);
+		/* Outside a job (a guest channel request): to the caller's buffer. */
+		if (!job && call_err && !call_err[0])
+			str_copy(call_err, call_errlen, msg);
 		log_error("%s: VM '%s': %s", p ? p->name : "plugin", vm->name, msg);
 	} else if (call_err) {
 		if (!call_err[0])
@@ -723,6 +732,35 @@ static int h_register_route(cvmm_plugin *p, const char *method, const char *path
 	str_copy(rt->method, sizeof(rt->method), method);
 	str_copy(rt->path, sizeof(rt->path), path);
 	return 0;
+}
+
+static int h_register_channel_handler(cvmm_plugin *p, const char *request, reg_chan_fn fn,
+				      void *data)
+{
+	struct registry *r = p->reg;
+	if (r->loading != p)
+		return -EPERM;
+	if (!fn || !request)
+		return -EINVAL;
+	/* Only requests the channel's reader passes on can reach a handler
+	 * (Info and Notify are the core's own). */
+	if (strcmp(request, "GetSealingKey"))
+		return -ENOTSUP;
+	if (registry_channel_handler(r, request))
+		return -EEXIST;
+	r->chans = realloc(r->chans, sizeof(*r->chans) * (r->n_chans + 1));
+	struct reg_chan_handler *h = &r->chans[r->n_chans++];
+	*h = (struct reg_chan_handler){.fn = fn, .data = data, .plugin = p};
+	str_copy(h->request, sizeof(h->request), request);
+	return 0;
+}
+
+struct reg_chan_handler *registry_channel_handler(struct registry *r, const char *request)
+{
+	for (int i = 0; i < r->n_chans; i++)
+		if (!strcmp(r->chans[i].request, request))
+			return &r->chans[i];
+	return NULL;
 }
 
 struct reg_route *registry_route(struct registry *r, const char *method, const char *path)
@@ -1169,6 +1207,7 @@ static const struct cvmm_host_api host_api = {
 	.spec_set_confidential = h_spec_set_confidential,
 	.register_check = h_register_check,
 	.vm_nic_info = h_vm_nic_info,
+	.register_channel_handler = h_register_channel_handler,
 };
 
 const struct cvmm_host_api *registry_host_api(void)

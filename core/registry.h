@@ -83,6 +83,15 @@ struct reg_check {
 	struct cvmm_plugin *plugin;
 };
 
+/* Added in ABI 1.2: a plugin's answer to a guest channel request. */
+typedef int (*reg_chan_fn)(void *data, cvmm_vm *vm, const char *params, char *buf, size_t len);
+struct reg_chan_handler {
+	char request[32];
+	reg_chan_fn fn;
+	void *data;
+	struct cvmm_plugin *plugin;
+};
+
 struct registry {
 	struct cvmm_daemon *d;
 	struct cvmm_plugin **plugins;
@@ -101,6 +110,8 @@ struct registry {
 	int n_routes;
 	struct reg_check *checks;
 	int n_checks;
+	struct reg_chan_handler *chans;
+	int n_chans;
 	struct cvmm_plugin *loading; /* the plugin whose entry point runs */
 	struct cvmm_plugin *starting; /* the plugin whose DAEMON_START hook runs */
 	/* Every key a plugin looked up while its entry point ran, as an
@@ -141,6 +152,8 @@ const struct cvmm_host_api *registry_host_api(void);
 struct reg_field *registry_field(struct registry *r, const char *name);
 struct reg_route *registry_route(struct registry *r, const char *method, const char *path);
 struct reg_route *registry_vm_route(struct registry *r, const char *method, const char *sub);
+/* The plugin answering guest channel request type `request`, or NULL. */
+struct reg_chan_handler *registry_channel_handler(struct registry *r, const char *request);
 /* Runs a plugin's route or info call; a message the plugin reports with
  * host->error(p, NULL, ...) meanwhile lands in err. */
 void registry_call_begin(char *err, size_t errlen);

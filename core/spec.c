@@ -467,6 +467,8 @@ struct json_object *spec_to_json(const struct cvmm_launch_spec *s)
 		json_object_object_add(o, "cid", json_object_new_int64(s->cid));
 	add_str(o, "serial_log", s->serial_log);
 	add_str(o, "run_dir", s->run_dir);
+	add_str(o, "channel_name", s->channel_name);
+	add_str(o, "channel_path", s->channel_path);
 	if (s->serial_log_max)
 		json_object_object_add(o, "serial_log_max",
 				       json_object_new_int64((int64_t)s->serial_log_max));
@@ -741,7 +743,9 @@ int spec_from_json(struct json_object *o, struct cvmm_spec **out, char *err, siz
 	    (r = j_u64(&c, o, "serial_log_max", &p->serial_log_max)) ||
 	    (r = j_enum(&c, o, "firmware", firmwares, ARRAY_SIZE(firmwares), &p->firmware)) ||
 	    (r = j_str(&c, o, "firmware_code", p->firmware_code, sizeof(p->firmware_code))) ||
-	    (r = j_str(&c, o, "firmware_vars", p->firmware_vars, sizeof(p->firmware_vars))))
+	    (r = j_str(&c, o, "firmware_vars", p->firmware_vars, sizeof(p->firmware_vars))) ||
+	    (r = j_str(&c, o, "channel_name", p->channel_name, sizeof(p->channel_name))) ||
+	    (r = j_str(&c, o, "channel_path", p->channel_path, sizeof(p->channel_path))))
 		goto out;
 	json_object *a;
 	if ((a = j_array(o, "disks")))

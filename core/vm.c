@@ -4,6 +4,7 @@
  * reserved or written.
  */
 #include "vm.h"
+#include "channel.h"
 #include "daemon.h"
 #include "events.h"
 #include "image.h"
@@ -700,7 +701,7 @@ const char *const vm_api_fields[] = {"id",        "name",     "image",   "backen
                                      "memory_mb", "disk_gb",  "cid",     "networks",     "ports",
                                      "created",   "nics",     "state",   "reason",       "desired",
                                      "pid",       "restarts", "started", "next_restart", "fields",
-                                     "volumes",   NULL};
+                                     "volumes",   "guest",    NULL};
 
 /* fields: NULL for all, else a comma-separated list (checked by the caller). */
 static bool want(const char *fields, const char *key)
@@ -883,6 +884,8 @@ void vm_write_api_members(struct cvmm_vm *vm, struct jw *w, const char *f)
 		jw_kdouble(w, "started", vm->started);
 	if (vm->next_restart > 0 && want(f, "next_restart"))
 		jw_kdouble(w, "next_restart", vm->next_restart);
+	if (want(f, "guest"))
+		channel_write_api(vm, w);
 }
 
 static json_object *parse_written(struct jw *w)

@@ -138,6 +138,20 @@ struct cvmm_vm {
 	/* Restarts since the daemon started, for the metrics: guarded by
 	 * vm->lock. */
 	uint64_t restarts_auto, restarts_requested;
+	/* The guest channel (channel.c). chan: guarded by vm->lock; the
+	 * channel's thread is its only writer of guest, under vm->lock. */
+	struct chan *chan;
+	struct vm_guest {
+		bool connected;       /* the channel's reader runs */
+		char agent[16];       /* "" (never heard), "ready", "unresponsive" */
+		double hello_at, last_heartbeat;
+		uint64_t heartbeats, dropped, refused;
+		char boot_progress[256], boot_error[256], shutdown_progress[256];
+		char heartbeat[1024]; /* the last heartbeat's payload (JSON) */
+		char hello[1024];     /* the agent's phone-home payload (JSON) */
+		char instance_info[3200]; /* JSON */
+		bool poweroff; /* it said "powering off": its exit is not restarted */
+	} guest;
 };
 
 #define vm_lock(vm) pthread_mutex_lock(&(vm)->lock)

@@ -33,6 +33,11 @@
 #   cvmm.ip=IFACE:ADDR/PREFIX[:GATEWAY]  static address, no DHCP on IFACE
 #                                        (may be given once per interface)
 #   cvmm.dns=ADDR[,ADDR...]              resolvers for static setups
+#   cvmm.agent_*=...                     options of cvmm-agent (agent/cvmm-agent.c)
+# /init starts cvmm-agent (built here from agent/cvmm-agent.c, static, with
+# musl-gcc if installed, else gcc and glibc) in the background once the
+# modules are loaded; it talks to the daemon over the guest channel and logs
+# to /run/cvmm-agent.log, never to the console.
 set -euo pipefail
 
 prog=build-test-guest
@@ -63,6 +68,10 @@ DISK_SIZE=64M
 # modules.dep; anything built into the kernel is skipped).
 MODULES="virtio_pci virtio_net virtio_blk virtio_console button evdev"
 
+agent_src=$(dirname "$(readlink -f "$0")")/../agent/cvmm-agent.c
+[ -f "$agent_src" ] || die "no $agent_src"
+agent_cc=$(command -v musl-gcc || command -v "${CC:-gcc}" || true)
+[ -n "$agent_cc" ] || die "no C compiler for cvmm-agent (musl-gcc or gcc)"
 for t in apt-get apt-cache dpkg-deb cpio gzip qemu-img depmod modprobe sha256sum; do
     command -v "$t" >/dev/null 2>&1 || die "$t not found (run scripts/install-deps.sh)"
 done
@@ -148,7 +157,7 @@ bdeb=$(fetch "$BUSYBOX_PKG") || { apt_update; print_uris; bdeb=$(fetch "$BUSYBOX
 
 # --- up to date? -----------------------------------------------------------
 
-stamp="$(basename "$kdeb") $(basename "$bdeb") $(sha256sum "$self" | cut -d' ' -f1)"
+stamp="$(basename "$kdeb") $(basename "$bdeb") $(sha256sum "$self" | cut -d' ' -f1) $(sha256sum "$agent_src" | cut -d' ' -f1)"
 up_to_date() {
     local f
     [ "$(cat "$image/.build-inputs" 2>/dev/null)" = "$stamp" ] || return 1
@@ -240,6 +249,10 @@ cp "$kmods"/modules.order "$kmods"/modules.builtin "$root/lib/modules/$kver/" 2>
 touch "$root/lib/modules/$kver/modules.builtin.modinfo"
 depmod -b "$root" "$kver"   # modules.dep for busybox modprobe in the shell
 echo "$kver" > "$root/etc/kernel-release"
+
+log "building cvmm-agent with $agent_cc"
+"$agent_cc" -std=gnu11 -Os -Wall -Wextra -static -s -o "$root/sbin/cvmm-agent" "$agent_src" ||
+    die "cannot build cvmm-agent"
 
 cat > "$root/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
@@ -349,6 +362,10 @@ name=$(printf '%s' "$name" | tr -c 'A-Za-z0-9.-' '-' | cut -c1-63)
 [ -n "$name" ] || name=cvmm-tiny
 hostname "$name"
 printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$name" > /etc/hosts
+
+# the guest channel's agent (virtio_console is loaded): it goes to the
+# background and says nothing on the console
+/sbin/cvmm-agent
 
 # power button -> /etc/acpi/PWRF/00000080 -> poweroff -f
 acpid -c /etc/acpi -a /etc/acpid.conf -l /run/acpid.log -p /run/acpid.pid

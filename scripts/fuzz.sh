@@ -17,7 +17,7 @@ SRC=$PWD
 SECS=${1:-30}
 shift || true
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
-ALL=(http create config manifest image qmp bridge_store overlay_ipam)
+ALL=(http create config manifest image qmp bridge_store overlay_ipam chanmsg)
 TARGETS=("${@:-${ALL[@]}}")
 
 dict_of() {

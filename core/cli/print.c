@@ -308,7 +308,7 @@ void print_vm_info(json_object *vm)
 	static const char *const known[] = {
 	    "name",     "id",       "state",     "reason",  "desired", "image",
 	    "backend",  "vcpu",     "memory_mb", "disk_gb", "cid",     "pid",
-	    "restarts", "networks", "ports",     "created", "started", NULL};
+	    "restarts", "networks", "ports",     "created", "started", "guest", NULL};
 	struct table t = {.ncols = 2};
 	const char *reason = field_str(vm, "reason");
 	char *state = NULL;
@@ -335,6 +335,18 @@ void print_vm_info(json_object *vm)
 	kv_add(&t, "Ports", format_ports(field(vm, "ports")));
 	kv_add(&t, "Created", format_time(field(vm, "created")));
 	kv_add(&t, "Started", format_time(field(vm, "started")));
+	json_object *g = field(vm, "guest");
+	if (g) {
+		char *line = NULL;
+		json_object *hb = field(g, "heartbeats");
+		const char *bp = field_str(g, "boot_progress");
+		if (asprintf(&line, "agent %s, %lld heartbeats, channel %s%s%s", field_str(g, "agent") ?: "-",
+			     hb ? (long long)json_object_get_int64(hb) : 0LL,
+			     json_object_get_boolean(field(g, "channel")) ? "connected" : "closed",
+			     bp ? ", boot: " : "", bp ?: "") < 0)
+			line = NULL;
+		kv_add(&t, "Guest", line);
+	}
 	if (json_object_is_type(vm, json_type_object)) {
 		json_object_object_foreach(vm, key, val)
 		{

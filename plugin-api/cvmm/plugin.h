@@ -265,6 +265,13 @@ struct cvmm_launch_spec {
 	uint32_t reserved2;
 	char firmware_code[256];
 	char firmware_vars[256];
+	/* Added in 1.2: the guest channel (README "Guest channel"), set by the
+	 * core. A virtio-serial port named channel_name whose host end is a
+	 * unix stream socket at channel_path that the hypervisor listens on
+	 * (the daemon connects to it); "" = no channel. The vsock side needs
+	 * no device of its own: it is the vhost-vsock device of cid. */
+	char channel_name[64];
+	char channel_path[256];
 };
 
 #define CVMM_FW_NONE 0
@@ -533,6 +540,20 @@ struct cvmm_host_api {
 	 * when unpublished (mac then falls back to the one asked for). Copies
 	 * into info (set info->struct_size first); -ENOENT past the last NIC. */
 	int (*vm_nic_info)(cvmm_vm *vm, uint32_t i, struct cvmm_nic_info *info);
+	/* Added in 1.2: answers a request type of the guest channel (e.g.
+	 * "GetSealingKey", the one type a plugin may answer today; another
+	 * gets -ENOTSUP). From the entry point only; one plugin per type.
+	 * fn runs on a thread of its own, bounded by cvm.hook_timeout, with
+	 * the request's parameters as JSON text that the channel's reader
+	 * validated (GetSealingKey: {"quote": "<hex>"}, at most 1 MiB); the
+	 * VM is the one whose channel the request came on, never one the
+	 * guest named. It writes a JSON answer into buf and returns its
+	 * length, or a negative errno with the reason through host->error,
+	 * which the guest receives as the request's error. */
+	int (*register_channel_handler)(cvmm_plugin *p, const char *request,
+					int (*fn)(void *data, cvmm_vm *vm, const char *params,
+						  char *buf, size_t len),
+					void *data);
 };
 
 /* Added in 1.2: whether the host's table has a slot (it is as large as the

@@ -755,6 +755,16 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 		esc(o.f, s->serial_log);
 		fprintf(o.f, "' append='on'/>\n      <target port='0'/>\n    </serial>\n");
 	}
+	if (s->struct_size >= offsetof(struct cvmm_launch_spec, channel_path) +
+				  sizeof(s->channel_path) &&
+	    s->channel_path[0]) {
+		/* mode='bind': QEMU listens, the daemon connects. */
+		fprintf(o.f, "    <channel type='unix'>\n      <source mode='bind' path='");
+		esc(o.f, s->channel_path);
+		fprintf(o.f, "'/>\n      <target type='virtio' name='");
+		esc(o.f, s->channel_name);
+		fprintf(o.f, "'/>\n    </channel>\n");
+	}
 	if (s->cid && opt->vsock)
 		fprintf(o.f,
 		        "    <vsock model='virtio'>\n      <cid auto='no' address='%u'/>\n    "

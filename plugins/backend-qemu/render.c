@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,6 +481,20 @@ int qemu_render(const struct cvmm_launch_spec *s, const struct qemu_opts *o, str
 		push(a, "chardev=qmp,mode=control");
 		push(a, "-pidfile");
 		pushf(a, "%s/qemu.pid", s->run_dir);
+	}
+	if (s->struct_size >= offsetof(struct cvmm_launch_spec, channel_path) +
+				  sizeof(s->channel_path) &&
+	    s->channel_path[0]) {
+		/* The guest channel: QEMU listens, the daemon connects (and
+		 * again after a daemon restart: wait=off, one client at a time). */
+		if ((r = check_plain("channel name", s->channel_name, err, errlen)))
+			return r;
+		push(a, "-device");
+		pushf(a, "virtio-serial-pci,id=vser0%s", root_bus);
+		push(a, "-chardev");
+		pushf(a, "socket,id=chan0,path=%s,server=on,wait=off", opt_escape(s->channel_path));
+		push(a, "-device");
+		pushf(a, "virtserialport,bus=vser0.0,chardev=chan0,name=%s", s->channel_name);
 	}
 	if (v12) {
 		render_pcie(s, a);
