@@ -229,5 +229,10 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 	if (b == 1 &&
 	    (r = host->register_vm_route(self, "POST", "guest-sealing-key", route_guest, NULL)))
 		return r;
+	/* The guest's own way in: GetSealingKey over the guest channel, the
+	 * VM being the channel's (route_guest has the handler's signature). */
+	if (CVMM_HOST_HAS(host, register_channel_handler) &&
+	    (r = host->register_channel_handler(self, "GetSealingKey", route_guest, NULL)))
+		return r;
 	return 0;
 }

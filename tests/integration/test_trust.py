@@ -2,10 +2,11 @@
 key-provider, kms, gateway and confidential plugins against loopback
 stand-ins speaking the real wire formats (standins.py).
 
-Until the guest channel exists, the guest calls (GetSealingKey,
-GetKmsConfig) are reached through the plugins' test routes
-(guest_calls_route = true): the same C functions the channel will call,
-with the VM being the route's VM.
+GetSealingKey comes from a real guest over the guest channel (the tiny
+guest's cvmm-agent asks at boot); its failure modes, and the calls the
+channel does not carry yet (GetKmsConfig, GetGatewayConfig), are reached
+through the plugins' test routes (guest_calls_route = true): the same C
+functions, with the VM being the route's VM.
 """
 import glob
 import json
@@ -96,6 +97,26 @@ class KeyProviderTest(Base):
     def test_unknown_vm(self):
         st, o = self.d.api("POST", "/v1/vms/nope/guest-sealing-key", {"quote": "00"})
         self.assertEqual(st, 404, o)
+
+    def test_sealing_key_from_a_real_guest(self):
+        """The tiny guest's cvmm-agent asks GetSealingKey over the guest
+        channel at boot: the key provider gets the agent's quote from this
+        VM's channel, and the guest gets the key (its phone-home says so)."""
+        n = len(self.kp.quotes)
+        self.d.create("kpg")
+        def hello():
+            st, o = self.d.api("GET", "/v1/vms/kpg")
+            g = o.get("guest") or {}
+            return g if g.get("agent") == "ready" else None
+        g = wait_for(hello, 180, "kpg's agent to phone home")
+        self.assertEqual(g["hello"]["sealing"], "key received", g)
+        self.assertGreater(len(self.kp.quotes), n, "the key provider saw no quote")
+        ev = self.events("kpg", "key-provider")
+        self.assertTrue(any("sealing key delivered" in e for e in ev), ev)
+        # The other VM (never started) asked nothing.
+        self.assertEqual(self.events("kp", "key-provider"), [])
+        st, o = self.d.api("DELETE", "/v1/vms/kpg")
+        self.assertEqual(st, 200, o)
 
 
 GOOD = "11" * 32
