@@ -1460,7 +1460,7 @@ static enum MHD_Result vm_console(struct api *a, struct req *q, struct cvmm_vm *
 	str_copy(id, sizeof(id), vm->id);
 	snprintf(sock, sizeof(sock), "%s/console.sock", vm->run_dir);
 	vm_unlock(vm);
-	if (gone || st != VM_RUNNING)
+	if (gone || (st != VM_RUNNING && st != VM_PAUSED)) /* paused: QEMU and its socket are there */
 		return send_error(q->conn, 409, "VM '%s' is not running (state %s): its console "
 				  "exists while it runs (cvmm logs VM shows what it printed)",
 				  name, vm_state_name(st));

@@ -56,6 +56,7 @@ struct chan {
 	char *buf;         /* lines from the reader, CHAN_OUT_MAX */
 	size_t used;
 	double drop_event_at, refuse_event_at;
+	double frozen_at; /* last check that found the VM paused: heartbeats count from there */
 	bool said_no_reader, said_no_socket;
 };
 
@@ -463,8 +464,17 @@ static void check_agent(struct chan *c)
 	struct cvmm_vm *vm = c->vm;
 	double limit = c->d->cfg->agent_unresponsive;
 	vm_lock(vm);
+	/* A paused guest cannot send heartbeats: its silence does not count,
+	 * during the pause or as if it had lasted after the resume. */
+	if (vm->state != VM_RUNNING) {
+		c->frozen_at = now_real();
+		vm_unlock(vm);
+		return;
+	}
 	double last = vm->guest.last_heartbeat > vm->guest.hello_at ? vm->guest.last_heartbeat
 								    : vm->guest.hello_at;
+	if (c->frozen_at > last)
+		last = c->frozen_at;
 	bool now_un = !strcmp(vm->guest.agent, "ready") && now_real() - last > limit;
 	if (now_un)
 		str_copy(vm->guest.agent, sizeof(vm->guest.agent), "unresponsive");

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 #include "daemon.h"
+#include "job.h"
 #include "registry.h"
 #include "sdnotify.h"
 #include "util.h"
@@ -28,6 +29,8 @@ static void *ready_main(void *arg)
 {
 	struct ready *r = arg;
 	daemon_wait_adopted(r->d);
+	if (__atomic_load_n(&r->d->stopping, __ATOMIC_ACQUIRE))
+		return NULL; /* a stop came first: no READY after STOPPING */
 	int rc = sdnotify(r->notify_socket, "READY=1\nSTATUS=VMs re-adopted; running");
 	if (rc < 0)
 		log_warn("NOTIFY_SOCKET %s: %s", r->notify_socket, strerror(-rc));
@@ -144,8 +147,19 @@ int main(int argc, char **argv)
 			     pthread_create(&ready_thread, NULL, ready_main, &ready) == 0;
 	daemon_run(d);
 	sdnotify(notify_socket, "STOPPING=1");
-	if (ready_running) /* adoption jobs still run until daemon_free stops the pool */
+	if (ready_running) {
+		/* A stop during re-adoption must not wait for every queued
+		 * adoption (boots among them): the running ones finish, the
+		 * queued ones resume at the next start, and the ready thread's
+		 * waits are answered (daemon_free does the same again: no-op). */
+		jobs_stop(d->jobs);
+		int n = 0;
+		struct cvmm_vm **vms = daemon_get_vms(d, &n);
+		for (int i = 0; i < n; i++)
+			jobs_drain(d->jobs, vms[i]);
+		daemon_put_vms(vms, n);
 		pthread_join(ready_thread, NULL);
+	}
 	free(notify_socket);
 	daemon_free(d);
 	config_free(&cfg);

@@ -849,11 +849,15 @@ static int do_stop(struct cvmm_daemon *d, struct job *j, bool keep_want)
 	int rc = 0;
 	/* A frozen guest cannot act on the power button: a graceful stop of a
 	 * paused VM lets it run again first (a kill needs no such thing). */
-	if (b && st == VM_PAUSED && !j->force && b->ops.stop && b->ops.resume &&
-	    b->ops.resume(b->data, vm) < 0)
-		log_warn("VM '%s': could not resume the paused VM for its graceful stop; the stop "
-			 "will escalate",
-			 vm->name);
+	bool frozen = st == VM_PAUSED; /* what a failed stop leaves it */
+	if (b && frozen && !j->force && b->ops.stop && b->ops.resume) {
+		if (b->ops.resume(b->data, vm) < 0)
+			log_warn("VM '%s': could not resume the paused VM for its graceful stop; "
+				 "the stop will escalate",
+				 vm->name);
+		else
+			frozen = false;
+	}
 	if (b) {
 		if (j->force || !b->ops.stop)
 			rc = b->ops.kill ? b->ops.kill(b->data, vm) : -ENOTSUP;
@@ -868,7 +872,7 @@ static int do_stop(struct cvmm_daemon *d, struct job *j, bool keep_want)
 		vm_lock(vm);
 		str_copy(reason, sizeof(reason), vm->errbuf ? vm->errbuf : "");
 		vm_unlock(vm);
-		set_state(vm, VM_RUNNING, reason, true);
+		set_state(vm, frozen ? VM_PAUSED : VM_RUNNING, reason, true);
 		return rc;
 	}
 	teardown_boot(d, vm);
@@ -1090,7 +1094,7 @@ static int op_remove(struct cvmm_daemon *d, struct job *j)
 			str_copy(reason, sizeof(reason), vm->errbuf ? vm->errbuf : "");
 			vm->removing = false; /* it still runs: a later DELETE may try again */
 			vm_unlock(vm);
-			set_state(vm, VM_RUNNING, reason, true);
+			set_state(vm, st == VM_PAUSED ? VM_PAUSED : VM_RUNNING, reason, true);
 			return rc;
 		}
 		teardown_boot(d, vm);

@@ -424,7 +424,7 @@ static void render_vms(struct text *t, struct cvmm_daemon *d)
 		r->state = vm->state;
 		r->vcpu = vm->vcpu;
 		r->memory_mb = vm->memory_mb;
-		r->pid = vm->state == VM_RUNNING && !vm->proc_gone ? vm->pid : 0;
+		r->pid = (vm->state == VM_RUNNING || vm->state == VM_PAUSED) && !vm->proc_gone ? vm->pid : 0;
 		r->restarts_auto = vm->restarts_auto;
 		r->restarts_requested = vm->restarts_requested;
 		vm_unlock(vm);
@@ -437,7 +437,7 @@ static void render_vms(struct text *t, struct cvmm_daemon *d)
 		rows[i].cpu = rows[i].pid > 0 ? proc_cpu_seconds(rows[i].pid) : -1;
 
 	head(t, "cvmm_vms", "gauge", "VMs by state.");
-	for (int s = VM_DEFINED; s <= VM_FAILED; s++) {
+	for (int s = VM_DEFINED; s <= VM_PAUSED; s++) { /* VM_PAUSED: the last state */
 		int c = 0;
 		for (int i = 0; i < k; i++)
 			c += rows[i].state == (enum vm_state)s;

@@ -188,6 +188,7 @@ static void drop_registrations(struct registry *r, struct cvmm_plugin *p)
 		if (r->checks[i].plugin != p)
 			r->checks[j++] = r->checks[i];
 	r->n_checks = j;
+	j = 0;
 	for (int i = 0; i < r->n_chans; i++)
 		if (r->chans[i].plugin != p)
 			r->chans[j++] = r->chans[i];
@@ -708,7 +709,7 @@ static int h_register_check(cvmm_plugin *p, reg_check_fn fn, void *data)
 }
 
 /* Paths the core serves: a plugin's route may not shadow them. */
-static const char *const core_routes[] = {"host", "plugins", "images", "vms", NULL};
+static const char *const core_routes[] = {"host", "plugins", "images", "vms", "events", NULL};
 
 static int h_register_route(cvmm_plugin *p, const char *method, const char *path, reg_route_fn fn,
 			    void *data)
@@ -782,8 +783,9 @@ struct reg_route *registry_vm_route(struct registry *r, const char *method, cons
 }
 
 /* Sub-paths of a VM the core serves (route_vm in api.c). */
-static const char *const core_vm_routes[] = {"events", "logs", "start", "stop",
-					     "restart", "kill", NULL};
+static const char *const core_vm_routes[] = {"events", "logs",   "start",  "stop",
+					     "restart", "kill",  "console", "pause",
+					     "resume",  "resize", "snapshots", NULL};
 
 static int h_register_vm_route(cvmm_plugin *p, const char *method, const char *sub,
 			       reg_vm_route_fn fn, void *data)
