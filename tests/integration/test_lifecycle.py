@@ -244,7 +244,11 @@ class LibvirtOnly(DaemonTest):
         domain XML into a QEMU command line, and `virsh define` accepts it."""
         gold = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
                             "libvirt-xml")
-        names = sorted(f for f in os.listdir(gold) if f.endswith(".xml"))
+        # Confidential guests (cc-*) need KVM and a TEE this host lacks:
+        # unit.libvirt_xml validates them against libvirt's schema and
+        # integration.trust checks their refusal instead.
+        names = sorted(f for f in os.listdir(gold) if f.endswith(".xml")
+                       and not f.startswith("cc-"))
         self.assertTrue(names)
         has_kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
         hugepages_refused = []
