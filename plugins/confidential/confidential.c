@@ -333,6 +333,45 @@ static int host_info(void *data, char *buf, size_t len)
 	return w < 0 || (size_t)w >= len ? -ENOSPC : w;
 }
 
+/* The readiness report's items (cvmm check): one per type, "warn" where
+ * this host cannot launch it (a confidential guest is optional), with what
+ * it would take. */
+static int check_items(void *data, char *buf, size_t len)
+{
+	(void)data;
+	static const char *const fix[] = {
+	    NULL,
+	    "an Intel CPU with TDX enabled in firmware, kvm_intel loaded with tdx=Y, a QEMU with "
+	    "the tdx-guest object (10.1+) and a TDX OVMF (plugin.confidential.firmware_tdx)",
+	    "an AMD CPU with SEV-SNP enabled in firmware, kvm_amd loaded with sev_snp=Y, a QEMU "
+	    "with the sev-snp-guest object (9.1+) and an SEV OVMF (firmware_sev_snp)",
+	    "an AMD CPU with SEV enabled in firmware, kvm_amd loaded with sev=Y, /dev/sev, and an "
+	    "SEV OVMF (firmware_sev)"};
+	json_object *a = json_object_new_array();
+	char why[1024], name[64], detail[1200];
+	for (int t = 1; t <= 3; t++) {
+		int ok = can_launch(t, why, sizeof(why)), fw_ok;
+		json_object *j = json_object_new_object();
+		snprintf(name, sizeof(name), "confidential_%s", type_names[t]);
+		if (ok)
+			snprintf(detail, sizeof(detail), "%s guests can be launched (firmware %s)",
+				 type_names[t], firmware_for(t, &fw_ok));
+		else
+			snprintf(detail, sizeof(detail), "%s guests cannot be launched: %s", type_names[t],
+				 why);
+		json_object_object_add(j, "name", json_object_new_string(name));
+		json_object_object_add(j, "status", json_object_new_string(ok ? "ok" : "warn"));
+		json_object_object_add(j, "detail", json_object_new_string(detail));
+		json_object_object_add(j, "fix", json_object_new_string(ok ? "" : fix[t]));
+		json_object_array_add(a, j);
+	}
+	int w = snprintf(buf, len, "%s",
+			 json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN |
+								JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(a);
+	return w < 0 || (size_t)w >= len ? -ENOSPC : w;
+}
+
 CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 					const struct cvmm_host_api *h, cvmm_plugin *p,
 					struct cvmm_plugin_desc *desc)
@@ -374,6 +413,9 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 	    (r = host->register_hook(self, CVMM_EV_PRE_START, 10, on_start, NULL)) ||
 	    (r = host->register_hook(self, CVMM_EV_PLAN, 10, on_start, NULL)) ||
 	    (r = host->register_info(self, "confidential", host_info, NULL, NULL)))
+		return r;
+	if (CVMM_HOST_HAS(h, register_check) &&
+	    (r = host->register_check(self, check_items, NULL)))
 		return r;
 	return 0;
 }

@@ -291,6 +291,18 @@ class ConfidentialTest(Base):
         self.assertIn("no tdx-guest object", cc["tdx"]["why"])
         self.assertIn("no sev-snp-guest object", cc["sev-snp"]["why"])
         self.assertTrue(cc["sev"]["qemu_object"])  # QEMU 7.2 knows sev-guest
+        # The readiness report (cvmm check) lists each type, optional: warn.
+        st, rep = self.d.api("GET", "/v1/host/check")
+        self.assertEqual(st, 200, rep)
+        items = {i["name"]: i for i in rep["items"]}
+        for t in ("tdx", "sev-snp", "sev"):
+            i = items["confidential_" + t]
+            self.assertEqual(i["status"], "warn", i)
+            self.assertIn("cannot be launched", i["detail"])
+            self.assertIn("/dev/kvm", i["detail"])
+            self.assertTrue(i["fix"], i)
+        out = self.d.cli("check", check=False).stdout
+        self.assertIn("confidential_tdx", out)
         for bad in ({"type": "bogus"}, {"type": "sev", "mrconfigid": "AAAA"},
                     {"type": "tdx", "cbitpos": 51}, {"type": "sev", "extra": 1}, "tdx"):
             st, o = self.d.api("POST", "/v1/vms", {"name": "x", "image": "tiny", "start": False,
