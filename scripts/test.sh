@@ -24,9 +24,10 @@ scripts/install-deps.sh
 phase "dependencies installed"
 # The Debian guest of integration.cloud (cached by the script's hash; a miss
 # is an mmdebstrap run of several minutes, mostly downloading and
-# unpacking): built in the background while the trees compile.
+# unpacking): built in the background, niced, while the trees compile and
+# the other suites run; only integration.cloud waits for it, last.
 debian_log=$(mktemp)
-scripts/build-debian-guest.sh >"$debian_log" 2>&1 &
+nice -n 10 scripts/build-debian-guest.sh >"$debian_log" 2>&1 &
 debian_pid=$!
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCVMM_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"
@@ -64,13 +65,6 @@ CVMM_STRESS_SECONDS=30 run "integration under ASan+UBSan: lifecycle (qemu, libvi
 	-R '^integration\.(lifecycle|net_passt|stress)$'
 phase "stress under TSan"
 CVMM_STRESS_SECONDS=30 run "stress under TSan" build-tsan -R '^integration\.stress$'
-phase "waiting for the Debian guest's build"
-if ! wait "$debian_pid"; then
-	echo "FAILED: scripts/build-debian-guest.sh:" >&2
-	tail -40 "$debian_log" >&2
-	exit 1
-fi
-rm -f "$debian_log"
 # libFuzzer targets (tests/fuzz, clang): 20 s each on their seed corpora,
 # niced, in the background of the last stage: the fuzzers take the CPU the
 # guests of the suites leave (CI must stay under 40 minutes); their daemon
@@ -80,10 +74,19 @@ nice -n 10 scripts/fuzz.sh 20 >"$fuzz_log" 2>&1 &
 fuzz_pid=$!
 # lifecycle, net_passt and stress ran above against the sanitized daemons;
 # everything else runs here.
-phase "all tests (the fuzzers run beside them)"
+phase "all tests but cloud (the fuzzers run beside them)"
 rc=0
 run "all tests (unit + integration, crash and fault injection included)" build \
-	-E '^integration\.(stress|lifecycle|net_passt)$' || rc=$?
+	-E '^integration\.(stress|lifecycle|net_passt|cloud)$' || rc=$?
+phase "waiting for the Debian guest's build"
+if ! wait "$debian_pid"; then
+	echo "FAILED: scripts/build-debian-guest.sh:" >&2
+	tail -40 "$debian_log" >&2
+	exit 1
+fi
+rm -f "$debian_log"
+phase "cloud (the Debian guest)"
+run "cloud images, cloud-init, DHCP (the Debian guest)" build -R '^integration\.cloud$' || rc=$?
 phase "waiting for the fuzzers"
 fuzz_rc=0
 wait "$fuzz_pid" || fuzz_rc=$?
