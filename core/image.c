@@ -329,53 +329,6 @@ int image_check_base(const struct image *img, const struct image_base_id *rec, c
 
 /* ---- import and removal ---- */
 
-/* Runs argv with stdout (and stderr, after it) into out. Returns the exit
- * status or -errno. Blocking: request or worker threads only. */
-static int run_capture(char *const argv[], char *out, size_t outlen)
-{
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = -errno;
-		close(pfd[0]);
-		close(pfd[1]);
-		return e;
-	}
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		int null = open("/dev/null", O_RDONLY);
-		dup2(null, 0);
-		execvp(argv[0], argv);
-		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	size_t len = 0;
-	char buf[4096];
-	ssize_t n;
-	while ((n = read(pfd[0], buf, sizeof(buf))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			break;
-		if (len + 1 < outlen) {
-			size_t c = (size_t)n < outlen - 1 - len ? (size_t)n : outlen - 1 - len;
-			memcpy(out + len, buf, c);
-			len += c;
-		}
-	}
-	out[len] = 0;
-	close(pfd[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static void chomp(char *s)
 {
 	size_t l = strlen(s);
@@ -421,7 +374,7 @@ int image_import(const char *image_path, const char *name, const char *file, con
 	 * called .qcow2 may be raw, and a raw file may hold a qcow2 header. */
 	char out[8192];
 	char *info[] = {"qemu-img", "info", "--output=json", "--", (char *)file, NULL};
-	int rc = run_capture(info, out, sizeof(out));
+	int rc = run_capture(info, true, out, sizeof(out));
 	if (rc != 0) {
 		chomp(out);
 		snprintf(err, errlen, "image '%s': qemu-img info %s: %s", name, file,
@@ -479,7 +432,7 @@ int image_import(const char *image_path, const char *name, const char *file, con
 	snprintf(hda, sizeof(hda), "%s/hda.qcow2", tmp);
 	char *conv[] = {"qemu-img", "convert", "-f",          format, "-O", "qcow2",
 			"--",       (char *)file, hda,         NULL};
-	rc = run_capture(conv, out, sizeof(out));
+	rc = run_capture(conv, true, out, sizeof(out));
 	if (rc != 0) {
 		chomp(out);
 		snprintf(err, errlen, "image '%s': qemu-img convert %s: %s", name, file,

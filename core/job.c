@@ -116,51 +116,6 @@ static void set_err(struct cvmm_vm *vm, const char *fmt, ...)
 	vm_unlock(vm);
 	va_end(ap);
 }
-/* Runs argv, collecting stderr into out. Returns the exit status or -errno. */
-static int run_cmd(char *const argv[], char *out, size_t outlen)
-{
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return -errno;
-	}
-	if (pid == 0) {
-		dup2(pfd[1], 2);
-		int null = open("/dev/null", O_RDWR);
-		dup2(null, 0);
-		dup2(null, 1);
-		execvp(argv[0], argv);
-		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	size_t len = 0;
-	char buf[512];
-	ssize_t n;
-	while ((n = read(pfd[0], buf, sizeof(buf))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			break;
-		if (out && len + 1 < outlen) {
-			size_t c = (size_t)n < outlen - 1 - len ? (size_t)n : outlen - 1 - len;
-			memcpy(out + len, buf, c);
-			len += c;
-		}
-	}
-	if (out && outlen)
-		out[len] = 0;
-	close(pfd[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 
 /* ---- bounded plugin calls ----
@@ -535,7 +490,7 @@ static int prepare_disk(struct cvmm_daemon *d, struct cvmm_vm *vm, const struct 
 		if (vm->disk_gb)
 			argv[a++] = size;
 		argv[a] = NULL;
-		int rc = run_cmd(argv, out, sizeof(out));
+		int rc = run_capture(argv, false, out, sizeof(out));
 		if (rc != 0) {
 			unlink(tmp);
 			set_err(vm, "disk: qemu-img create failed: %s",
@@ -579,7 +534,7 @@ static int prepare_volumes(struct cvmm_vm *vm, struct cvmm_spec *spec, bool dry)
 			snprintf(tmp, sizeof(tmp), "%s.new", disk.path);
 			snprintf(size, sizeof(size), "%uG", v->size_gb);
 			char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", tmp, size, NULL};
-			int rc = run_cmd(argv, out, sizeof(out));
+			int rc = run_capture(argv, false, out, sizeof(out));
 			if (rc != 0) {
 				unlink(tmp);
 				set_err(vm, "volumes[%d] (%s): qemu-img create failed: %s", i, v->name,
@@ -1365,7 +1320,7 @@ static int op_resize(struct cvmm_daemon *d, struct job *j)
 	if (path_exists(disk)) {
 		snprintf(size, sizeof(size), "%uG", j->disk_gb);
 		char *argv[] = {"qemu-img", "resize", "-q", "-f", "qcow2", disk, size, NULL};
-		int rc = run_cmd(argv, out, sizeof(out));
+		int rc = run_capture(argv, false, out, sizeof(out));
 		if (rc != 0) {
 			set_err(vm, "disk: qemu-img resize failed: %s",
 				out[0] ? out : strerror(rc < 0 ? -rc : EIO));

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 static int g_level = 2;
 static pthread_mutex_t g_log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -373,4 +375,50 @@ int pidfd_open_pid(int pid)
 {
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 	return fd < 0 ? -errno : fd;
+}
+
+int run_capture(char *const argv[], bool with_stdout, char *out, size_t outlen)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return e;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0);
+		dup2(with_stdout ? pfd[1] : null, 1);
+		dup2(pfd[1], 2);
+		execvp(argv[0], argv);
+		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t len = 0;
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(pfd[0], buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		if (out && len + 1 < outlen) {
+			size_t c = (size_t)n < outlen - 1 - len ? (size_t)n : outlen - 1 - len;
+			memcpy(out + len, buf, c);
+			len += c;
+		}
+	}
+	if (out && outlen)
+		out[len] = 0;
+	close(pfd[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

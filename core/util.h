@@ -42,6 +42,12 @@ int str_copy(char *dst, size_t n, const char *src);
 /* snprintf that returns -ENAMETOOLONG on truncation, 0 otherwise. */
 int str_printf(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 char *xstrdup(const char *s); /* aborts on OOM; NULL -> NULL */
+/* Runs argv (PATH searched) with stdin from /dev/null, collecting its stderr
+ * (and its stdout before it when with_stdout; else stdout goes to
+ * /dev/null) into out, NUL-terminated and cut to outlen. Returns the exit
+ * status (128 + signal when killed) or -errno. Blocks: worker or request
+ * threads only, never the loop. */
+int run_capture(char *const argv[], bool with_stdout, char *out, size_t outlen);
 void *xzalloc(size_t n);      /* aborts on OOM */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -19,6 +19,7 @@
  * made by xorriso (plugin.cloud-init.xorriso, default "xorriso"). The files
  * stay with the VM and go with its folder.
  */
+#include "proc.h"
 #include "seed.h"
 
 #include <cvmm/plugin.h>
@@ -110,50 +111,6 @@ static int write_text(const char *path, const char *text)
 	return close(fd) < 0 ? -errno : 0;
 }
 
-/* Runs argv, its output into out. Exit status, or -errno. */
-static int run(char *const argv[], char *out, size_t outlen)
-{
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = -errno;
-		close(pfd[0]);
-		close(pfd[1]);
-		return e;
-	}
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		int null = open("/dev/null", O_RDONLY);
-		dup2(null, 0);
-		execvp(argv[0], argv);
-		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	size_t len = 0;
-	char buf[1024];
-	ssize_t n;
-	while ((n = read(pfd[0], buf, sizeof(buf))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			break;
-		size_t c = (size_t)n < outlen - 1 - len ? (size_t)n : outlen - 1 - len;
-		memcpy(out + len, buf, c);
-		len += c;
-	}
-	out[len] = 0;
-	close(pfd[0]);
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 static int make_seed(cvmm_vm *vm, json_object *req, const char *dir, const char *iso)
 {
 	struct ci_input in = {
@@ -196,7 +153,7 @@ static int make_seed(cvmm_vm *vm, json_object *req, const char *dir, const char 
 	unlink(tmp);
 	char *argv[] = {(char *)xorriso, "-as", "mkisofs", "-quiet", "-o",    tmp,     "-V",
 	                "cidata",        "-J",  "-R",      path[0],  path[1], path[2], NULL};
-	r = run(argv, out, sizeof(out));
+	r = cp_run_capture(argv, out, sizeof(out));
 	if (r != 0) {
 		unlink(tmp);
 		size_t l = strlen(out);

@@ -154,3 +154,46 @@ int cp_spawn_detached(char *const argv[], const char *errlog, const int *fds, in
 		;
 	return pid;
 }
+
+int cp_run_capture(char *const argv[], char *out, size_t outlen)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return e;
+	}
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		int null = open("/dev/null", O_RDONLY);
+		dup2(null, 0);
+		execvp(argv[0], argv);
+		dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t len = 0;
+	char buf[1024];
+	ssize_t n;
+	while ((n = read(pfd[0], buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		size_t c = (size_t)n < outlen - 1 - len ? (size_t)n : outlen - 1 - len;
+		memcpy(out + len, buf, c);
+		len += c;
+	}
+	out[len] = 0;
+	close(pfd[0]);
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}

@@ -30,6 +30,9 @@ ssize_t cp_read_cmdline(int pid, char *buf, size_t len);
  * closes) at descriptor fd_base + k (n_fds <= CP_SPAWN_MAX_FDS); every other
  * descriptor closed. Returns its pid or a negative errno.
  */
+/* Runs argv (PATH searched, stdin /dev/null), its stdout and stderr into out
+ * (NUL-terminated, cut to outlen). Exit status, or -errno. Blocks. */
+int cp_run_capture(char *const argv[], char *out, size_t outlen);
 int cp_spawn_detached(char *const argv[], const char *errlog, const int *fds, int n_fds,
 		      int fd_base);
 

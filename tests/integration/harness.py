@@ -423,7 +423,7 @@ class DaemonTest(unittest.TestCase):
 
     def setUp(self):
         if os.geteuid() != 0:
-            self.skipTest("needs root")
+            self.fail("needs root: run the tests as root (a test that cannot run fails)")
         if not os.path.exists(os.path.join(IMAGES, "tiny", "metadata.json")):
             self.fail("image 'tiny' missing under %s: run scripts/build-test-guest.sh" % IMAGES)
         args = dict(self.daemon_args)

@@ -216,7 +216,7 @@ class Deb(unittest.TestCase):
 
     def test_deb(self):
         if os.geteuid() != 0:
-            self.skipTest("needs root")
+            self.fail("needs root: run the tests as root (a test that cannot run fails)")
         tree = os.path.join(BUILD, "deb-tree")
         # Configured for /usr (Debian's paths); reused when it exists.
         run("cmake", "-S", SRC, "-B", tree, "-DCMAKE_INSTALL_PREFIX=/usr",

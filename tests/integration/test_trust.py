@@ -24,7 +24,7 @@ class Base(unittest.TestCase):
 
     def start_daemon(self, sections):
         if os.geteuid() != 0:
-            self.skipTest("needs root")
+            self.fail("needs root: run the tests as root (a test that cannot run fails)")
         if not os.path.exists(os.path.join(IMAGES, "tiny", "metadata.json")):
             self.fail("image 'tiny' missing under %s" % IMAGES)
         self.d = Daemon(plugins=self.plugins, plugin_sections=sections)
