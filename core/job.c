@@ -174,6 +174,24 @@ static void call_free(struct call *c)
  * before it unloads anything at shutdown. */
 static int calls_abandoned;
 
+/* Every op has its name (the metrics' label, the API's "job"): the build
+ * fails when one is added without. */
+static const char *const op_names[] = {
+    [JOB_DEFINE] = "define",   [JOB_START] = "start",   [JOB_STOP] = "stop",
+    [JOB_RESTART] = "restart", [JOB_REMOVE] = "remove", [JOB_EXITED] = "exited",
+    [JOB_ADOPT] = "adopt",     [JOB_PAUSE] = "pause",   [JOB_RESUME] = "resume",
+    [JOB_SNAPSHOT] = "snapshot", [JOB_RESIZE] = "resize"};
+_Static_assert(sizeof(op_names) / sizeof(op_names[0]) == JOB_N_OPS, "a job op without a name");
+
+/* What the API shows of vm's queue; under js->mu after any change to it. */
+static void show_queue(struct cvmm_vm *vm)
+{
+	int n = 0;
+	for (const struct job *j = vm->jq_head; j; j = j->next)
+		n++;
+	atomic_store(&vm->jobs_waiting, n);
+}
+
 static void *call_thread(void *arg)
 {
 	struct call *c = arg;
@@ -1443,6 +1461,8 @@ static void *worker_main(void *arg)
 		if (!vm->jq_head)
 			vm->jq_tail = NULL;
 		vm->job_running = true;
+		atomic_store(&vm->job_op, op_names[j->op]);
+		show_queue(vm);
 		js->queued--;
 		js->running++;
 		pthread_mutex_unlock(&js->mu);
@@ -1459,19 +1479,10 @@ static void *worker_main(void *arg)
 			j->result = -ENOENT;
 			str_copy(j->err, sizeof(j->err), "the VM is being removed");
 		} else {
-			/* Every op has its name: the build fails when one is
-			 * added without (the assertion below). */
-			static const char *const ops[] = {
-			    [JOB_DEFINE] = "define",   [JOB_START] = "start",   [JOB_STOP] = "stop",
-			    [JOB_RESTART] = "restart", [JOB_REMOVE] = "remove", [JOB_EXITED] = "exited",
-			    [JOB_ADOPT] = "adopt",     [JOB_PAUSE] = "pause",   [JOB_RESUME] = "resume",
-			    [JOB_SNAPSHOT] = "snapshot", [JOB_RESIZE] = "resize"};
-			_Static_assert(sizeof(ops) / sizeof(ops[0]) == JOB_N_OPS,
-				       "a job op without a name for the metrics");
 			enum job_op op = j->op; /* an adoption may turn into another op */
 			double t0 = now_mono();
 			j->result = run_job(d, j);
-			metrics_job(d->metrics, ops[op], now_mono() - t0, j->result < 0);
+			metrics_job(d->metrics, op_names[op], now_mono() - t0, j->result < 0);
 		}
 		vm_lock(vm);
 		vm->errbuf = NULL;
@@ -1484,6 +1495,7 @@ static void *worker_main(void *arg)
 
 		pthread_mutex_lock(&js->mu);
 		vm->job_running = false;
+		atomic_store(&vm->job_op, NULL);
 		js->running--;
 		j->finished = true;
 		make_ready(js, vm);
@@ -1579,6 +1591,7 @@ int jobs_submit(struct cvmm_daemon *d, struct job *j)
 	else
 		vm->jq_head = j;
 	vm->jq_tail = j;
+	show_queue(vm);
 	js->queued++;
 	make_ready(js, vm);
 	pthread_mutex_unlock(&js->mu);
@@ -1617,6 +1630,7 @@ static int drop_queued(struct jobs *js, struct cvmm_vm *vm, bool all, int err, c
 	}
 	vm->jq_head = keep;
 	vm->jq_tail = keep_tail;
+	show_queue(vm);
 	if (!keep && vm->on_ready) { /* take it off the ready list */
 		struct cvmm_vm **pp = &js->ready_head, *prev = NULL;
 		while (*pp && *pp != vm) {

@@ -701,7 +701,7 @@ const char *const vm_api_fields[] = {"id",        "name",     "image",   "backen
                                      "memory_mb", "disk_gb",  "cid",     "networks",     "ports",
                                      "created",   "nics",     "state",   "reason",       "desired",
                                      "pid",       "restarts", "started", "next_restart", "fields",
-                                     "volumes",   "guest",    NULL};
+                                     "volumes",   "guest",    "job",      NULL};
 
 /* fields: NULL for all, else a comma-separated list (checked by the caller). */
 static bool want(const char *fields, const char *key)
@@ -886,6 +886,27 @@ void vm_write_api_members(struct cvmm_vm *vm, struct jw *w, const char *f)
 		jw_kdouble(w, "next_restart", vm->next_restart);
 	if (want(f, "guest"))
 		channel_write_api(vm, w);
+	if (want(f, "job")) {
+		/* The job running for it and how many wait: a client that needs
+		 * the VM quiet (a script, a test) waits for null. */
+		const char *op = atomic_load(&vm->job_op);
+		int waiting = atomic_load(&vm->jobs_waiting);
+		if (!op && !waiting) {
+			jw_key(w, "job");
+			jw_raw(w, "null", 4);
+		} else {
+			jw_key(w, "job");
+			jw_obj(w);
+			if (op)
+				jw_kstr(w, "op", op);
+			else {
+				jw_key(w, "op");
+				jw_raw(w, "null", 4);
+			}
+			jw_kint(w, "waiting", waiting);
+			jw_end_obj(w);
+		}
+	}
 }
 
 static json_object *parse_written(struct jw *w)

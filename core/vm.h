@@ -12,6 +12,7 @@
 #include <ev.h>
 #include <json-c/json.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 struct cvmm_daemon;
@@ -128,6 +129,11 @@ struct cvmm_vm {
 	struct job *jq_head, *jq_tail;
 	bool job_running, on_ready;
 	struct cvmm_vm *ready_next;
+	/* What the API shows of the queue (like virsh domjobinfo), written under
+	 * the pool's lock and read without it: the running job's op name (a
+	 * static string) or NULL, and how many wait behind it. */
+	const char *_Atomic job_op;
+	_Atomic int jobs_waiting;
 
 	/* Loop-owned watchers. */
 	ev_io pidfd_watch;

@@ -706,8 +706,9 @@ def list_vms(d, timeout=30):
 def _busy(v):
     # A VM that should run but is stopped or only defined has a start still
     # to come (queued, or the next step of a resumed job): not settled.
-    return v["state"] in BUSY_STATES or (v.get("desired") == "running" and
-                                         v["state"] in ("stopped", "defined"))
+    # A job running or waiting (its manifest write may be under way).
+    return v["state"] in BUSY_STATES or v.get("job") is not None or (
+        v.get("desired") == "running" and v["state"] in ("stopped", "defined"))
 
 
 def settle(d, timeout=180, what="jobs to settle"):
