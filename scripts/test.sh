@@ -8,7 +8,7 @@
 #   - against the ASan+UBSan build of cvmmd: lifecycle (both backends),
 #     net_passt and the stress test (30 s);
 #   - against the TSan build of cvmmd: the stress test (30 s);
-#   - every libFuzzer target, 20 s each (niced, beside the last stage).
+#   - every libFuzzer target, 30 s each (niced, beside the last stage).
 # Each phase prints how long it took (CI must stay under 40 minutes).
 # The integration runner (tests/integration/run_suite.py) fails a suite that
 # skips a test; on top of that, any "skipped" / "Not Run" in ctest's output
@@ -65,12 +65,12 @@ CVMM_STRESS_SECONDS=30 run "integration under ASan+UBSan: lifecycle (qemu, libvi
 	-R '^integration\.(lifecycle|net_passt|stress)$'
 phase "stress under TSan"
 CVMM_STRESS_SECONDS=30 run "stress under TSan" build-tsan -R '^integration\.stress$'
-# libFuzzer targets (tests/fuzz, clang): 20 s each on their seed corpora,
+# libFuzzer targets (tests/fuzz, clang): 30 s each on their seed corpora,
 # niced, in the background of the last stage: the fuzzers take the CPU the
 # guests of the suites leave (CI must stay under 40 minutes); their daemon
 # can boot no VM and listens on a socket of its own (tests/fuzz/fuzz_env.h).
 fuzz_log=$(mktemp)
-nice -n 10 scripts/fuzz.sh 20 >"$fuzz_log" 2>&1 &
+nice -n 10 scripts/fuzz.sh 30 >"$fuzz_log" 2>&1 &
 fuzz_pid=$!
 # lifecycle, net_passt and stress ran above against the sanitized daemons;
 # everything else runs here.
@@ -90,7 +90,7 @@ run "cloud images, cloud-init, DHCP (the Debian guest)" build -R '^integration\.
 phase "waiting for the fuzzers"
 fuzz_rc=0
 wait "$fuzz_pid" || fuzz_rc=$?
-echo "== fuzzing: every target 20 s"
+echo "== fuzzing: every target 30 s"
 cat "$fuzz_log"
 rm -f "$fuzz_log"
 phase "done"
