@@ -308,7 +308,8 @@ void print_vm_info(json_object *vm)
 	static const char *const known[] = {
 	    "name",     "id",       "state",     "reason",  "desired", "image",
 	    "backend",  "vcpu",     "memory_mb", "disk_gb", "cid",     "pid",
-	    "restarts", "networks", "ports",     "created", "started", "guest", NULL};
+	    "restarts", "networks", "ports",     "created", "started", "guest",   "job",
+	    NULL};
 	struct table t = {.ncols = 2};
 	const char *reason = field_str(vm, "reason");
 	char *state = NULL;
@@ -335,6 +336,18 @@ void print_vm_info(json_object *vm)
 	kv_add(&t, "Ports", format_ports(field(vm, "ports")));
 	kv_add(&t, "Created", format_time(field(vm, "created")));
 	kv_add(&t, "Started", format_time(field(vm, "started")));
+	json_object *job = field(vm, "job");
+	if (job && json_object_is_type(job, json_type_object)) {
+		char *line = NULL;
+		const char *op = field_str(job, "op");
+		json_object *w = field(job, "waiting");
+		if (asprintf(&line, "%s, %lld waiting", op ?: "none running",
+			     w ? (long long)json_object_get_int64(w) : 0LL) < 0)
+			line = NULL;
+		kv_add(&t, "Job", line);
+	} else if (job) {
+		kv_add(&t, "Job", strdup("none"));
+	}
 	json_object *g = field(vm, "guest");
 	if (g) {
 		char *line = NULL;
