@@ -62,17 +62,22 @@ static char **orig_argv;
  * larger part of a short command's time; README "A fast CLI"), so it cannot
  * load GnuTLS or libcrypto, nor resolve host names through NSS. What needs
  * them (--url, --env-file) runs the same CLI linked with shared libraries,
- * cvmm-full: beside this program (the build tree), else where it is
- * installed. Returns only when neither could be run. */
+ * cvmm-full, with the same arguments. Returns only when it could not be run. */
 static int exec_full(const char *what)
 {
 	char self[4096];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self));
 	char *slash = n > 0 && (size_t)n < sizeof(self) ? memrchr(self, '/', (size_t)n) : NULL;
 
-	if (slash && (size_t)(slash - self) + sizeof("/cvmm-full") <= sizeof(self)) {
-		memcpy(slash, "/cvmm-full", sizeof("/cvmm-full"));
-		execv(self, orig_argv);
+	static const char *const rel[] = {"/cvmm-full", "/" CVMM_CLI_FULL_REL};
+
+	/* Beside this program (the build tree), then where an install under
+	 * any prefix puts it (bin/../libexec/cvmm), then the configured path. */
+	for (size_t i = 0; slash && i < sizeof(rel) / sizeof(rel[0]); i++) {
+		if ((size_t)(slash - self) + strlen(rel[i]) < sizeof(self)) {
+			strcpy(slash, rel[i]);
+			execv(self, orig_argv);
+		}
 	}
 	execv(CVMM_CLI_FULL, orig_argv);
 	fprintf(stderr, "cvmm: %s needs %s: %s\n", what, CVMM_CLI_FULL, strerror(errno));
