@@ -742,7 +742,7 @@ virsh -c qemu:///session -q < $VCMDS    # $N_VMS lines "define $LV/xml/bench-NNN
 virsh -c qemu:///session list --all
 virsh -c qemu:///session list --all --name
 virsh -c qemu:///session dominfo $ONE_VM
-(each virsh as: setpriv --reuid=$BENCH_USER ... env -i <the XDG vars> bash -c 't0=...; virsh ...; t1=...')
+(each timed virsh: spawn_time's child drops to uid/gid of $BENCH_USER, no groups, env -i + the XDG vars, then execs virsh)
 
 # memory
 grep VmRSS /proc/<pid>/status; grep ^Pss: /proc/<pid>/smaps_rollup
