@@ -455,6 +455,17 @@ curl -s -K "$CV/get.curl" | awk '{printf "%.3f\n", $1 * 1000}' >"$SAMPLES/get_ke
 CV_T1=$(ticks "$CVMMD_PID")
 CV_GET_CPU=$(awk -v a="$CV_T0" -v b="$CV_T1" -v n="$N_LIST" -v hz="$(getconf CLK_TCK)" \
 	'BEGIN { printf "%.1f", (b - a) / hz * 1000 / n }')
+# the daemon's share of a `cvmm info`: GET /v1/vms/ONE_VM on a fresh
+# connection each time (accept, the connection's thread, the answer), curl's
+# time from connected to last byte, and the daemon's CPU time per GET
+CV_T0=$(ticks "$CVMMD_PID")
+for ((r = 0; r < N_LIST; r++)); do
+	curl -s -o /dev/null --unix-socket "$SOCK" -w '%{time_connect} %{time_total}\n' \
+		"http://cvmm/v1/vms/$ONE_VM"
+done | awk '{printf "%.3f\n", ($2 - $1) * 1000}' >"$SAMPLES/get_one_fresh"
+CV_T1=$(ticks "$CVMMD_PID")
+CV_GET1_CPU=$(awk -v a="$CV_T0" -v b="$CV_T1" -v n="$N_LIST" -v hz="$(getconf CLK_TCK)" \
+	'BEGIN { printf "%.2f", (b - a) / hz * 1000 / n }')
 
 # ---- 2. memory ---------------------------------------------------------------------------
 
@@ -694,6 +705,7 @@ fi)
 | 1 | minor page faults of the process (median) | C program $(med null_c_flt), \`cvmm --version\` $(med cvmm_version_flt), \`cvmm info\` $(med cvmm_info_flt), \`cvmm list\` $(med cvmm_list_flt) | \`virsh dominfo\` $(med virsh_dominfo_flt), \`virsh list --all\` $(med virsh_list_flt) | | |
 | 1 | \`cvmm --json list\` (${CV_JSON_BYTES} B) vs \`virsh list --all\` | $(fmt_stats cvmm_json_list) | $(fmt_stats virsh_list) | ${json_ratio}× | ≥ 10× $(yesno "$json_ratio" ">=" 10) |
 | 1 | daemon share: \`GET /v1/vms\` ×${N_LIST} on one keep-alive connection | $(fmt_stats get_keepalive); daemon CPU ${CV_GET_CPU} ms per GET | | | |
+| 1 | daemon share of \`cvmm info\`: \`GET /v1/vms/${ONE_VM}\` ×${N_LIST}, a fresh connection each (curl, connected → last byte) | $(fmt_stats get_one_fresh); daemon CPU ${CV_GET1_CPU} ms per GET | | | |
 | 1 | reference: raw \`GET /v1/vms\` via curl (${CV_API_BYTES} B) vs \`virsh list --all --name\` | $(fmt_stats curl_get_vms) | $(fmt_stats virsh_list_name) | $(ratio "$m_cu" "$m_vn")× | |
 | 2 | daemon RSS, empty | $(mb "$CV_RSS0") | $(mb "$LV_RSS0") | | |
 | 2 | daemon RSS / PSS, ${N_VMS} defined, before any list | $(mb "$CV_RSS_DEF") / $(mb "$CV_PSS_DEF") | $(mb "$LV_RSS_DEF") / $(mb "$LV_PSS_DEF") | | |
@@ -712,7 +724,7 @@ After the boot runs: cvmmd RSS $(mb "$CV_RSS2"), PSS $(mb "$CV_PSS2"), ${CV_THRE
 boot-vm $CV_EVENTS; ${CV_ERRS} warning/error lines in the cvmmd log.
 
 Raw samples (ms):
-$(for s in cvmm_list cvmm_json_list curl_get_vms get_keepalive virsh_list virsh_list_name cvmm_info virsh_dominfo null_c cvmm_version boot_cvmm boot_direct boot_cvmm_cpu boot_direct_cpu boot_cvmm_runq boot_direct_runq; do printf -- '- %s: %s\n' "$s" "$(tr '\n' ' ' <"$SAMPLES/$s")"; done)
+$(for s in cvmm_list cvmm_json_list curl_get_vms get_keepalive get_one_fresh virsh_list virsh_list_name cvmm_info virsh_dominfo null_c cvmm_version boot_cvmm boot_direct boot_cvmm_cpu boot_direct_cpu boot_cvmm_runq boot_direct_runq; do printf -- '- %s: %s\n' "$s" "$(tr '\n' ' ' <"$SAMPLES/$s")"; done)
 
 ### Commands used
 
@@ -732,6 +744,7 @@ $W/bin/null      # cc -O2 of "int main(void) { return 0; }"
 $W/bin/spawn_time $N_LIST $RAW  NAME UID GID ENVFILE CMD... ::: ...
 curl -s --unix-socket $SOCK http://cvmm/v1/vms
 curl -s -K $CV/get.curl    # ${N_LIST}× GET /v1/vms, one connection, -w %{time_total}
+curl -s -o /dev/null --unix-socket $SOCK -w '%{time_connect} %{time_total}' http://cvmm/v1/vms/$ONE_VM   # ×${N_LIST}
 
 # libvirt: session daemon as unprivileged $BENCH_USER, all state under $LV
 # (HOME, XDG_RUNTIME_DIR, XDG_CONFIG_HOME, XDG_CACHE_HOME), nothing in /etc or /run
