@@ -58,8 +58,8 @@ static const struct command commands[];
 static char **orig_argv;
 
 #ifdef CVMM_CLI_STATIC
-/* This cvmm is linked statically (no loader, no shared objects to map: the
- * larger part of a short command's time; README "A fast CLI"), so it cannot
+/* This cvmm is linked statically (no loader, no shared objects to map: a
+ * fifth of a short command's time; README "A fast CLI"), so it cannot
  * load GnuTLS or libcrypto, nor resolve host names through NSS. What needs
  * them (--url, --env-file) runs the same CLI linked with shared libraries,
  * cvmm-full, with the same arguments. Returns only when it could not be run. */
