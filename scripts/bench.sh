@@ -8,7 +8,7 @@
 #
 # Environment knobs (defaults in brackets):
 #   N_VMS [1000]      defined VMs / domains for the list and memory figures
-#   N_LIST [20]       timed invocations of every list command
+#   N_LIST [50]       timed invocations of every list and info command
 #   N_CLI [20]        of the N_VMS cvmm VMs, how many are defined one CLI call
 #                     each (`cvmm create --no-start`, latency); the rest go
 #                     through one keep-alive curl session (throughput)
@@ -21,6 +21,8 @@
 #                     existing user is used as is and kept, unless it is a
 #                     leftover of an interrupted run of this script)
 #   KEEP [0]          1: keep the temp dir (logs, configs, argv) for reading
+#   BASE_CVMM []      another cvmm binary (e.g. an older build) to time in the
+#                     same rounds as `cvmm info` and `cvmm list`: before/after
 #
 # What it measures
 #  1. List: its own cvmmd (temp config shaped like conf/cvmm.conf: unix socket
@@ -34,7 +36,10 @@
 #     running service, with N_VMS domains defined through one `virsh` stdin
 #     session.  Times `cvmm list`, `cvmm --json list` (and the raw
 #     `GET /v1/vms` through curl) vs `virsh list --all` (and `--name`), each a
-#     fresh process, N_LIST times: median / min / p95.
+#     fresh process, N_LIST times in alternating rounds, timed by
+#     scripts/bench/spawn_time.c (fork..wait4): median / min / p90, with each
+#     process's CPU time and page faults.  Also `cvmm info` vs `virsh dominfo`
+#     and against a C program that only starts and exits, `cvmm --version`.
 #     Also the daemon's own share: GET /v1/vms repeated on one keep-alive
 #     connection, and the daemon's CPU time per GET.
 #  2. Memory: VmRSS and Pss (/proc/PID/smaps_rollup) of both daemons, empty,
@@ -56,7 +61,7 @@ export LC_ALL=C
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N_VMS=${N_VMS:-1000}
-N_LIST=${N_LIST:-20}
+N_LIST=${N_LIST:-50}
 N_CLI=${N_CLI:-20}
 N_BOOT=${N_BOOT:-9}
 IMAGE_DIR=${IMAGE_DIR:-/var/lib/cvmm/images}
@@ -142,6 +147,8 @@ trap 'say "interrupted"; exit 130' INT TERM HUP
 # A snapshot of the build: the tree may be rebuilt while the bench runs.
 mkdir -p "$W/bin" "$W/plugins"
 cp "$BUILD/core/cvmmd" "$BUILD/core/cvmm" "$W/bin/" &&
+	{ [ ! -x "$BUILD/core/cvmm-full" ] || cp "$BUILD/core/cvmm-full" "$W/bin/"; } &&
+	{ [ -z "${BASE_CVMM:-}" ] || cp "$BASE_CVMM" "$W/bin/cvmm-base"; } &&
 	cp "$BUILD/plugins/backend-qemu.so" "$BUILD/plugins/net-user.so" "$W/plugins/" ||
 	die "cannot copy the build from $BUILD"
 
@@ -150,51 +157,21 @@ cp "$BUILD/core/cvmmd" "$BUILD/core/cvmm" "$W/bin/" &&
 SAMPLES=$W/samples
 mkdir -p "$SAMPLES"
 
-# time_n NAME N CMD...: run CMD N times (stdout/stderr discarded), appending
-# one wall time per line to $SAMPLES/NAME, milliseconds.  EPOCHREALTIME: no
-# fork for the clock itself.
-time_n() {
-	local name=$1 n=$2 i t0 t1 rc bad=0
-	shift 2
-	touch "$SAMPLES/$name"
-	for ((i = 0; i < n; i++)); do
-		t0=$EPOCHREALTIME
-		"$@" >/dev/null 2>&1
-		rc=$?
-		t1=$EPOCHREALTIME
-		((rc)) && bad=$((bad + 1))
-		echo "$t0 $t1" | awk '{printf "%.3f\n", ($2 - $1) * 1000}' >>"$SAMPLES/$name"
-	done
-	((bad)) && say "warning: $name: $bad of $n runs exited non-zero"
-	return 0
-}
-
-# time_as_bench NAME CMD...: like time_n NAME 1 CMD, but CMD runs as the
-# bench user and the clock is read in a shell already running as that user
-time_as_bench() {
-	local name=$1
-	shift
-	as_bench bash -c 't0=$EPOCHREALTIME; "$@" >/dev/null 2>&1; rc=$?; t1=$EPOCHREALTIME
-		echo "$t0 $t1 $rc"' bash "$@" |
-		awk '{printf "%.3f\n", ($2 - $1) * 1000; if ($3 != 0) print "bench: warning: exit " $3 > "/dev/stderr"}' \
-			>>"$SAMPLES/$name"
-}
-
-# stats NAME -> "median min p95 max n" (ms)
+# stats NAME -> "median min p90 max n" (ms)
 stats() {
 	sort -g "$SAMPLES/$1" | awk '{v[NR] = $1}
 		END {
 			if (NR == 0) { print "nan nan nan nan 0"; exit }
 			med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-			k = int(NR * 0.95); if (k < NR * 0.95) k++; if (k < 1) k = 1
+			k = int(NR * 0.9); if (k < NR * 0.9) k++; if (k < 1) k = 1
 			printf "%.1f %.1f %.1f %.1f %d\n", med, v[1], v[k], v[NR], NR
 		}'
 }
 med() { stats "$1" | cut -d' ' -f1; }
-fmt_stats() { # NAME -> "median X ms (min Y, p95 Z)"
+fmt_stats() { # NAME -> "median X ms (min Y, p90 Z)"
 	local s
 	read -r m mi p ma n <<<"$(stats "$1")"
-	printf '%s ms (min %s, p95 %s; n=%s)' "$m" "$mi" "$p" "$n"
+	printf '%s ms (min %s, p90 %s; n=%s)' "$m" "$mi" "$p" "$n"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.1f", b / a; else print "n/a" }'; }
 
@@ -423,45 +400,47 @@ CV_JSON_BYTES=$("$CVMM" --socket "$SOCK" --json list 2>/dev/null | wc -c)
 CV_API_BYTES=$(curl -s --unix-socket "$SOCK" http://cvmm/v1/vms | wc -c)
 LV_LIST_LINES=$("${VIRSH[@]}" list --all 2>/dev/null | wc -l)
 # The floor a CLI is measured against: a C program that only starts and exits
-# (dynamically linked against libc, as the CLI is).
+# (dynamically linked against libc, as most programs are; cc's defaults).
 printf 'int main(void) { return 0; }\n' >"$W/null.c"
 cc -O2 -o "$W/bin/null" "$W/null.c" || die "cannot compile $W/null.c"
+# The clock: scripts/bench/spawn_time.c, which forks and execs each command
+# and reads CLOCK_MONOTONIC around fork..wait4 (the process's CPU time and
+# page faults from wait4's rusage). bash's own fork and clock would add a
+# millisecond or more to every command alike, hiding small differences.
+cc -O2 -o "$W/bin/spawn_time" "$ROOT/scripts/bench/spawn_time.c" || die "cannot compile spawn_time.c"
 ONE_VM=$(vmname 1)
 CV_INFO_OK=$("$CVMM" --socket "$SOCK" info "$ONE_VM" >/dev/null 2>&1 && echo yes || echo NO)
 LV_INFO_OK=$("${VIRSH[@]}" dominfo "$ONE_VM" >/dev/null 2>&1 && echo yes || echo NO)
-LIST_SAMPLES="cvmm_list cvmm_json_list curl_get_vms virsh_list virsh_list_name cvmm_info virsh_dominfo null_c"
-for s in $LIST_SAMPLES; do : >"$SAMPLES/$s"; done
-# one round = one run of each command, so background noise hits all alike
-for ((r = 0; r < N_LIST; r++)); do
-	for s in $LIST_SAMPLES; do
-		case $s in
-		cvmm_list) time_n "$s" 1 "$CVMM" --socket "$SOCK" list ;;
-		cvmm_json_list) time_n "$s" 1 "$CVMM" --socket "$SOCK" --json list ;;
-		curl_get_vms) time_n "$s" 1 curl -s --unix-socket "$SOCK" http://cvmm/v1/vms ;;
-		virsh_list) time_as_bench "$s" virsh -c qemu:///session list --all ;;
-		virsh_list_name) time_as_bench "$s" virsh -c qemu:///session list --all --name ;;
-		cvmm_info) time_n "$s" 1 "$CVMM" --socket "$SOCK" info "$ONE_VM" ;;
-		virsh_dominfo) time_as_bench "$s" virsh -c qemu:///session dominfo "$ONE_VM" ;;
-		null_c) time_n "$s" 1 "$W/bin/null" ;;
-		esac
-	done
+LIST_SAMPLES="null_c cvmm_version cvmm_info virsh_dominfo cvmm_list virsh_list cvmm_json_list virsh_list_name curl_get_vms true_floor"
+printf '%s\n' "${LV_ENV[@]}" >"$W/virsh.env"
+RAW=$W/raw
+mkdir -p "$RAW"
+V=("$BENCH_UID" "$BENCH_GID" "$W/virsh.env" virsh -c qemu:///session)
+# one round = one run of each command, so background noise hits all alike;
+# virsh runs as the bench user (the child switches user before its exec)
+"$W/bin/spawn_time" "$N_LIST" "$RAW" \
+	null_c - - - "$W/bin/null" ::: \
+	cvmm_version - - - "$CVMM" --version ::: \
+	cvmm_info - - - "$CVMM" --socket "$SOCK" info "$ONE_VM" ::: \
+	virsh_dominfo "${V[@]}" dominfo "$ONE_VM" ::: \
+	cvmm_list - - - "$CVMM" --socket "$SOCK" list ::: \
+	virsh_list "${V[@]}" list --all ::: \
+	cvmm_json_list - - - "$CVMM" --socket "$SOCK" --json list ::: \
+	virsh_list_name "${V[@]}" list --all --name ::: \
+	curl_get_vms - - - curl -s --unix-socket "$SOCK" http://cvmm/v1/vms ::: \
+	true_floor - - - /bin/true \
+	${BASE_CVMM:+::: base_info - - - "$W/bin/cvmm-base" --socket "$SOCK" info "$ONE_VM"} \
+	${BASE_CVMM:+::: base_list - - - "$W/bin/cvmm-base" --socket "$SOCK" list} ||
+	die "spawn_time failed"
+[ -n "${BASE_CVMM:-}" ] && LIST_SAMPLES="$LIST_SAMPLES base_info base_list"
+for s in $LIST_SAMPLES; do
+	awk '{print $1}' "$RAW/$s" >"$SAMPLES/$s"
+	awk '{print $2}' "$RAW/$s" >"$SAMPLES/${s}_cpu"
+	awk '{print $4}' "$RAW/$s" >"$SAMPLES/${s}_flt"
+	bad=$(awk '$3 != 0' "$RAW/$s" | wc -l)
+	((bad)) && say "warning: $s: $bad of $N_LIST runs exited non-zero"
 done
 check_cvmmd "list"
-# The client's own CPU time (perf stat task-clock, mean of N_LIST runs): what
-# the process costs, apart from waiting for a CPU or for the daemon.
-task_clock() { # CMD... -> ms
-	perf stat -x, -e task-clock -r "$N_LIST" "$@" 2>&1 >/dev/null | awk -F, '/task-clock/ {printf "%.2f", $1}'
-}
-if command -v perf >/dev/null 2>&1; then
-	CPU_NULL=$(task_clock "$W/bin/null")
-	CPU_INFO=$(task_clock "$CVMM" --socket "$SOCK" info "$ONE_VM")
-	CPU_LIST=$(task_clock "$CVMM" --socket "$SOCK" list)
-	CPU_DOMINFO=$(as_bench perf stat -x, -e task-clock -r "$N_LIST" virsh -c qemu:///session dominfo "$ONE_VM" 2>&1 >/dev/null | awk -F, '/task-clock/ {printf "%.2f", $1}')
-	CPU_VLIST=$(as_bench perf stat -x, -e task-clock -r "$N_LIST" virsh -c qemu:///session list --all 2>&1 >/dev/null | awk -F, '/task-clock/ {printf "%.2f", $1}')
-fi
-# fork/exec floor of the harness itself, for reading the small numbers
-time_n true_floor "$N_LIST" /bin/true
-time_n cvmm_version_floor "$N_LIST" "$CVMM" --version
 # the daemon's own share: N_LIST GETs on one keep-alive connection, curl's
 # time from request to last byte
 : >"$CV/get.curl"
@@ -476,6 +455,17 @@ curl -s -K "$CV/get.curl" | awk '{printf "%.3f\n", $1 * 1000}' >"$SAMPLES/get_ke
 CV_T1=$(ticks "$CVMMD_PID")
 CV_GET_CPU=$(awk -v a="$CV_T0" -v b="$CV_T1" -v n="$N_LIST" -v hz="$(getconf CLK_TCK)" \
 	'BEGIN { printf "%.1f", (b - a) / hz * 1000 / n }')
+# the daemon's share of a `cvmm info`: GET /v1/vms/ONE_VM on a fresh
+# connection each time (accept, the connection's thread, the answer), curl's
+# time from connected to last byte, and the daemon's CPU time per GET
+CV_T0=$(ticks "$CVMMD_PID")
+for ((r = 0; r < N_LIST; r++)); do
+	curl -s -o /dev/null --unix-socket "$SOCK" -w '%{time_connect} %{time_total}\n' \
+		"http://cvmm/v1/vms/$ONE_VM"
+done | awk '{printf "%.3f\n", ($2 - $1) * 1000}' >"$SAMPLES/get_one_fresh"
+CV_T1=$(ticks "$CVMMD_PID")
+CV_GET1_CPU=$(awk -v a="$CV_T0" -v b="$CV_T1" -v n="$N_LIST" -v hz="$(getconf CLK_TCK)" \
+	'BEGIN { printf "%.2f", (b - a) / hz * 1000 / n }')
 
 # ---- 2. memory ---------------------------------------------------------------------------
 
@@ -670,7 +660,9 @@ paste "$SAMPLES/virsh_list" "$SAMPLES/cvmm_list" | awk '$2 > 0 {printf "%.3f\n",
 m_pair_over=$(med info_minus_null)
 m_pair_info=$(med dominfo_over_info)
 m_pair_list=$(med vlist_over_list)
-CVMM_LIBS=$(ldd "$CVMM" | grep -c '=>')
+CVMM_LIBS=$(ldd "$CVMM" 2>/dev/null | grep -c '=>')
+CVMM_STATIC=
+file -L "$CVMM" 2>/dev/null | grep -q 'statically linked' && CVMM_STATIC=" (statically linked)"
 json_ratio=$(ratio "$m_cj" "$m_vl")
 rss_frac=$(awk -v c="$CV_RSS1" -v l="$LV_RSS1" 'BEGIN { printf "%.3f", c / l }')
 pss_frac=$(awk -v c="$CV_PSS1" -v l="$LV_PSS1" 'BEGIN { printf "%.3f", c / l }')
@@ -688,10 +680,12 @@ $QEMU_VER, $LV_VER. Accelerator: TCG for both (cvmm \`accel = "tcg"\`, host repo
 '${CVMM_ACCEL:-?}'; libvirt domains are \`type='qemu'\`); /dev/kvm $([ -e /dev/kvm ] && echo "present but not used (KVM guests hang on this machine kind)" || echo "absent").
 Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); QEMUs not started by this bench running on the host
 when the boot runs began / ended: ${FOREIGN_BEFORE} / ${FOREIGN_AFTER} (other work on the 2 cores adds noise, mostly to the boot rows).
-Clock: bash \$EPOCHREALTIME around each command (every command a fresh process: exec,
-connect, request, print; virsh is timed inside a shell already running as the bench user, so
-the user switch is not counted); fork+exec of /bin/true here: $(fmt_stats true_floor);
-\`cvmm --version\` (process start of the CLI, no request): $(fmt_stats cvmm_version_floor).
+Clock: scripts/bench/spawn_time.c, CLOCK_MONOTONIC from fork to wait4 of each command (a
+fresh process each: exec, connect, request, print to /dev/null), ${N_LIST} rounds, each round
+one run of every command in turn; virsh runs as the bench user (the forked child switches
+user before its exec, so the switch is in virsh's time: a few microseconds).
+Floors: fork+exec of /bin/true $(fmt_stats true_floor); \`cvmm --version\` (the CLI's process
+start, no request): $(fmt_stats cvmm_version).
 
 | # | measurement | cvmm | libvirt / direct QEMU | cvmm advantage | target |
 |---|---|---|---|---|---|
@@ -703,10 +697,15 @@ the user switch is not counted); fork+exec of /bin/true here: $(fmt_stats true_f
 | 1 | **\`cvmm list\` vs \`virsh list --all\`** | $(fmt_stats cvmm_list) | $(fmt_stats virsh_list) | **${list_ratio}×** | ≥ 15× $(yesno "$list_ratio" ">=" 15) |
 | 1 | **\`cvmm info\` vs \`virsh dominfo\`** (one VM of ${N_VMS}; answered: ${CV_INFO_OK} / ${LV_INFO_OK}) | $(fmt_stats cvmm_info) | $(fmt_stats virsh_dominfo) | **${info_ratio}×** | ≥ 10× $(yesno "$info_ratio" ">=" 10) |
 | 1 | same two, paired within each round (median of the per-round ratios) | | | list **${m_pair_list}×**, info **${m_pair_info}×** | |
-| 1 | **\`cvmm info\` − a C program that only starts and exits** | $(fmt_stats null_c) for the C program: cvmm info takes **${info_over} ms** more (medians; paired within rounds: ${m_pair_over} ms); the CLI maps ${CVMM_LIBS} shared object(s) | | | ≤ 3 ms $(yesno "$info_over" "<=" 3) |
-| 1 | CPU time of the process itself (perf stat task-clock, mean of ${N_LIST}) | C program ${CPU_NULL:-?} ms, \`cvmm info\` ${CPU_INFO:-?} ms, \`cvmm list\` ${CPU_LIST:-?} ms | \`virsh dominfo\` ${CPU_DOMINFO:-?} ms, \`virsh list --all\` ${CPU_VLIST:-?} ms | | |
+| 1 | **\`cvmm info\` − a C program that only starts and exits** | $(fmt_stats null_c) for the C program: cvmm info takes **${info_over} ms** more (medians; paired within rounds: ${m_pair_over} ms); the CLI maps ${CVMM_LIBS} shared object(s)${CVMM_STATIC} | | | ≤ 3 ms $(yesno "$info_over" "<=" 3) |
+| 1 | CPU time of the process itself (wait4 rusage, median) | C program $(med null_c_cpu) ms, \`cvmm --version\` $(med cvmm_version_cpu) ms, \`cvmm info\` $(med cvmm_info_cpu) ms, \`cvmm list\` $(med cvmm_list_cpu) ms | \`virsh dominfo\` $(med virsh_dominfo_cpu) ms, \`virsh list --all\` $(med virsh_list_cpu) ms | | |
+$(if [ -n "${BASE_CVMM:-}" ]; then
+	echo "| 1 | BASE_CVMM ($BASE_CVMM) in the same rounds: info / list | $(fmt_stats base_info) / $(fmt_stats base_list); CPU $(med base_info_cpu) / $(med base_list_cpu) ms, faults $(med base_info_flt) / $(med base_list_flt) | | | |"
+fi)
+| 1 | minor page faults of the process (median) | C program $(med null_c_flt), \`cvmm --version\` $(med cvmm_version_flt), \`cvmm info\` $(med cvmm_info_flt), \`cvmm list\` $(med cvmm_list_flt) | \`virsh dominfo\` $(med virsh_dominfo_flt), \`virsh list --all\` $(med virsh_list_flt) | | |
 | 1 | \`cvmm --json list\` (${CV_JSON_BYTES} B) vs \`virsh list --all\` | $(fmt_stats cvmm_json_list) | $(fmt_stats virsh_list) | ${json_ratio}× | ≥ 10× $(yesno "$json_ratio" ">=" 10) |
 | 1 | daemon share: \`GET /v1/vms\` ×${N_LIST} on one keep-alive connection | $(fmt_stats get_keepalive); daemon CPU ${CV_GET_CPU} ms per GET | | | |
+| 1 | daemon share of \`cvmm info\`: \`GET /v1/vms/${ONE_VM}\` ×${N_LIST}, a fresh connection each (curl, connected → last byte) | $(fmt_stats get_one_fresh); daemon CPU ${CV_GET1_CPU} ms per GET | | | |
 | 1 | reference: raw \`GET /v1/vms\` via curl (${CV_API_BYTES} B) vs \`virsh list --all --name\` | $(fmt_stats curl_get_vms) | $(fmt_stats virsh_list_name) | $(ratio "$m_cu" "$m_vn")× | |
 | 2 | daemon RSS, empty | $(mb "$CV_RSS0") | $(mb "$LV_RSS0") | | |
 | 2 | daemon RSS / PSS, ${N_VMS} defined, before any list | $(mb "$CV_RSS_DEF") / $(mb "$CV_PSS_DEF") | $(mb "$LV_RSS_DEF") / $(mb "$LV_PSS_DEF") | | |
@@ -725,7 +724,7 @@ After the boot runs: cvmmd RSS $(mb "$CV_RSS2"), PSS $(mb "$CV_PSS2"), ${CV_THRE
 boot-vm $CV_EVENTS; ${CV_ERRS} warning/error lines in the cvmmd log.
 
 Raw samples (ms):
-$(for s in cvmm_list cvmm_json_list curl_get_vms get_keepalive virsh_list virsh_list_name cvmm_info virsh_dominfo null_c boot_cvmm boot_direct boot_cvmm_cpu boot_direct_cpu boot_cvmm_runq boot_direct_runq; do printf -- '- %s: %s\n' "$s" "$(tr '\n' ' ' <"$SAMPLES/$s")"; done)
+$(for s in cvmm_list cvmm_json_list curl_get_vms get_keepalive get_one_fresh virsh_list virsh_list_name cvmm_info virsh_dominfo null_c cvmm_version boot_cvmm boot_direct boot_cvmm_cpu boot_direct_cpu boot_cvmm_runq boot_direct_runq; do printf -- '- %s: %s\n' "$s" "$(tr '\n' ' ' <"$SAMPLES/$s")"; done)
 
 ### Commands used
 
@@ -739,9 +738,13 @@ curl -s -K $CURLCFG   # $N_CURL blocks, one connection, separated by "next":
 $CVMM --socket $SOCK list
 $CVMM --socket $SOCK --json list
 $CVMM --socket $SOCK info $ONE_VM
+$CVMM --version
 $W/bin/null      # cc -O2 of "int main(void) { return 0; }"
+# all of them, and virsh's below, timed by ${N_LIST} rounds of:
+$W/bin/spawn_time $N_LIST $RAW  NAME UID GID ENVFILE CMD... ::: ...
 curl -s --unix-socket $SOCK http://cvmm/v1/vms
 curl -s -K $CV/get.curl    # ${N_LIST}× GET /v1/vms, one connection, -w %{time_total}
+curl -s -o /dev/null --unix-socket $SOCK -w '%{time_connect} %{time_total}' http://cvmm/v1/vms/$ONE_VM   # ×${N_LIST}
 
 # libvirt: session daemon as unprivileged $BENCH_USER, all state under $LV
 # (HOME, XDG_RUNTIME_DIR, XDG_CONFIG_HOME, XDG_CACHE_HOME), nothing in /etc or /run
@@ -752,7 +755,7 @@ virsh -c qemu:///session -q < $VCMDS    # $N_VMS lines "define $LV/xml/bench-NNN
 virsh -c qemu:///session list --all
 virsh -c qemu:///session list --all --name
 virsh -c qemu:///session dominfo $ONE_VM
-(each virsh as: setpriv --reuid=$BENCH_USER ... env -i <the XDG vars> bash -c 't0=...; virsh ...; t1=...')
+(each timed virsh: spawn_time's child drops to uid/gid of $BENCH_USER, no groups, env -i + the XDG vars, then execs virsh)
 
 # memory
 grep VmRSS /proc/<pid>/status; grep ^Pss: /proc/<pid>/smaps_rollup

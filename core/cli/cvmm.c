@@ -54,6 +54,37 @@ struct command {
 
 static const struct command commands[];
 
+/* main()'s argv as it came, for exec_full(). */
+static char **orig_argv;
+
+#ifdef CVMM_CLI_STATIC
+/* This cvmm is linked statically (no loader, no shared objects to map: a
+ * fifth of a short command's time; README "A fast CLI"), so it cannot
+ * load GnuTLS or libcrypto, nor resolve host names through NSS. What needs
+ * them (--url, --env-file) runs the same CLI linked with shared libraries,
+ * cvmm-full, with the same arguments. Returns only when it could not be run. */
+static int exec_full(const char *what)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self));
+	char *slash = n > 0 && (size_t)n < sizeof(self) ? memrchr(self, '/', (size_t)n) : NULL;
+
+	static const char *const rel[] = {"/cvmm-full", "/" CVMM_CLI_FULL_REL};
+
+	/* Beside this program (the build tree), then where an install under
+	 * any prefix puts it (bin/../libexec/cvmm), then the configured path. */
+	for (size_t i = 0; slash && i < sizeof(rel) / sizeof(rel[0]); i++) {
+		if ((size_t)(slash - self) + strlen(rel[i]) < sizeof(self)) {
+			strcpy(slash, rel[i]);
+			execv(self, orig_argv);
+		}
+	}
+	execv(CVMM_CLI_FULL, orig_argv);
+	fprintf(stderr, "cvmm: %s needs %s: %s\n", what, CVMM_CLI_FULL, strerror(errno));
+	return EXIT_REFUSED;
+}
+#endif
+
 static const char global_usage[] =
     "usage: cvmm [--socket PATH | --url URL [--cacert FILE]] [--token T] [--json] [--timeout S]\n"
     "            COMMAND ...";
@@ -644,6 +675,10 @@ static int cmd_create(struct cli *cli, const struct command *cmd, int argc, char
 			dry = true;
 			break;
 		case 'E':
+#ifdef CVMM_CLI_STATIC
+			json_object_put(body);
+			return exec_full("--env-file");
+#endif
 			env_file = optarg;
 			break;
 		case 'A':
@@ -1645,7 +1680,12 @@ int main(int argc, char **argv)
 	const struct command *cmd;
 	struct cli cli = {0};
 	int c, r;
+	char *argv0[argc + 1];
 
+	/* The commands' getopt_long may permute argv, and --json is taken out
+	 * of it below: exec_full() needs it as it was. */
+	memcpy(argv0, argv, sizeof(char *) * (size_t)(argc + 1));
+	orig_argv = argv0;
 	/* "+": options end at the command; the command parses its own. */
 	while ((c = getopt_long(argc, argv, "+:hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -1700,6 +1740,10 @@ int main(int argc, char **argv)
 	if (url && strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
 		return usage_error(NULL, "--url '%s': expected http://HOST:PORT or https://HOST:PORT",
 		                   url);
+#ifdef CVMM_CLI_STATIC
+	if (url)
+		return exec_full("--url");
+#endif
 	if (!cacert)
 		cacert = getenv("CVMM_CACERT");
 	if (cacert && !*cacert)

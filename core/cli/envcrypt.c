@@ -55,6 +55,11 @@ static int load_crypto(char *err, size_t errlen)
 	static void *h;
 	if (h)
 		return 0;
+#ifdef CVMM_CLI_STATIC
+	/* The static cvmm runs cvmm-full for --env-file (cvmm.c): not reached. */
+	snprintf(err, errlen, "--env-file needs cvmm-full (this cvmm is static)");
+	return -ENOTSUP;
+#else
 	void *l = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
 	if (!l) {
 		snprintf(err, errlen, "--env-file needs OpenSSL's libcrypto (libssl3): %s", dlerror());
@@ -69,6 +74,7 @@ static int load_crypto(char *err, size_t errlen)
 	CRYPTO_FNS(CRYPTO_SYM)
 	h = l;
 	return 0;
+#endif
 }
 
 int env_random_hex(size_t n, char *out)

@@ -160,5 +160,31 @@ class CliTimeout(unittest.TestCase):
         self.assertGreaterEqual(took, 2.4)
 
 
+class CliInstalled(unittest.TestCase):
+    """A static cvmm runs cvmm-full for --url (README "A fast CLI"): found
+    in bin/../libexec/cvmm of an install under any prefix."""
+
+    def test_url_from_an_install_layout(self):
+        t = tempfile.mkdtemp(prefix="cvmm-cli-")
+        self.addCleanup(shutil.rmtree, t, True)
+        os.makedirs(os.path.join(t, "bin"))
+        os.makedirs(os.path.join(t, "libexec", "cvmm"))
+        cvmm = os.path.join(t, "bin", "cvmm")
+        shutil.copy(CVMM, cvmm)
+        full = os.path.join(os.path.dirname(CVMM), "cvmm-full")
+        if os.path.exists(full):  # not in a sanitizer build: cvmm is dynamic there
+            shutil.copy(full, os.path.join(t, "libexec", "cvmm", "cvmm-full"))
+        # A bound port nobody listens on: refused at once.
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        url = "http://127.0.0.1:%d" % s.getsockname()[1]
+        p = subprocess.run([cvmm, "--url", url, "host"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("cannot connect to cvmmd at %s" % url, p.stderr)
+        self.assertIn("refused", p.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
