@@ -249,7 +249,7 @@ void metrics_route(const char *path, unsigned status, char *out, size_t len)
 	/* Routes the core serves, and those other parts of the API are known
 	 * to add: the only labels an unmatched request can land on. */
 	static const char *const top[] = {"host",   "plugins", "images",       "vms",
-	                                  "events", "gpus",    "openapi.json", NULL};
+	                                  "events", "gpus",    "openapi.json", "routes", NULL};
 	static const char *const sub[] = {"events", "logs",    "start",  "stop",      "restart",
 	                                  "kill",   "pause",   "resume", "snapshots", "volumes",
 	                                  "resize", "console", "stats",  NULL};
