@@ -377,7 +377,7 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
             return
         self.openapi_checked += 1
         try:
-            self.openapi_violations += openapi_check.spec().check(method, path, status, ctype, body)
+            self.openapi_violations += openapi_check.spec(self.plugins).check(method, path, status, ctype, body)
         except Exception as e:  # a broken description is a violation too
             self.openapi_violations.append("%s %s -> %d: checking it failed: %r" % (method, path, status, e))
 

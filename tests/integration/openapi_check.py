@@ -9,6 +9,7 @@ CVMM_OPENAPI_CHECK=0 to switch that off while looking at something else.
 OpenAPI 3.1: every schema is JSON Schema 2020-12, validated with
 python3-jsonschema; a schema's "$ref"s into components resolve against a
 root that carries the document's components."""
+import copy
 import json
 import os
 import re
@@ -126,14 +127,36 @@ class Spec:
         return []
 
 
-_spec = None
+PLUGIN_FRAGMENTS = os.path.join(ROOT, "tests", "plugins")
+_specs = {}
 
 
-def spec():
-    global _spec
-    if _spec is None:
-        _spec = Spec()
-    return _spec
+def with_fragments(doc, plugins):
+    """doc with what test plugins (not bundled, so not in doc/openapi.json)
+    add: tests/plugins/<name>.openapi.json holds their paths and their
+    members of VMs, of the host and of the create body."""
+    doc = copy.deepcopy(doc)
+    sch = doc["components"]["schemas"]
+    for name in plugins:
+        f = os.path.join(PLUGIN_FRAGMENTS, name + ".openapi.json")
+        if not os.path.exists(f):
+            continue
+        frag = json.load(open(f))
+        doc["paths"].update(frag.get("paths", {}))
+        for key, targets in (("vm_members", ("VM", "VMPartial")), ("host_members", ("Host",)),
+                             ("fields", ("CreateVM",))):
+            for t in targets:
+                sch[t]["properties"].update(frag.get(key, {}))
+    return doc
+
+
+def spec(plugins=()):
+    """The description for a daemon that loaded plugins (cached)."""
+    key = tuple(p for p in plugins if os.path.exists(os.path.join(PLUGIN_FRAGMENTS, p + ".openapi.json")))
+    if key not in _specs:
+        base = json.load(open(SPEC_FILE))
+        _specs[key] = Spec(doc=with_fragments(base, key) if key else base)
+    return _specs[key]
 
 
 def enabled():
