@@ -379,7 +379,7 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
         try:
             self.openapi_violations += openapi_check.spec(self.plugins).check(method, path, status, ctype, body)
         except Exception as e:  # a broken description is a violation too
-            self.openapi_violations.append("%s %s -> %d: checking it failed: %r" % (method, path, status, e))
+            self.openapi_violations.append("%s %s -> %s: checking it failed: %r" % (method, path, status, e))
 
     def cli(self, *args, check=True, timeout=60):
         env = dict(os.environ, CVMM_SOCKET=self.sock)

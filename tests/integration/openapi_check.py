@@ -95,7 +95,11 @@ class Spec:
 
     def check(self, method, url, status, ctype, body):
         """A list of what does not match (empty: the answer is as described).
-        body: the parsed JSON, or the text when it is not JSON."""
+        body: the parsed JSON, or the text when it is not JSON. status
+        "event": body is the JSON of one event of GET /v1/events."""
+        if status == "event":  # one event of GET /v1/events' stream
+            return ["GET %s: event %s: %s" % (url, json.dumps(body)[:200], e) for e in
+                    self.schema_errors(self.components["schemas"]["StreamEvent"], body)]
         tpl = self.template(url)
         what = "%s %s -> %d" % (method, url, status)
         if tpl is None or method.lower() not in self.doc["paths"][tpl]:
@@ -144,7 +148,7 @@ def with_fragments(doc, plugins):
         frag = json.load(open(f))
         doc["paths"].update(frag.get("paths", {}))
         for key, targets in (("vm_members", ("VM", "VMPartial")), ("host_members", ("Host",)),
-                             ("fields", ("CreateVM",))):
+                             ("fields", ("CreateVM", "PluginFields"))):
             for t in targets:
                 sch[t]["properties"].update(frag.get(key, {}))
     return doc
