@@ -288,6 +288,11 @@ void metrics_route(const char *path, unsigned status, char *out, size_t len)
 			         rest && rest[1] ? "/{arg}" : "");
 		return;
 	}
+	/* DELETE /v1/images/{name}: one label, whatever the image. */
+	if (l == 6 && !memcmp(p, "images", 6) && slash && slash[1] && !strchr(slash + 1, '/')) {
+		str_copy(out, len, unmatched ? "other" : "/v1/images/{name}");
+		return;
+	}
 	if (in_list(p, l, top) && (!slash || !slash[1])) {
 		snprintf(out, len, "/v1/%.*s", (int)l, p);
 		return;
