@@ -367,19 +367,26 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
             out = json.loads(text)
         except ValueError:
             out = text
-        self.openapi_check(method, path, r.status, r.getheader("Content-Type"), out)
+        if body is None and raw is not None:
+            try:
+                body = json.loads(raw)
+            except (ValueError, TypeError):
+                pass
+        self.openapi_check(method, path, r.status, r.getheader("Content-Type"), out, body)
         return r.status, out
 
-    def openapi_check(self, method, path, status, ctype, body):
+    def openapi_check(self, method, path, status, ctype, body, request=None):
         """Checks an answer against doc/openapi.json; what does not match
         fails the test at cleanup() (openapi_check.py)."""
         if not openapi_check.enabled():
             return
         self.openapi_checked += 1
         try:
-            self.openapi_violations += openapi_check.spec(self.plugins).check(method, path, status, ctype, body)
+            spec = openapi_check.spec(self.plugins)
+            self.openapi_violations += spec.check(method, path, status, ctype, body, request)
         except Exception as e:  # a broken description is a violation too
-            self.openapi_violations.append("%s %s -> %s: checking it failed: %r" % (method, path, status, e))
+            self.openapi_violations.append("%s %s -> %s: checking it failed: %r" % (
+                method, path, status, e))
 
     def cli(self, *args, check=True, timeout=60):
         env = dict(os.environ, CVMM_SOCKET=self.sock)

@@ -93,9 +93,10 @@ class Spec:
     def error_schema(self):
         return self.components["schemas"]["Error"]
 
-    def check(self, method, url, status, ctype, body):
+    def check(self, method, url, status, ctype, body, request=None):
         """A list of what does not match (empty: the answer is as described).
-        body: the parsed JSON, or the text when it is not JSON. status
+        body: the parsed JSON, or the text when it is not JSON; request: the
+        request's body, parsed (None: none or not JSON). status
         "event": body is the JSON of one event of GET /v1/events."""
         if status == "event":  # one event of GET /v1/events' stream
             return ["GET %s: event %s: %s" % (url, json.dumps(body)[:200], e) for e in
@@ -109,6 +110,16 @@ class Spec:
                     what, "the path" if tpl is None else "%s %s" % (method, tpl))]
             return ["%s: %s" % (what, e) for e in self.schema_errors(self.error_schema(), body)]
         op = self.doc["paths"][tpl][method.lower()]
+        out = []
+        # A body the daemon accepted is one the description allows: its
+        # request schemas are not stricter than the daemon.
+        rb = self.resolve(op.get("requestBody", {})).get("content", {}).get("application/json")
+        if rb and isinstance(request, dict) and 200 <= status < 300:
+            out += ["%s: the request body, accepted, is refused by the description: %s" % (what, e)
+                    for e in self.schema_errors(rb["schema"], request)]
+        return out + self.check_response(op, tpl, method, status, ctype, body, what)
+
+    def check_response(self, op, tpl, method, status, ctype, body, what):
         responses = op.get("responses", {})
         resp = responses.get(str(status)) or responses.get("%dXX" % (status // 100)) or responses.get("default")
         if resp is None:
