@@ -1725,7 +1725,7 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 	if (!strcmp(p, "openapi.json") || !strcmp(p, "routes")) {
 		if (!get)
 			return send_error(q->conn, 405, "%s %s: use GET", method, url);
-		if (p[0] == 'r')
+		if (!strcmp(p, "routes"))
 			return send_json(q->conn, 200, routes_json(d->reg));
 		return send_text(q->conn, 200, "application/json", routes_openapi, routes_openapi_len);
 	}
