@@ -162,7 +162,8 @@ class Served(unittest.TestCase):
         described = {(m, tpl): op.get("x-cvmm-plugin") for m, tpl, op in spec.operations()}
         # every route the daemon serves is described, marked with its plugin
         for key, plugin in sorted(listed.items()):
-            self.assertIn(key, described, "%s %s (plugin %s) is not in doc/openapi.json" % (key + (plugin,)))
+            self.assertTrue(key in described,
+                            "%s %s (plugin %s) is not in doc/openapi.json" % (key + (plugin,)))
             self.assertEqual(described[key], plugin, "%s %s: x-cvmm-plugin" % key)
         # and every described route is one it lists (all its plugins are loaded)
         self.assertEqual(sorted(set(described) - set(listed)), [],
