@@ -18,6 +18,7 @@
 #include "job.h"
 #include "metrics.h"
 #include "registry.h"
+#include "routes.h"
 #include "spec.h"
 #include "check.h"
 #include "util.h"
@@ -1718,6 +1719,15 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 		if (strcmp(method, "DELETE"))
 			return send_error(q->conn, 405, "%s %s: use DELETE", method, url);
 		return image_remove_req(a, q, p + 7);
+	}
+	/* The API's description (doc/openapi.json, built in) and the list of
+	 * routes it must cover (core/routes.c). */
+	if (!strcmp(p, "openapi.json") || !strcmp(p, "routes")) {
+		if (!get)
+			return send_error(q->conn, 405, "%s %s: use GET", method, url);
+		if (!strcmp(p, "routes"))
+			return send_json(q->conn, 200, routes_json(d->reg));
+		return send_text(q->conn, 200, "application/json", routes_openapi, routes_openapi_len);
 	}
 	struct reg_route *rt = registry_route(d->reg, method, p);
 	if (rt)

@@ -249,7 +249,7 @@ void metrics_route(const char *path, unsigned status, char *out, size_t len)
 	/* Routes the core serves, and those other parts of the API are known
 	 * to add: the only labels an unmatched request can land on. */
 	static const char *const top[] = {"host",   "plugins", "images",       "vms",
-	                                  "events", "gpus",    "openapi.json", NULL};
+	                                  "events", "gpus",    "openapi.json", "routes", NULL};
 	static const char *const sub[] = {"events", "logs",    "start",  "stop",      "restart",
 	                                  "kill",   "pause",   "resume", "snapshots", "volumes",
 	                                  "resize", "console", "stats",  NULL};
@@ -286,6 +286,11 @@ void metrics_route(const char *path, unsigned status, char *out, size_t len)
 		else
 			snprintf(out, len, "/v1/vms/{vm}/%.*s%s", (int)sl, s + 1,
 			         rest && rest[1] ? "/{arg}" : "");
+		return;
+	}
+	/* DELETE /v1/images/{name}: one label, whatever the image. */
+	if (l == 6 && !memcmp(p, "images", 6) && slash && slash[1] && !strchr(slash + 1, '/')) {
+		str_copy(out, len, unmatched ? "other" : "/v1/images/{name}");
 		return;
 	}
 	if (in_list(p, l, top) && (!slash || !slash[1])) {

@@ -709,7 +709,8 @@ static int h_register_check(cvmm_plugin *p, reg_check_fn fn, void *data)
 }
 
 /* Paths the core serves: a plugin's route may not shadow them. */
-static const char *const core_routes[] = {"host", "plugins", "images", "vms", "events", NULL};
+static const char *const core_routes[] = {"host", "plugins", "images", "vms", "events",
+					  "openapi.json", "routes", NULL};
 
 static int h_register_route(cvmm_plugin *p, const char *method, const char *path, reg_route_fn fn,
 			    void *data)

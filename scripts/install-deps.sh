@@ -23,7 +23,7 @@ socat jq curl iproute2 procps psmisc python3 python3-libvirt strace
 libvirt-daemon-system libvirt-clients libvirt-dev libxml2-utils
 libnl-3-dev libnl-route-3-dev dnsmasq-base nftables
 libtirpc3 libtsan2 libasan8 libubsan1
-libpci-dev pci.ids python3-fusepy
+libpci-dev pci.ids python3-fusepy python3-jsonschema
 clang libclang-rt-14-dev
 lintian mandoc man-db systemd
 libsecp256k1-dev libssl-dev python3-cryptography

@@ -26,6 +26,8 @@ import tempfile
 import time
 import unittest
 
+import openapi_check
+
 BUILD = os.environ.get("CVMM_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 IMAGES = os.environ.get("CVMM_IMAGE_PATH", "/var/lib/cvmm/images")
 CVMMD = os.path.join(BUILD, "core", "cvmmd")
@@ -218,6 +220,8 @@ class Daemon:
         self.conf = os.path.join(self.dir, "cvmm.conf")
         self.log = os.path.join(self.dir, "cvmmd.log")
         self.token = None
+        self.openapi_checked = 0  # answers checked against doc/openapi.json
+        self.openapi_violations = []
         auth = "auth = { enabled = false; };"
         if auth_tokens:
             self.token = auth_tokens[0]
@@ -314,6 +318,7 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
                 for pid in qemu_pids_for(vm_id):
                     leftovers.append(pid)
                     os.kill(pid, signal.SIGKILL)
+        openapi = self.openapi_report()
         reports = sanitizer_reports(self.read_log()) if os.path.exists(self.log) else []
         log_tail = self.read_log()[-6000:] if reports else ""
         keep = os.environ.get("CVMM_KEEP_LOG")
@@ -323,7 +328,24 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
         if reports:
             raise AssertionError("cvmmd (%s build) reported:\n%s\n--- log tail ---\n%s" % (
                 SANITIZER, "\n".join(reports[:20]), log_tail))
+        if openapi:
+            raise AssertionError(openapi)
         return leftovers
+
+    def openapi_report(self):
+        """What the answers checked against doc/openapi.json did not match
+        (None: all did); CVMM_OPENAPI_STATS names a file that gets a line
+        of counts per daemon."""
+        stats = os.environ.get("CVMM_OPENAPI_STATS")
+        if stats and self.openapi_checked:
+            with open(stats, "a") as f:
+                f.write("%d %d\n" % (self.openapi_checked, len(self.openapi_violations)))
+        v, self.openapi_violations = self.openapi_violations, []
+        if not v:
+            return None
+        seen = list(dict.fromkeys(v))
+        return ("%d answer(s) of cvmmd do not match doc/openapi.json (fix the daemon or the "
+                "description):\n  %s" % (len(v), "\n  ".join(seen[:30])))
 
     # -- API and CLI --
     def api(self, method, path, body=None, token=None, raw=None, timeout=30):
@@ -342,9 +364,29 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
         finally:
             c.close()
         try:
-            return r.status, json.loads(text)
+            out = json.loads(text)
         except ValueError:
-            return r.status, text
+            out = text
+        if body is None and raw is not None:
+            try:
+                body = json.loads(raw)
+            except (ValueError, TypeError):
+                pass
+        self.openapi_check(method, path, r.status, r.getheader("Content-Type"), out, body)
+        return r.status, out
+
+    def openapi_check(self, method, path, status, ctype, body, request=None):
+        """Checks an answer against doc/openapi.json; what does not match
+        fails the test at cleanup() (openapi_check.py)."""
+        if not openapi_check.enabled():
+            return
+        self.openapi_checked += 1
+        try:
+            spec = openapi_check.spec(self.plugins)
+            self.openapi_violations += spec.check(method, path, status, ctype, body, request)
+        except Exception as e:  # a broken description is a violation too
+            self.openapi_violations.append("%s %s -> %s: checking it failed: %r" % (
+                method, path, status, e))
 
     def cli(self, *args, check=True, timeout=60):
         env = dict(os.environ, CVMM_SOCKET=self.sock)

@@ -35,12 +35,19 @@ class SSE:
         self.chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
         self.ended = False
         self.body = None
+        # the answers are checked against doc/openapi.json (harness.Daemon)
+        self.check = getattr(d, "openapi_check", None)
+        self.url = "/v1/events" + query
         if self.status != 200:
             n = int(self.headers.get("content-length", "0"))
             while len(self.raw) < n:
                 self._recv(time.monotonic() + timeout)
             self.body = json.loads(self.raw[:n].decode())
+            if self.check:
+                self.check("GET", self.url, self.status, self.headers.get("content-type"), self.body)
             return
+        if self.check:
+            self.check("GET", self.url, self.status, self.headers.get("content-type"), "")
         self.hello = self.next_block(timeout)
 
     def close(self):
@@ -102,6 +109,8 @@ class SSE:
                 data.append(line[5:].lstrip(" "))
         if data:
             out["data"] = json.loads("\n".join(data))
+            if self.check:
+                self.check("GET", self.url, "event", None, out["data"])
         return out
 
     def next_event(self, timeout=30):

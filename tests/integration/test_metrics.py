@@ -56,9 +56,11 @@ class TcpDaemon(Daemon):
             c.close()
         self.last_ctype = ctype
         try:
-            return r.status, json.loads(text)
+            out = json.loads(text)
         except ValueError:
-            return r.status, text
+            out = text
+        self.openapi_check(method, path, r.status, ctype, out)
+        return r.status, out
 
 
 def promtool_check(text):
