@@ -22,6 +22,11 @@ uint64_t cp_start_time(int pid);
  * 0 if none. */
 ssize_t cp_read_cmdline(int pid, char *buf, size_t len);
 
+/* Resolves a program name (one without a '/') through PATH, then /usr/sbin,
+ * /sbin, /usr/bin and /bin, into out: 0, or -ENOENT (out empty); a path is
+ * only checked to be executable (-errno). */
+int cp_find_program(const char *name, char *out, size_t len);
+
 #define CP_SPAWN_MAX_FDS 16
 /*
  * Starts argv (argv[0] looked up in PATH) as a grandchild in its own

@@ -5,6 +5,7 @@
  * lease-file purge. Run alone: build/plugins/net-bridge/test_net_bridge.
  */
 #include "nb.h"
+#include "proc.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -226,7 +227,7 @@ static void test_ports(void)
 static int nft_check(const char *script)
 {
 	char nft[256], err[1024];
-	if (geteuid() != 0 || nb_find_program("nft", nft, sizeof(nft)) < 0)
+	if (geteuid() != 0 || cp_find_program("nft", nft, sizeof(nft)) < 0)
 		return 0;
 	/* -c: the kernel checks the whole transaction, then drops it. */
 	char *argv[] = {nft, "-c", "-f", "-", NULL};
