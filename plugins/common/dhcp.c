@@ -42,20 +42,10 @@ static const char *base_name(const char *path)
 	return b ? b + 1 : path;
 }
 
+/* Alive: in /proc and not a zombie (not our child: its reaper may be late). */
 static int alive(int pid)
 {
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	return p && p[1] && p[2] != 'Z' && p[2] != 'X';
+	return cp_start_time(pid) != 0;
 }
 
 int cp_dhcp_pids(const struct cp_dhcp *c, int *pids, int max)
@@ -75,17 +65,9 @@ int cp_dhcp_pids(const struct cp_dhcp *c, int *pids, int max)
 		long p = strtol(de->d_name, &end, 10);
 		if (*end || p <= 0)
 			continue;
-		char path[64], cmd[4096];
-		snprintf(path, sizeof(path), "/proc/%ld/cmdline", p);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		ssize_t len = read(fd, cmd, sizeof(cmd) - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		cmd[len] = 0;
-		if (strcmp(base_name(cmd), name))
+		char cmd[4096];
+		ssize_t len = cp_read_cmdline((int)p, cmd, sizeof(cmd));
+		if (len <= 0 || strcmp(base_name(cmd), name))
 			continue;
 		int ours = 0;
 		for (char *a = cmd; a < cmd + len; a += strlen(a) + 1)
