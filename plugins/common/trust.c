@@ -20,8 +20,7 @@ int cp_plugin_open(struct cp_plugin *pl, uint32_t major, const struct cvmm_host_
 }
 
 /* The key in the fallback section, or NULL. */
-static const char *fallback_key(const struct cp_plugin *pl, const char *key, char *buf,
-                                size_t len)
+static const char *fallback_key(const struct cp_plugin *pl, const char *key, char *buf, size_t len)
 {
 	if (!pl->fallback)
 		return NULL;
@@ -53,8 +52,7 @@ int cp_cfg_int(const struct cp_plugin *pl, const char *key, int64_t *v)
 	return k ? pl->host->cfg_int(pl->self, k, v) : r;
 }
 
-int cp_cfg_range(const struct cp_plugin *pl, const char *key, int64_t lo, int64_t hi,
-                 int64_t *v)
+int cp_cfg_range(const struct cp_plugin *pl, const char *key, int64_t lo, int64_t hi, int64_t *v)
 {
 	int64_t x;
 	int r = cp_cfg_int(pl, key, &x);
@@ -75,8 +73,8 @@ int cp_answer(char *buf, size_t len, const char *text)
 	return w < 0 || (size_t)w >= len ? -ENOSPC : w;
 }
 
-int cp_guest_call_serve(const struct cp_plugin *pl, guest_call_fn fn, cvmm_vm *vm,
-                        const char *body, char *buf, size_t len)
+int cp_guest_call_serve(const struct cp_plugin *pl, guest_call_fn fn, cvmm_vm *vm, const char *body,
+                        char *buf, size_t len)
 {
 	char err[1024] = "";
 	int r = fn(vm, body, buf, len, err, sizeof(err));

@@ -37,8 +37,7 @@ int cp_cfg_bool(const struct cp_plugin *pl, const char *key, int32_t *v);
 int cp_cfg_int(const struct cp_plugin *pl, const char *key, int64_t *v);
 /* cp_cfg_int held to lo..hi: 0 set, 1 absent (v untouched), or a negative
  * errno (-EINVAL out of range, said through host->error). */
-int cp_cfg_range(const struct cp_plugin *pl, const char *key, int64_t lo, int64_t hi,
-                 int64_t *v);
+int cp_cfg_range(const struct cp_plugin *pl, const char *key, int64_t lo, int64_t hi, int64_t *v);
 
 /* text into buf (an info or route answer): its length, or -ENOSPC. */
 int cp_answer(char *buf, size_t len, const char *text);
@@ -46,7 +45,7 @@ int cp_answer(char *buf, size_t len, const char *text);
 /* fn on the VM the route or channel names (a guest only ever asks for
  * itself): its answer's length, or a negative errno with fn's reason said
  * through host->error. */
-int cp_guest_call_serve(const struct cp_plugin *pl, guest_call_fn fn, cvmm_vm *vm,
-                        const char *body, char *buf, size_t len);
+int cp_guest_call_serve(const struct cp_plugin *pl, guest_call_fn fn, cvmm_vm *vm, const char *body,
+                        char *buf, size_t len);
 
 #endif

@@ -14,6 +14,7 @@
 #include <cvmm/plugin.h>
 
 #include "abi10_probe.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
@@ -558,7 +559,6 @@ int main(void)
 	    {"test-fail fails where configured", test_fail_plugin},
 	};
 	CU_pSuite suite;
-	unsigned failures;
 	size_t i;
 
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -569,13 +569,7 @@ int main(void)
 	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
 		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
 			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	if (CU_get_number_of_suites_failed())
-		failures++;
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	return unit_run();
 fail:
 	CU_cleanup_registry();
 	return 2;

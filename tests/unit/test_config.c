@@ -5,6 +5,7 @@
  * `cvmmd --check-config`.
  */
 #include "config.h"
+#include "unit.h"
 
 #include <cvmm/plugin.h>
 
@@ -1060,7 +1061,6 @@ int main(void)
 	    {"config_free", test_free_zeroed_and_twice},
 	};
 	CU_pSuite suite;
-	unsigned failures;
 	size_t i;
 
 	if (CU_initialize_registry() != CUE_SUCCESS)
@@ -1071,13 +1071,7 @@ int main(void)
 	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
 		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
 			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	if (CU_get_number_of_suites_failed())
-		failures++;
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	return unit_run();
 fail:
 	CU_cleanup_registry();
 	return 2;

@@ -5,6 +5,7 @@
  * rather than misread: the CLI then falls back to json-c.
  */
 #include "jscan.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <json-c/json.h>
@@ -133,7 +134,6 @@ int main(void)
 	    {"agrees with json-c", test_agrees_with_json_c},
 	};
 	CU_pSuite suite;
-	unsigned failures;
 
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 2;
@@ -143,9 +143,5 @@ int main(void)
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
 		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
 			return 2;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	return unit_run();
 }

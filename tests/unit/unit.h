@@ -1,0 +1,90 @@
+/*
+ * unit.h: what the CUnit executables of tests/unit each wrote again. Header
+ * only (every test is one executable of its own, see CMakeLists.txt).
+ */
+#ifndef CVMM_TESTS_UNIT_H
+#define CVMM_TESTS_UNIT_H
+
+#include "util.h"
+
+#include <CUnit/Basic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Runs the registered suites, verbose, and cleans up. The exit status: 1
+ * when an assertion, a test or a suite's init failed (a suite whose init
+ * fails runs no test, so it must count by itself). */
+static inline int unit_run(void)
+{
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
+	                  CU_get_number_of_suites_failed();
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
+
+static inline int unit_write_text(const char *path, const char *text)
+{
+	return write_file_atomic(path, text, strlen(text), 0644);
+}
+
+/* A fake image "tiny" under <dir>/images (kernel, initrd, metadata): enough
+ * for a request to resolve, nothing that boots. 0 or -1. */
+static inline int unit_fake_image(const char *dir)
+{
+	char *img = xasprintf("%s/images/tiny", dir);
+	char *k = xasprintf("%s/vmlinuz", img), *i = xasprintf("%s/initrd.img", img);
+	char *m = xasprintf("%s/metadata.json", img);
+	int r = mkdir_p(img, 0755) || unit_write_text(k, "kernel") ||
+	        unit_write_text(i, "initrd") ||
+	        unit_write_text(m, "{\"kernel\": \"vmlinuz\", \"initrd\": \"initrd.img\", "
+	                           "\"cmdline\": \"console=ttyS0\"}");
+	free(img);
+	free(k);
+	free(i);
+	free(m);
+	return r ? -1 : 0;
+}
+
+/* One CUnit test per case of a table (golden fixtures): CUnit passes tests
+ * no argument, so UNIT_CASE_THUNKS(fn) defines unit_thunks[], 100 tests
+ * where unit_thunks[k] calls fn(k). */
+#define UNIT_THUNK_(fn, a, b)                                                                      \
+	static void unit_thunk_##a##b(void)                                                        \
+	{                                                                                          \
+		fn(a * 10 + b);                                                                    \
+	}
+#define UNIT_THUNK_ROW_(fn, a)                                                                     \
+	UNIT_THUNK_(fn, a, 0)                                                                      \
+	UNIT_THUNK_(fn, a, 1)                                                                      \
+	UNIT_THUNK_(fn, a, 2)                                                                      \
+	UNIT_THUNK_(fn, a, 3)                                                                      \
+	UNIT_THUNK_(fn, a, 4)                                                                      \
+	UNIT_THUNK_(fn, a, 5)                                                                      \
+	UNIT_THUNK_(fn, a, 6)                                                                      \
+	UNIT_THUNK_(fn, a, 7)                                                                      \
+	UNIT_THUNK_(fn, a, 8)                                                                      \
+	UNIT_THUNK_(fn, a, 9)
+#define UNIT_THUNK_ENTRIES_(a)                                                                     \
+	unit_thunk_##a##0, unit_thunk_##a##1, unit_thunk_##a##2, unit_thunk_##a##3,                \
+	    unit_thunk_##a##4, unit_thunk_##a##5, unit_thunk_##a##6, unit_thunk_##a##7,            \
+	    unit_thunk_##a##8, unit_thunk_##a##9
+#define UNIT_CASE_THUNKS(fn)                                                                       \
+	UNIT_THUNK_ROW_(fn, 0)                                                                     \
+	UNIT_THUNK_ROW_(fn, 1)                                                                     \
+	UNIT_THUNK_ROW_(fn, 2)                                                                     \
+	UNIT_THUNK_ROW_(fn, 3)                                                                     \
+	UNIT_THUNK_ROW_(fn, 4)                                                                     \
+	UNIT_THUNK_ROW_(fn, 5)                                                                     \
+	UNIT_THUNK_ROW_(fn, 6)                                                                     \
+	UNIT_THUNK_ROW_(fn, 7)                                                                     \
+	UNIT_THUNK_ROW_(fn, 8)                                                                     \
+	UNIT_THUNK_ROW_(fn, 9)                                                                     \
+	static const CU_TestFunc unit_thunks[] = {UNIT_THUNK_ENTRIES_(0), UNIT_THUNK_ENTRIES_(1),  \
+	                                          UNIT_THUNK_ENTRIES_(2), UNIT_THUNK_ENTRIES_(3),  \
+	                                          UNIT_THUNK_ENTRIES_(4), UNIT_THUNK_ENTRIES_(5),  \
+	                                          UNIT_THUNK_ENTRIES_(6), UNIT_THUNK_ENTRIES_(7),  \
+	                                          UNIT_THUNK_ENTRIES_(8), UNIT_THUNK_ENTRIES_(9)};
+
+#endif
