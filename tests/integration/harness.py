@@ -326,8 +326,14 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
         return leftovers
 
     # -- API and CLI --
+    def connection(self, timeout):
+        """An HTTP connection to the daemon's API (a daemon configured to
+        listen elsewhere overrides this)."""
+        return UnixHTTPConnection(self.sock, timeout=timeout)
+
     def api(self, method, path, body=None, token=None, raw=None, timeout=30):
-        c = UnixHTTPConnection(self.sock, timeout=timeout)
+        """(status, JSON or text); the answer's Content-Type in last_ctype."""
+        c = self.connection(timeout)
         headers = {}
         tok = token if token is not None else self.token
         if tok:
@@ -339,6 +345,7 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
             c.request(method, path, body=data, headers=headers)
             r = c.getresponse()
             text = r.read().decode(errors="replace")
+            self.last_ctype = r.getheader("Content-Type", "")
         finally:
             c.close()
         try:
@@ -380,6 +387,23 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
         if st != 201:
             raise AssertionError("create %s: %d %s" % (name, st, o))
         return o
+
+
+def cleanup_daemons(daemons, log_tail=3000):
+    """tearDown of a test that starts daemons of its own: each cleaned up,
+    even after another's failed. The problems found: QEMUs left behind
+    (with the tail of that daemon's log) and sanitizer reports."""
+    problems = []
+    for d in daemons:
+        log = d.read_log() if os.path.exists(d.log) else ""
+        try:
+            left = d.cleanup()
+        except AssertionError as e:  # a sanitizer report
+            problems.append(str(e))
+            left = []
+        if left:
+            problems.append("QEMU left behind: %s\n%s" % (left, log[-log_tail:]))
+    return problems
 
 
 _libvirtd = None
@@ -645,6 +669,57 @@ class NetnsDaemon(Daemon):
                 break
             time.sleep(0.2)
         return readings[-1]
+
+
+class NetSoak:
+    """The leak soak of a network mode, mixed into its suite's TestCase: VMs
+    with one NIC of NETWORKS created, started, stopped and removed again and
+    again, and starts made to fail, must leave the host as they found it.
+    The test case gives soak_ns (the Netns whose settled snapshot counts)."""
+    CYCLES = int(os.environ.get("CVMM_SOAK_CYCLES", "50"))
+    NETWORKS = None  # e.g. [{"mode": "host"}]
+
+    def state(self, d):
+        """What a leak would change."""
+        s = self.soak_ns.settled_snapshot()
+        s["run files"] = files_under(d.run)
+        s["daemon fds"] = d.fds()
+        return s
+
+    def cycle(self, d, name, running=None):
+        """create (and start), stop, remove; running(vm) is called in between."""
+        vm = d.create(name, networks=self.NETWORKS, memory_mb=128)
+        vm = d.wait_state(name, ("running", "failed"), timeout=60)
+        self.assertEqual(vm["state"], "running", vm["reason"])
+        if running:
+            running(vm)
+        st, o = d.api("POST", "/v1/vms/%s/stop" % name, {"force": True})
+        self.assertEqual(st, 202, o)
+        d.wait_state(name, "stopped", timeout=60)
+        st, o = d.api("DELETE", "/v1/vms/" + name)
+        self.assertEqual(st, 200, o)
+        return vm
+
+    def fail_start(self, d, name, event):
+        """A start the test-fail plugin fails at event: nothing of it runs."""
+        vm = d.create(name, networks=self.NETWORKS, memory_mb=128)
+        vm = d.wait_state(name, ("failed", "running"), timeout=60)
+        self.assertEqual(vm["state"], "failed")
+        self.assertIn("failing on purpose at " + event, vm["reason"])
+        self.assertEqual(qemu_pids_for(vm["id"]), [])
+        self.assertEqual(d.api("DELETE", "/v1/vms/" + name)[0], 200)
+
+    def warmed_up(self, d):
+        """The state after one warm-up cycle, the soak's reference: the core
+        makes <run>/vms at the first start and keeps it; that directory is
+        the only thing the first cycle may add."""
+        pristine = self.state(d)
+        self.cycle(d, "warmup")
+        before = self.state(d)
+        self.assertEqual(before["run files"], sorted(pristine["run files"] + ["vms"]))
+        pristine["run files"] = before["run files"]
+        self.assertEqual(before, pristine)
+        return before
 
 
 class LibvirtInNetns:

@@ -40,27 +40,8 @@ class TcpDaemon(Daemon):
             f.write(text.replace('address = "unix:%s";' % self.sock,
                                  'address = "tcp:127.0.0.1:%d";' % self.port))
 
-    def api(self, method, path, body=None, token=None, raw=None, timeout=30):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers = {}
-        tok = token if token is not None else self.token
-        if tok:
-            headers["Authorization"] = "Bearer " + tok
-        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        try:
-            c.request(method, path, body=data, headers=headers)
-            r = c.getresponse()
-            text = r.read().decode(errors="replace")
-            ctype = r.getheader("Content-Type", "")
-        finally:
-            c.close()
-        self.last_ctype = ctype
-        try:
-            return r.status, json.loads(text)
-        except ValueError:
-            return r.status, text
+    def connection(self, timeout):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
 
 def promtool_check(text):

@@ -34,8 +34,9 @@ import signal
 import time
 import unittest
 
-from harness import (BOOT_TIMEOUT, BUILD, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon, files_under,
-                     pid_alive, sh, procs_mentioning, qemu_pids_for, wait_for)
+from harness import (NetSoak, cleanup_daemons, BOOT_TIMEOUT, BUILD, CVMMD, IMAGES, LibvirtInNetns, Netns,
+                     NetnsDaemon, files_under, pid_alive, sh, procs_mentioning, qemu_pids_for,
+                     wait_for)
 
 PLUGINS = ("backend-qemu", "net-user", "net-bridge")
 BRIDGE = "cvmmbr0"
@@ -86,11 +87,7 @@ class BridgeTest(unittest.TestCase):
     def tearDown(self):
         problems = []
         try:
-            for d in self.daemons:
-                log = d.read_log() if os.path.exists(d.log) else ""
-                left = d.cleanup()
-                if left:
-                    problems.append("QEMU left behind: %s\n%s" % (left, log[-3000:]))
+            problems += cleanup_daemons(self.daemons)
             for ns in self.namespaces:
                 pids = sh("ip", "netns", "pids", ns.name, check=False).stdout.split()
                 if pids:
@@ -508,7 +505,7 @@ class Unmanaged(BridgeTest):
 
 
 class LeakSoak(BridgeTest):
-    CYCLES = int(os.environ.get("CVMM_SOAK_CYCLES", "50"))
+    CYCLES = NetSoak.CYCLES
 
     def soak_daemon(self, event):
         return self.daemon(plugins=PLUGINS + ("test-fail",),

@@ -21,8 +21,8 @@ import shutil
 import time
 import unittest
 
-from harness import (BUILD, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon, files_under, pid_alive,
-                     qemu_pids_for, sh, wait_for)
+from harness import (NetSoak, cleanup_daemons, BUILD, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon,
+                     files_under, pid_alive, qemu_pids_for, sh, wait_for)
 
 PLUGINS = ("backend-qemu", "net-user", "net-host")
 SECTION = 'net-host = { interface = "hnic"; macvtap_mode = "bridge"; };'
@@ -46,13 +46,9 @@ class HostTest(unittest.TestCase):
         self.b.ip("link", "set", "seg", "up")
 
     def tearDown(self):
-        leftovers = []
+        problems = []
         try:
-            for d in self.daemons:
-                log = d.read_log() if os.path.exists(d.log) else ""
-                left = d.cleanup()
-                if left:
-                    leftovers.append((left, log[-2000:]))
+            problems += cleanup_daemons(self.daemons, log_tail=2000)
             if self.dnsmasq:
                 self.dnsmasq.kill()
                 self.dnsmasq.wait()
@@ -60,8 +56,8 @@ class HostTest(unittest.TestCase):
             self.a.close()
             self.b.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
-        if leftovers:
-            self.fail("QEMU processes left behind: %s" % leftovers)
+        if problems:
+            self.fail("\n".join(problems))
 
     backend = "qemu"
 
@@ -230,50 +226,21 @@ class Config(HostTest):
                       "got 'hub'", r.stderr)
 
 
-class LeakSoak(HostTest):
-    CYCLES = int(os.environ.get("CVMM_SOAK_CYCLES", "50"))
+class LeakSoak(NetSoak, HostTest):
+    NETWORKS = [{"mode": "host"}]
 
-    def state(self, d):
-        s = self.a.settled_snapshot()
-        s["run files"] = files_under(d.run)
-        s["daemon fds"] = d.fds()
-        return s
+    @property
+    def soak_ns(self):
+        return self.a
 
     def soak_daemon(self, event):
         return self.daemon(plugins=PLUGINS + ("test-fail",),
                            sections=' test-fail = { event = "%s"; name_prefix = "bad"; };' % event)
 
-    def cycle(self, d, name, running=None):
-        vm = d.create(name, networks=[{"mode": "host"}], memory_mb=128)
-        vm = d.wait_state(name, ("running", "failed"), timeout=60)
-        self.assertEqual(vm["state"], "running", vm["reason"])
-        if running:
-            running(vm)
-        st, o = d.api("POST", "/v1/vms/%s/stop" % name, {"force": True})
-        self.assertEqual(st, 202, o)
-        d.wait_state(name, "stopped", timeout=60)
-        st, o = d.api("DELETE", "/v1/vms/" + name)
-        self.assertEqual(st, 200, o)
-
-    def fail_start(self, d, name, event):
-        vm = d.create(name, networks=[{"mode": "host"}], memory_mb=128)
-        vm = d.wait_state(name, ("failed", "running"), timeout=60)
-        self.assertEqual(vm["state"], "failed")
-        self.assertIn("failing on purpose at " + event, vm["reason"])
-        self.assertEqual(qemu_pids_for(vm["id"]), [])
-        self.assertEqual(d.api("DELETE", "/v1/vms/" + name)[0], 200)
-
     def test_50_cycles_and_failed_starts_leak_nothing(self):
         t0 = time.monotonic()
         d = self.soak_daemon("pre_start")
-        # One warm-up cycle: the core makes <run>/vms at the first start and
-        # keeps it; that directory is the only thing the first cycle may add.
-        pristine = self.state(d)
-        self.cycle(d, "warmup")
-        before = self.state(d)
-        self.assertEqual(before["run files"], sorted(pristine["run files"] + ["vms"]))
-        pristine["run files"] = before["run files"]
-        self.assertEqual(before, pristine)
+        before = self.warmed_up(d)
 
         def on_segment(vm):
             link = self.a.link(vm["nics"][0]["macvtap"])

@@ -33,8 +33,8 @@ import os
 import time
 import unittest
 
-from harness import (CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon, files_under, pid_alive, qemu_pids_for, sh,
-                     wait_for)
+from harness import (NetSoak, cleanup_daemons, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon,
+                     files_under, pid_alive, sh, wait_for)
 
 VNI = 4242
 BRIDGE = "cvobr%d" % VNI
@@ -72,18 +72,14 @@ class OverlayTest(unittest.TestCase):
             ns.ip("link", "set", "u0", "up")
 
     def tearDown(self):
-        leftovers = []
+        problems = []
         try:
-            for d in self.daemons:
-                log = d.read_log() if os.path.exists(d.log) else ""
-                left = d.cleanup()
-                if left:
-                    leftovers.append((left, log[-2000:]))
+            problems += cleanup_daemons(self.daemons, log_tail=2000)
         finally:
             self.h1.close()
             self.h2.close()
-        if leftovers:
-            self.fail("QEMU processes left behind: %s" % leftovers)
+        if problems:
+            self.fail("\n".join(problems))
 
     def daemon(self, ns, local, peer, slice_, extra="", plugins=PLUGINS, sections=""):
         d = NetnsDaemon(ns, plugins=plugins,
@@ -344,55 +340,28 @@ class CrashPaths(OverlayTest):
         self.assertFalse(os.path.exists(os.path.join(d.data, "net-overlay")))
 
 
-class LeakSoak(OverlayTest):
-    CYCLES = int(os.environ.get("CVMM_SOAK_CYCLES", "50"))
+class LeakSoak(NetSoak, OverlayTest):
+    NETWORKS = [{"mode": "overlay"}]
+
+    @property
+    def soak_ns(self):
+        return self.h1
 
     def soak_daemon(self, event):
         sections = ' test-fail = { event = "%s"; name_prefix = "bad"; };' % event
         return self.daemon(self.h1, "10.99.0.1", "10.99.0.2", "10.200.1.0/24",
                            plugins=PLUGINS + ("test-fail",), sections=sections)
 
-    def state(self, d):
-        s = self.h1.settled_snapshot()
-        s["run files"] = files_under(d.run)
-        s["daemon fds"] = d.fds()
-        return s
-
-    def cycle(self, d, name, running=None):
-        """create (and start), stop, remove; running(vm) is called in between."""
-        vm = d.create(name, networks=[{"mode": "overlay"}], memory_mb=128)
-        vm = d.wait_state(name, ("running", "failed"), timeout=60)
-        self.assertEqual(vm["state"], "running", vm["reason"])
-        if running:
-            running(vm)
-        st, o = d.api("POST", "/v1/vms/%s/stop" % name, {"force": True})
-        self.assertEqual(st, 202, o)
-        d.wait_state(name, "stopped", timeout=60)
-        st, o = d.api("DELETE", "/v1/vms/" + name)
-        self.assertEqual(st, 200, o)
-        return vm
-
     def test_50_cycles_and_failed_starts_leak_nothing(self):
         t0 = time.monotonic()
         d = self.soak_daemon("pre_start")
-        # One warm-up cycle: the core makes <run>/vms at the first start and
-        # keeps it; that directory is the only thing the first cycle may add.
-        pristine = self.state(d)
-        self.cycle(d, "warmup")
-        before = self.state(d)
-        self.assertEqual(before["run files"], sorted(pristine["run files"] + ["vms"]))
-        pristine["run files"] = before["run files"]
-        self.assertEqual(before, pristine)
+        before = self.warmed_up(d)
         def on_bridge(vm):
             self.assertEqual(self.h1.link(vm["nics"][0]["tap"])["master"], BRIDGE)
         for k in range(self.CYCLES):
             self.cycle(d, "s%d" % k, on_bridge if k % 10 == 0 else None)
         for k in range(5):
-            vm = d.create("bad%d" % k, networks=[{"mode": "overlay"}], memory_mb=128)
-            vm = d.wait_state("bad%d" % k, ("failed", "running"), timeout=60)
-            self.assertEqual(vm["state"], "failed")
-            self.assertIn("failing on purpose at pre_start", vm["reason"])
-            self.assertEqual(d.api("DELETE", "/v1/vms/bad%d" % k)[0], 200)
+            self.fail_start(d, "bad%d" % k, "pre_start")
         log = d.read_log()
         # They failed after the network was set up, and it was undone.
         self.assertIn("VM 'bad4': networks[0]: TAP", log)
@@ -407,12 +376,7 @@ class LeakSoak(OverlayTest):
         self.cycle(d, "warmup")
         before = self.state(d)
         for k in range(5):
-            vm = d.create("bad%d" % k, networks=[{"mode": "overlay"}], memory_mb=128)
-            vm = d.wait_state("bad%d" % k, ("failed", "running"), timeout=60)
-            self.assertEqual(vm["state"], "failed")
-            self.assertIn("failing on purpose at started", vm["reason"])
-            self.assertEqual(qemu_pids_for(vm["id"]), [])
-            self.assertEqual(d.api("DELETE", "/v1/vms/bad%d" % k)[0], 200)
+            self.fail_start(d, "bad%d" % k, "started")
         self.assertEqual(self.state(d), before)
         print("\n    overlay soak: %d cycles + 10 failed starts in %.0f s, nothing left"
               % (self.CYCLES, time.monotonic() - t0))
