@@ -6,6 +6,7 @@
  */
 #include "nb.h"
 #include "proc.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -354,10 +355,7 @@ int main(void)
 	CU_add_test(s, "nft scripts (and nft -c)", test_nft_scripts);
 	CU_add_test(s, "lease file purge", test_lease_purge);
 	CU_add_test(s, "helper programs and atomic writes", test_run);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
+	int failed = unit_run();
 	rmdir(tmpdir);
-	return failed ? 1 : 0;
+	return failed;
 }

@@ -10,6 +10,7 @@
 #include "registry.h"
 #include "util.h"
 #include "vm.h"
+#include "fake_image.h"
 #include "unit.h"
 
 #include <CUnit/Basic.h>

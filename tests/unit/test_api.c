@@ -10,6 +10,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "util.h"
+#include "fake_image.h"
 #include "unit.h"
 
 #include <CUnit/Basic.h>

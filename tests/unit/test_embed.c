@@ -8,6 +8,7 @@
 #include <cvmm/cvmm.h>
 
 #include "util.h"
+#include "fake_image.h"
 #include "unit.h"
 
 #include <CUnit/Basic.h>

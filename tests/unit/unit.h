@@ -1,15 +1,12 @@
 /*
- * unit.h: what the CUnit executables of tests/unit each wrote again. Header
- * only (every test is one executable of its own, see CMakeLists.txt).
+ * unit.h: what the CUnit executables (tests/unit and the plugins' own unit
+ * tests, through the cvmm-unit target) each wrote again. Header only: every
+ * test is one executable of its own. Files for tests: fake_image.h.
  */
 #ifndef CVMM_TESTS_UNIT_H
 #define CVMM_TESTS_UNIT_H
 
-#include "util.h"
-
 #include <CUnit/Basic.h>
-#include <stdlib.h>
-#include <string.h>
 
 /* Runs the registered suites, verbose, and cleans up. The exit status: 1
  * when an assertion, a test or a suite's init failed (a suite whose init
@@ -22,29 +19,6 @@ static inline int unit_run(void)
 	                  CU_get_number_of_suites_failed();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
-}
-
-static inline int unit_write_text(const char *path, const char *text)
-{
-	return write_file_atomic(path, text, strlen(text), 0644);
-}
-
-/* A fake image "tiny" under <dir>/images (kernel, initrd, metadata): enough
- * for a request to resolve, nothing that boots. 0 or -1. */
-static inline int unit_fake_image(const char *dir)
-{
-	char *img = xasprintf("%s/images/tiny", dir);
-	char *k = xasprintf("%s/vmlinuz", img), *i = xasprintf("%s/initrd.img", img);
-	char *m = xasprintf("%s/metadata.json", img);
-	int r = mkdir_p(img, 0755) || unit_write_text(k, "kernel") ||
-	        unit_write_text(i, "initrd") ||
-	        unit_write_text(m, "{\"kernel\": \"vmlinuz\", \"initrd\": \"initrd.img\", "
-	                           "\"cmdline\": \"console=ttyS0\"}");
-	free(img);
-	free(k);
-	free(i);
-	free(m);
-	return r ? -1 : 0;
 }
 
 /* One CUnit test per case of a table (golden fixtures): CUnit passes tests
