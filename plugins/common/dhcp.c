@@ -145,33 +145,6 @@ static int host_args(const struct cp_dhcp *c, char ***out, int *n_out)
 	return r;
 }
 
-/* Between fork and exec: async-signal-safe calls only. The server gets no
- * descriptor of the daemon, an empty signal mask and default dispositions
- * (it answers SIGTERM and SIGHUP even when the daemon blocks them). */
-static void child_exec(const char *prog, char **argv, int out)
-{
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	struct sigaction dfl;
-	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	for (int s = 1; s < NSIG; s++)
-		sigaction(s, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP */
-	int null = open("/dev/null", O_RDWR);
-	/* Lift both above 2 first: a daemon started with 0..2 closed has them
-	 * there, and the dup2s below would clobber one with the other. */
-	null = fcntl(null, F_DUPFD, 3);
-	out = fcntl(out, F_DUPFD, 3);
-	dup2(null, 0);
-	dup2(out, 1);
-	dup2(out, 2);
-	close_range(3, ~0u, 0);
-	setsid();
-	execv(prog, argv);
-	_exit(127);
-}
-
 /* What dnsmasq said before it gave up: its first line. */
 static void first_line(int fd, char *msg, size_t len)
 {
@@ -260,8 +233,8 @@ int cp_dhcp_start(const struct cp_dhcp *c, char *err, size_t errlen)
 		goto out;
 	}
 	pid_t p = fork();
-	if (p == 0)
-		child_exec(prog, argv, out);
+	if (p == 0) /* in its own session: it outlives the daemon */
+		cp_child_exec(prog, argv, open("/dev/null", O_RDWR), out, 1);
 	r = p < 0 ? -errno : 0;
 	free(argv);
 	if (r < 0) {
