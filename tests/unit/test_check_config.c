@@ -255,10 +255,7 @@ static void test_examples(void)
 
 int main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
+	static const struct unit_test tests[] = {
 	    {"plugins check their types and values", test_plugin_types},
 	    {"keys no plugin reads are refused", test_unknown_keys},
 	    {"backend, plugin_dir and plugin files", test_backend_and_plugin_dir},
@@ -274,16 +271,8 @@ int main(void)
 		return 1;
 	}
 	snprintf(conf_path, sizeof(conf_path), "%s/c.conf", tmpdir);
-	if (CU_initialize_registry() != CUE_SUCCESS)
+	if (unit_suite("check_config", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0])) < 0)
 		return 1;
-	CU_pSuite s = CU_add_suite("check_config", NULL, NULL);
-	for (size_t i = 0; s && i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(s, tests[i].name, tests[i].fn))
-			s = NULL;
-	if (!s) {
-		CU_cleanup_registry();
-		return 1;
-	}
 	failed = unit_run();
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);

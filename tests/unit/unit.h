@@ -7,6 +7,7 @@
 #define CVMM_TESTS_UNIT_H
 
 #include <CUnit/Basic.h>
+#include <stddef.h>
 
 /* Runs the registered suites, verbose, and cleans up. The exit status: 1
  * when an assertion, a test or a suite's init failed (a suite whose init
@@ -19,6 +20,36 @@ static inline int unit_run(void)
 	                  CU_get_number_of_suites_failed();
 	CU_cleanup_registry();
 	return failed ? 1 : 0;
+}
+
+struct unit_test {
+	const char *name;
+	CU_TestFunc fn;
+};
+
+/* The registry with one suite of the n tests (init and clean may be NULL):
+ * 0, or -1 (the registry cleaned up) when CUnit could not register them. */
+static inline int unit_suite(const char *name, CU_InitializeFunc init, CU_CleanupFunc clean,
+                             const struct unit_test *tests, size_t n)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return -1;
+	CU_pSuite s = CU_add_suite(name, init, clean);
+	for (size_t i = 0; s && i < n; i++)
+		if (!CU_add_test(s, tests[i].name, tests[i].fn))
+			s = NULL;
+	if (!s) {
+		CU_cleanup_registry();
+		return -1;
+	}
+	return 0;
+}
+
+/* main() of a test of one suite: its exit status (2: not registered). */
+static inline int unit_main(const char *name, CU_InitializeFunc init, CU_CleanupFunc clean,
+                            const struct unit_test *tests, size_t n)
+{
+	return unit_suite(name, init, clean, tests, n) < 0 ? 2 : unit_run();
 }
 
 /* One CUnit test per case of a table (golden fixtures): CUnit passes tests
