@@ -721,6 +721,38 @@ class NetSoak:
         self.assertEqual(before, pristine)
         return before
 
+    def run_soak(self, what, running, nic_log, data_gone=None):
+        """CYCLES cycles (running(vm) checks every tenth VM while it runs);
+        five starts failed at PRE_START after the NIC was set up (nic_log:
+        what the log says of that setup), then five at STARTED: each time
+        the state after is the state before, and data_gone (a directory of
+        the data dir) does not exist."""
+        t0 = time.monotonic()
+        d = self.soak_daemon("pre_start")
+        before = self.warmed_up(d)
+        for k in range(self.CYCLES):
+            self.cycle(d, "s%d" % k, running if k % 10 == 0 else None)
+        for k in range(5):
+            self.fail_start(d, "bad%d" % k, "pre_start")
+        log = d.read_log()
+        # They failed after the network was set up, and it was undone.
+        self.assertIn("VM 'bad4': networks[0]: " + nic_log, log)
+        self.assertIn("VM 'bad4': undo post_stop ran", log)
+        self.assertEqual(self.state(d), before)
+        if data_gone:
+            self.assertFalse(os.path.exists(os.path.join(d.data, data_gone)))
+        d.stop()
+
+        # Failing after QEMU runs (STARTED): the launch and the network undone.
+        d = self.soak_daemon("started")
+        self.cycle(d, "warmup")
+        before = self.state(d)
+        for k in range(5):
+            self.fail_start(d, "bad%d" % k, "started")
+        self.assertEqual(self.state(d), before)
+        print("\n    %s soak: %d cycles + 10 failed starts in %.0f s, nothing left"
+              % (what, self.CYCLES, time.monotonic() - t0))
+
 
 class LibvirtInNetns:
     """Mixin for a network-mode test class: the libvirt backend, with a

@@ -30,7 +30,6 @@ What is checked, as a user would see it:
     when the slice is full; port mappings refused with a clear message.
 """
 import os
-import time
 import unittest
 
 from harness import (NetSoak, cleanup_daemons, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon,
@@ -353,33 +352,9 @@ class LeakSoak(NetSoak, OverlayTest):
                            plugins=PLUGINS + ("test-fail",), sections=sections)
 
     def test_50_cycles_and_failed_starts_leak_nothing(self):
-        t0 = time.monotonic()
-        d = self.soak_daemon("pre_start")
-        before = self.warmed_up(d)
         def on_bridge(vm):
             self.assertEqual(self.h1.link(vm["nics"][0]["tap"])["master"], BRIDGE)
-        for k in range(self.CYCLES):
-            self.cycle(d, "s%d" % k, on_bridge if k % 10 == 0 else None)
-        for k in range(5):
-            self.fail_start(d, "bad%d" % k, "pre_start")
-        log = d.read_log()
-        # They failed after the network was set up, and it was undone.
-        self.assertIn("VM 'bad4': networks[0]: TAP", log)
-        self.assertIn("VM 'bad4': undo post_stop ran", log)
-        after = self.state(d)
-        self.assertEqual(after, before)
-        self.assertFalse(os.path.exists(os.path.join(d.data, "net-overlay")))
-        d.stop()
-
-        # Failing after QEMU runs (STARTED): the launch and the network undone.
-        d = self.soak_daemon("started")
-        self.cycle(d, "warmup")
-        before = self.state(d)
-        for k in range(5):
-            self.fail_start(d, "bad%d" % k, "started")
-        self.assertEqual(self.state(d), before)
-        print("\n    overlay soak: %d cycles + 10 failed starts in %.0f s, nothing left"
-              % (self.CYCLES, time.monotonic() - t0))
+        self.run_soak("overlay", on_bridge, "TAP", data_gone="net-overlay")
 
 
 if __name__ == "__main__":
