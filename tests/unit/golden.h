@@ -160,4 +160,40 @@ static inline void golden_no_orphans(const char *spec_dir, const char *dir, cons
 	}
 }
 
+/* CVMM_REGENERATE set, and not to "0": write the expected files. */
+static inline int golden_regenerate(void)
+{
+	const char *rg = getenv("CVMM_REGENERATE");
+	return rg && *rg && strcmp(rg, "0");
+}
+
+/* A fresh CUnit registry whose first suite, name, has one test per fixture
+ * (thunks[k], see unit.h's UNIT_CASE_THUNKS, runs fixture k). NULL, the
+ * registry cleaned up, when there are more fixtures than thunks (said) or
+ * CUnit fails. */
+static inline CU_pSuite golden_suite(const char *name, char *const *fixtures, size_t n,
+                                     const CU_TestFunc *thunks, size_t n_thunks)
+{
+	if (n > n_thunks) {
+		fprintf(stderr, "%s: %zu fixtures, but only %zu test slots\n", name, n, n_thunks);
+		return NULL;
+	}
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return NULL;
+	CU_pSuite s = CU_add_suite(name, NULL, NULL);
+	for (size_t k = 0; s && k < n; k++)
+		if (!CU_add_test(s, fixtures[k], thunks[k]))
+			s = NULL;
+	if (!s)
+		CU_cleanup_registry();
+	return s;
+}
+
+static inline void golden_free(char **fixtures, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		free(fixtures[k]);
+	free(fixtures);
+}
+
 #endif

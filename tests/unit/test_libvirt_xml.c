@@ -430,22 +430,14 @@ static void test_many_forwards(void)
 
 int main(void)
 {
-	const char *rg = getenv("CVMM_REGENERATE");
-	regenerate = rg && *rg && strcmp(rg, "0");
+	regenerate = golden_regenerate();
 	if (!(fixtures = golden_fixtures(SPEC_DIR, &n_fixtures)))
 		return 1;
-	if (n_fixtures > ARRAY_SIZE(unit_thunks)) {
-		fprintf(stderr, "%zu fixtures, but test_libvirt_xml.c has only %zu test slots\n",
-		        n_fixtures, ARRAY_SIZE(unit_thunks));
+	if (!golden_suite("libvirt_xml", fixtures, n_fixtures, unit_thunks,
+	                  ARRAY_SIZE(unit_thunks)))
 		return 1;
-	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	CU_pSuite golden = CU_add_suite("libvirt_xml", NULL, NULL);
 	CU_pSuite more = CU_add_suite("libvirt_xml_rules", NULL, NULL);
-	int ok = golden && more;
-	for (size_t k = 0; ok && k < n_fixtures; k++)
-		ok = CU_add_test(golden, fixtures[k], unit_thunks[k]) != NULL;
+	int ok = more != NULL;
 	/* After the golden cases, so that a regenerating run validates the new files. */
 	ok =
 	    ok &&
@@ -461,8 +453,6 @@ int main(void)
 		return 1;
 	}
 	int failed = unit_run();
-	for (size_t k = 0; k < n_fixtures; k++)
-		free(fixtures[k]);
-	free(fixtures);
+	golden_free(fixtures, n_fixtures);
 	return failed ? 1 : 0;
 }

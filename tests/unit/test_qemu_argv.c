@@ -523,22 +523,13 @@ static void test_many_forwards(void)
 
 int main(void)
 {
-	const char *rg = getenv("CVMM_REGENERATE");
-	regenerate = rg && *rg && strcmp(rg, "0");
+	regenerate = golden_regenerate();
 	if (!(fixtures = golden_fixtures(SPEC_DIR, &n_fixtures)))
 		return 1;
-	if (n_fixtures > ARRAY_SIZE(unit_thunks)) {
-		fprintf(stderr, "%zu fixtures, but test_qemu_argv.c has only %zu test slots\n",
-		        n_fixtures, ARRAY_SIZE(unit_thunks));
+	if (!golden_suite("qemu_argv", fixtures, n_fixtures, unit_thunks, ARRAY_SIZE(unit_thunks)))
 		return 1;
-	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	CU_pSuite golden = CU_add_suite("qemu_argv", NULL, NULL);
 	CU_pSuite harness = CU_add_suite("qemu_argv_harness", NULL, NULL);
-	int ok = golden && harness;
-	for (size_t k = 0; ok && k < n_fixtures; k++)
-		ok = CU_add_test(golden, fixtures[k], unit_thunks[k]) != NULL;
+	int ok = harness != NULL;
 	ok = ok && CU_add_test(harness, "missing or stale expected file fails", test_harness) &&
 	     CU_add_test(harness, "every expected file has a fixture", test_no_orphans) &&
 	     CU_add_test(harness, "fixture keys are all read", test_fixture_keys) &&
@@ -549,8 +540,6 @@ int main(void)
 		return 1;
 	}
 	int failed = unit_run();
-	for (size_t k = 0; k < n_fixtures; k++)
-		free(fixtures[k]);
-	free(fixtures);
+	golden_free(fixtures, n_fixtures);
 	return failed ? 1 : 0;
 }
