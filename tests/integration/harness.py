@@ -353,6 +353,21 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
         except ValueError:
             return r.status, text
 
+    def refuse(self, name, status, says=(), **body):
+        """POST /v1/vms of VM name (image "tiny", not started, body the rest)
+        must be refused with status, the message holding each of says, and
+        leave no VM of that name. Returns the message."""
+        req = {"name": name, "image": "tiny", "start": False}
+        req.update(body)
+        st, o = self.api("POST", "/v1/vms", req)
+        msg = o.get("error", {}).get("message", "") if isinstance(o, dict) else str(o)
+        if st != status or any(s not in msg for s in says):
+            raise AssertionError("create %s: wanted %d saying %s, got %d %s" % (name, status,
+                                                                               list(says), st, o))
+        if self.vm(name) is not None:
+            raise AssertionError("create %s was refused (%d) but the VM exists" % (name, st))
+        return msg
+
     def cli(self, *args, check=True, timeout=60):
         env = dict(os.environ, CVMM_SOCKET=self.sock)
         if self.token:

@@ -136,26 +136,14 @@ class OnTheSegment(HostTest):
 
     def test_refusals_name_the_reason(self):
         d = self.daemon()
-        st, o = d.api("POST", "/v1/vms", {"name": "p", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "host"}],
-                                          "ports": [{"protocol": "tcp", "host_port": 24998,
-                                                     "vm_port": 8080}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("port", o["error"]["message"])
-        self.assertIn("'host'", o["error"]["message"])
-        self.assertIsNone(d.vm("p"))
-        st, o = d.api("POST", "/v1/vms", {"name": "q", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "host", "interface": "nope0"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("host interface 'nope0' does not exist", o["error"]["message"])
-        st, o = d.api("POST", "/v1/vms", {"name": "r", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "host", "mac": "01:00:5e:00:00:01"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("networks[0].mac", o["error"]["message"])
-        st, o = d.api("POST", "/v1/vms", {"name": "s", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "host", "bridge": "br0"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("networks[0].bridge: not a parameter of mode 'host'", o["error"]["message"])
+        d.refuse("p", 400, ("port", "'host'"), networks=[{"mode": "host"}],
+                 ports=[{"protocol": "tcp", "host_port": 24998, "vm_port": 8080}])
+        d.refuse("q", 400, ("host interface 'nope0' does not exist",),
+                 networks=[{"mode": "host", "interface": "nope0"}])
+        d.refuse("r", 400, ("networks[0].mac",),
+                 networks=[{"mode": "host", "mac": "01:00:5e:00:00:01"}])
+        d.refuse("s", 400, ("networks[0].bridge: not a parameter of mode 'host'",),
+                 networks=[{"mode": "host", "bridge": "br0"}])
         # With a NIC that can carry them, the ports go there and the host NIC
         # is added beside it.
         vm = d.create("both", networks=[{"mode": "user"}, {"mode": "host"}], start=False,

@@ -242,46 +242,30 @@ class Addresses(OverlayTest):
             vm = wait_for(lambda: (d.vm("a%d" % k) or {}).get("nics"), 10, "a%d" % k)
             got.append(vm[0]["address"])
         self.assertEqual(got, ["10.200.3.%d/16" % a for a in range(2, 7)])
-        st, o = d.api("POST", "/v1/vms", {"name": "full", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay"}]})
-        self.assertEqual(st, 409, o)
-        self.assertIn("no free address left in this host's slice 10.200.3.0/29", o["error"]["message"])
+        d.refuse("full", 409, ("no free address left in this host's slice 10.200.3.0/29",),
+                 networks=[{"mode": "overlay"}])
         # Leases survive a restart, and a removed VM's address is free again.
         d.stop()
         d.start()
         d.cli("remove", "a2")
         d.create("b", networks=[{"mode": "overlay"}], start=False)
         self.assertEqual(d.vm("b")["nics"][0]["address"], "10.200.3.4/16")
-        st, o = d.api("POST", "/v1/vms", {"name": "c", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay"}]})
-        self.assertEqual(st, 409, o)
+        d.refuse("c", 409, networks=[{"mode": "overlay"}])
         # A requested address: inside the slice, not the gateway, not taken.
         for k in range(5):
             if k != 2:
                 d.cli("remove", "a%d" % k)
-        st, o = d.api("POST", "/v1/vms", {"name": "gw", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay", "ip": "10.200.3.1"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("not an address this host may hand out", o["error"]["message"])
-        st, o = d.api("POST", "/v1/vms", {"name": "taken", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay", "ip": "10.200.3.4"}]})
-        self.assertEqual(st, 409, o)
-        self.assertIn("10.200.3.4 is already leased to VM " + d.vm("b")["id"], o["error"]["message"])
+        d.refuse("gw", 400, ("not an address this host may hand out",),
+                 networks=[{"mode": "overlay", "ip": "10.200.3.1"}])
+        d.refuse("taken", 409, ("10.200.3.4 is already leased to VM " + d.vm("b")["id"],),
+                 networks=[{"mode": "overlay", "ip": "10.200.3.4"}])
         d.create("pick", networks=[{"mode": "overlay", "ip": "10.200.3.6"}], start=False)
         self.assertEqual(d.vm("pick")["nics"][0]["address"], "10.200.3.6/16")
         # Port mappings: refused, with the reason, never dropped.
-        st, o = d.api("POST", "/v1/vms", {"name": "p", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay"}],
-                                          "ports": [{"protocol": "tcp", "host_port": 24999,
-                                                     "vm_port": 8080}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("port", o["error"]["message"])
-        self.assertIn("overlay", o["error"]["message"])
-        self.assertIsNone(d.vm("p"))
-        st, o = d.api("POST", "/v1/vms", {"name": "q", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay", "vlan": "3"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("networks[0].vlan: not a parameter of mode 'overlay'", o["error"]["message"])
+        d.refuse("p", 400, ("port", "overlay"), networks=[{"mode": "overlay"}],
+                 ports=[{"protocol": "tcp", "host_port": 24999, "vm_port": 8080}])
+        d.refuse("q", 400, ("networks[0].vlan: not a parameter of mode 'overlay'",),
+                 networks=[{"mode": "overlay", "vlan": "3"}])
         # The failed defines leased nothing; removing everything leaves no state.
         d.cli("remove", "b")
         d.cli("remove", "pick")
