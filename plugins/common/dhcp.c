@@ -166,7 +166,8 @@ int cp_dhcp_start(const struct cp_dhcp *c, char *err, size_t errlen)
 		}
 	}
 	if (cp_find_program(program(c), prog, sizeof(prog)) < 0) {
-		snprintf(err, errlen, "DHCP server: %s not found (package dnsmasq-base)", program(c));
+		snprintf(err, errlen, "DHCP server: %s not found (package dnsmasq-base)",
+		         program(c));
 		return -ENOENT;
 	}
 	char **ha = NULL;
@@ -175,8 +176,8 @@ int cp_dhcp_start(const struct cp_dhcp *c, char *err, size_t errlen)
 		snprintf(err, errlen, "DHCP hosts %s: %s", hosts, strerror(-r));
 		goto out;
 	}
-	char a_pid[700], a_if[64], a_range[200], a_lease[700], a_hosts[700], a_user[96],
-	    a_log[300], a_max[48];
+	char a_pid[700], a_if[64], a_range[200], a_lease[700], a_hosts[700], a_user[96], a_log[300],
+	    a_max[48];
 	snprintf(a_pid, sizeof(a_pid), "--pid-file=%s", pid_file(c, pid, sizeof(pid)));
 	snprintf(a_if, sizeof(a_if), "--interface=%s", c->interface);
 	snprintf(a_range, sizeof(a_range), "--dhcp-range=%s", c->range);
