@@ -388,6 +388,8 @@ struct vm_row {
 	uint32_t vcpu;
 	uint64_t memory_mb;
 	int pid;
+	bool live; /* running or paused, its process not known gone */
+	struct cvmm_vm *vm; /* referenced until daemon_put_vms */
 	uint64_t restarts_auto, restarts_requested;
 	double cpu; /* seconds, < 0 when unknown */
 };
@@ -411,6 +413,20 @@ static double proc_cpu_seconds(int pid)
 	return n == 2 && hz > 0 ? (double)(ut + st) / (double)hz : -1;
 }
 
+/* The backend's count where it keeps one (libvirt: the domain's cpuTime;
+ * its QEMU is no process of ours), else /proc for the watched process. */
+static double vm_cpu_seconds(struct cvmm_daemon *d, const struct vm_row *r)
+{
+	if (!r->live)
+		return -1;
+	struct reg_backend *b = d->reg ? registry_backend(d->reg, r->backend) : NULL;
+	if (b && b->ops.cpu_time) {
+		uint64_t ns = 0;
+		return b->ops.cpu_time(b->data, r->vm, &ns) == 0 ? (double)ns / 1e9 : -1;
+	}
+	return r->pid > 0 ? proc_cpu_seconds(r->pid) : -1;
+}
+
 static void render_vms(struct text *t, struct cvmm_daemon *d)
 {
 	int n;
@@ -429,17 +445,20 @@ static void render_vms(struct text *t, struct cvmm_daemon *d)
 		r->state = vm->state;
 		r->vcpu = vm->vcpu;
 		r->memory_mb = vm->memory_mb;
-		r->pid = (vm->state == VM_RUNNING || vm->state == VM_PAUSED) && !vm->proc_gone ? vm->pid : 0;
+		r->live = (vm->state == VM_RUNNING || vm->state == VM_PAUSED) && !vm->proc_gone;
+		r->pid = r->live ? vm->pid : 0;
+		r->vm = vm;
 		r->restarts_auto = vm->restarts_auto;
 		r->restarts_requested = vm->restarts_requested;
 		vm_unlock(vm);
 		if (!gone)
 			k++;
 	}
-	daemon_put_vms(vms, n);
-	/* /proc is read with no lock held. */
+	/* CPU time with no lock held (a backend may ask its daemon), each VM
+	 * kept by the reference daemon_get_vms took. */
 	for (int i = 0; i < k; i++)
-		rows[i].cpu = rows[i].pid > 0 ? proc_cpu_seconds(rows[i].pid) : -1;
+		rows[i].cpu = vm_cpu_seconds(d, &rows[i]);
+	daemon_put_vms(vms, n);
 
 	head(t, "cvmm_vms", "gauge", "VMs by state.");
 	for (int s = VM_DEFINED; s <= VM_PAUSED; s++) { /* VM_PAUSED: the last state */
@@ -469,7 +488,8 @@ static void render_vms(struct text *t, struct cvmm_daemon *d)
 		        (unsigned long long)rows[i].memory_mb * 1048576ull);
 	}
 	head(t, "cvmm_vm_cpu_seconds_total", "counter",
-	     "CPU time (user + system) of the running VM's process, in seconds.");
+	     "CPU time of the running VM, in seconds: its process's user + system time, or "
+	     "what its backend counts (libvirt: the domain's cpuTime).");
 	for (int i = 0; i < k; i++) {
 		if (rows[i].cpu < 0)
 			continue;

@@ -324,6 +324,13 @@ struct cvmm_backend_ops {
 	 * snapshot of that name. */
 	int (*snapshot)(void *data, cvmm_vm *vm, uint32_t op, const char *disk, const char *name,
 			char *buf, size_t len);
+	/* Added in 1.2: CPU time the running VM has used so far (all its
+	 * vCPUs and the hypervisor's own threads), in nanoseconds, into *ns:
+	 * 0, or a negative errno (-ESRCH: not running). Called from API
+	 * threads (GET /metrics) with no lock held; it should report nothing
+	 * on the VM (no host->error) and not block for long. NULL: the host
+	 * reads the CPU time of the process it watches (vm_watch_pid). */
+	int (*cpu_time)(void *data, cvmm_vm *vm, uint64_t *ns);
 };
 
 /* Added in 1.2: cvmm_backend_ops.snapshot's operations. */

@@ -1,6 +1,7 @@
 /* Unit tests of seed.c: the three files of a NoCloud seed, compared with the
  * exact text cloud-init will read. */
 #include "seed.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -141,9 +142,5 @@ int main(void)
 	CU_add_test(s, "user-data", test_user_data);
 	CU_add_test(s, "network-config", test_network_config);
 	CU_add_test(s, "validate", test_validate);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned f = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return f ? 1 : 0;
+	return unit_run();
 }

@@ -1,6 +1,6 @@
-/* dhcp: see dhcp.h. Modelled on net-bridge's dnsmasq handling (which keeps
- * its own hosts file and lease purge, being the older of the two). */
+/* dhcp: see dhcp.h. */
 #include "dhcp.h"
+#include "proc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,40 +9,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-static void paths(const struct cp_dhcp *c, char *pid, char *hosts, char *lease, char *log)
+static const char *pid_file(const struct cp_dhcp *c, char *buf, size_t len)
 {
-	snprintf(pid, 600, "%s/dnsmasq.pid", c->dir);
-	snprintf(hosts, 600, "%s/hosts", c->dir);
-	snprintf(lease, 600, "%s/leases", c->dir);
-	snprintf(log, 600, "%s/dnsmasq.err", c->dir);
+	if (c->pid_file[0])
+		return c->pid_file;
+	snprintf(buf, len, "%s/dnsmasq.pid", c->dir);
+	return buf;
 }
 
+static const char *lease_file(const struct cp_dhcp *c, char *buf, size_t len)
+{
+	if (c->lease_file[0])
+		return c->lease_file;
+	snprintf(buf, len, "%s/leases", c->dir);
+	return buf;
+}
+
+static const char *program(const struct cp_dhcp *c)
+{
+	return c->dnsmasq[0] ? c->dnsmasq : "dnsmasq";
+}
+
+static const char *base_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	return b ? b + 1 : path;
+}
+
+/* Alive: in /proc and not a zombie (not our child: its reaper may be late). */
 static int alive(int pid)
 {
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	return p && p[1] && p[2] != 'Z' && p[2] != 'X';
+	return cp_start_time(pid) != 0;
 }
 
 int cp_dhcp_pids(const struct cp_dhcp *c, int *pids, int max)
 {
-	char pid[600], hosts[600], lease[600], log[600], want[700];
-	paths(c, pid, hosts, lease, log);
-	snprintf(want, sizeof(want), "--pid-file=%s", pid);
+	char pid[600], want[700];
+	snprintf(want, sizeof(want), "--pid-file=%s", pid_file(c, pid, sizeof(pid)));
+	/* The program's name too: a `pgrep -f` or an editor naming our pid
+	 * file on its command line is not ours to signal. */
+	const char *name = base_name(program(c));
 	DIR *d = opendir("/proc");
 	if (!d)
 		return -errno;
@@ -53,16 +65,10 @@ int cp_dhcp_pids(const struct cp_dhcp *c, int *pids, int max)
 		long p = strtol(de->d_name, &end, 10);
 		if (*end || p <= 0)
 			continue;
-		char path[64], cmd[4096];
-		snprintf(path, sizeof(path), "/proc/%ld/cmdline", p);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		char cmd[4096];
+		ssize_t len = cp_read_cmdline((int)p, cmd, sizeof(cmd));
+		if (len <= 0 || strcmp(base_name(cmd), name))
 			continue;
-		ssize_t len = read(fd, cmd, sizeof(cmd) - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		cmd[len] = 0;
 		int ours = 0;
 		for (char *a = cmd; a < cmd + len; a += strlen(a) + 1)
 			ours |= !strcmp(a, want);
@@ -71,24 +77,6 @@ int cp_dhcp_pids(const struct cp_dhcp *c, int *pids, int max)
 	}
 	closedir(d);
 	return n;
-}
-
-static int find_program(const char *name, char *out, size_t len)
-{
-	if (strchr(name, '/')) {
-		snprintf(out, len, "%s", name);
-		return access(out, X_OK) == 0 ? 0 : -ENOENT;
-	}
-	const char *path = getenv("PATH");
-	char buf[4096];
-	snprintf(buf, sizeof(buf), "%s:/usr/sbin:/sbin", path ? path : "/usr/bin:/bin");
-	char *save = NULL;
-	for (char *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-		snprintf(out, len, "%s/%s", d, name);
-		if (access(out, X_OK) == 0)
-			return 0;
-	}
-	return -ENOENT;
 }
 
 static int mkdir_p(const char *path, int mode)
@@ -157,105 +145,120 @@ static int host_args(const struct cp_dhcp *c, char ***out, int *n_out)
 	return r;
 }
 
-static int start(const struct cp_dhcp *c, char *err, size_t errlen)
+/* What dnsmasq said before it gave up: its first line. */
+static void first_line(int fd, char *msg, size_t len)
 {
-	char pid[600], hosts[600], lease[600], log[600], prog[300];
-	paths(c, pid, hosts, lease, log);
-	int r;
-	if ((r = mkdir_p(c->dir, 0700)) < 0 || (r = mkdir_p(hosts, 0700)) < 0) {
-		snprintf(err, errlen, "DHCP server directory %s: %s", c->dir, strerror(-r));
-		return r;
+	msg[0] = 0;
+	ssize_t n = pread(fd, msg, len - 1, 0);
+	msg[n > 0 ? n : 0] = 0;
+	msg[strcspn(msg, "\n")] = 0;
+}
+
+int cp_dhcp_start(const struct cp_dhcp *c, char *err, size_t errlen)
+{
+	char pid[600], lease[600], hosts[600], prog[300];
+	int r, out = -1;
+	if (!c->hosts_file[0]) {
+		snprintf(hosts, sizeof(hosts), "%s/hosts", c->dir);
+		if ((r = mkdir_p(c->dir, 0700)) < 0 || (r = mkdir_p(hosts, 0700)) < 0) {
+			snprintf(err, errlen, "DHCP server directory %s: %s", c->dir, strerror(-r));
+			return r;
+		}
 	}
-	if (find_program(c->dnsmasq[0] ? c->dnsmasq : "dnsmasq", prog, sizeof(prog)) < 0) {
+	if (cp_find_program(program(c), prog, sizeof(prog)) < 0) {
 		snprintf(err, errlen, "DHCP server: %s not found (package dnsmasq-base)",
-		         c->dnsmasq[0] ? c->dnsmasq : "dnsmasq");
+		         program(c));
 		return -ENOENT;
 	}
 	char **ha = NULL;
 	int nh = 0;
-	if ((r = host_args(c, &ha, &nh)) < 0) {
+	if (!c->hosts_file[0] && (r = host_args(c, &ha, &nh)) < 0) {
 		snprintf(err, errlen, "DHCP hosts %s: %s", hosts, strerror(-r));
 		goto out;
 	}
-	char a_pid[700], a_if[64], a_range[200], a_lease[700], a_user[96];
-	snprintf(a_pid, sizeof(a_pid), "--pid-file=%s", pid);
+	char a_pid[700], a_if[64], a_range[200], a_lease[700], a_hosts[700], a_user[96], a_log[300],
+	    a_max[48];
+	snprintf(a_pid, sizeof(a_pid), "--pid-file=%s", pid_file(c, pid, sizeof(pid)));
 	snprintf(a_if, sizeof(a_if), "--interface=%s", c->interface);
 	snprintf(a_range, sizeof(a_range), "--dhcp-range=%s", c->range);
-	snprintf(a_lease, sizeof(a_lease), "--dhcp-leasefile=%s", lease);
+	snprintf(a_lease, sizeof(a_lease), "--dhcp-leasefile=%s",
+	         lease_file(c, lease, sizeof(lease)));
+	snprintf(a_hosts, sizeof(a_hosts), "--dhcp-hostsfile=%s", c->hosts_file);
 	snprintf(a_user, sizeof(a_user), "--user=%s", c->user);
-	/* Not authoritative: on a segment shared with other hosts' servers, a
-	 * client this one does not know belongs to another. No DNS (port 0).
-	 * The lease file is opened before dnsmasq drops root. */
-	char *fixed[] = {prog,
-	                 "--conf-file=/dev/null",
-	                 a_pid,
-	                 a_if,
-	                 "--except-interface=lo",
-	                 "--bind-dynamic",
-	                 "--no-hosts",
-	                 "--port=0",
-	                 a_range,
-	                 a_lease};
-	size_t nf = sizeof(fixed) / sizeof(fixed[0]);
-	char **argv = calloc(nf + (size_t)nh + 2, sizeof(*argv));
+	snprintf(a_log, sizeof(a_log), "--log-facility=%s", c->log_file);
+	snprintf(a_max, sizeof(a_max), "--dhcp-lease-max=%u", c->lease_max);
+	char **argv = calloc(24 + (size_t)nh, sizeof(*argv));
 	if (!argv) {
 		r = -ENOMEM;
 		goto out;
 	}
 	size_t k = 0;
-	for (size_t i = 0; i < nf; i++)
-		argv[k++] = fixed[i];
+	argv[k++] = prog;
+	argv[k++] = "--conf-file=/dev/null";
+	argv[k++] = a_pid;
+	argv[k++] = a_if;
+	argv[k++] = "--except-interface=lo";
+	argv[k++] = "--bind-dynamic";
+	argv[k++] = "--strict-order";
+	argv[k++] = "--no-hosts";
+	argv[k++] = a_range;
+	/* Not authoritative on a segment shared with other hosts' servers: a
+	 * client this one does not know belongs to another. */
+	if (c->authoritative) {
+		argv[k++] = "--dhcp-no-override";
+		argv[k++] = "--dhcp-authoritative";
+	}
+	if (c->lease_max)
+		argv[k++] = a_max;
+	if (c->hosts_file[0])
+		argv[k++] = a_hosts;
+	argv[k++] = a_lease; /* opened before dnsmasq drops root */
+	if (!c->dns)
+		argv[k++] = "--port=0";
 	if (c->user[0])
 		argv[k++] = a_user;
+	if (c->log_file[0]) {
+		argv[k++] = a_log;
+		argv[k++] = "--log-dhcp";
+	}
 	for (int i = 0; i < nh; i++)
 		argv[k++] = ha[i];
 	argv[k] = NULL;
-	int logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (logfd < 0) {
+	/* Its words, should it not start; a memfd as dnsmasq's daemon half
+	 * may hold a pipe open long after the first process exited. */
+	out = memfd_create("dnsmasq-err", MFD_CLOEXEC);
+	if (out < 0) {
 		r = -errno;
-		snprintf(err, errlen, "%s: %s", log, strerror(-r));
+		snprintf(err, errlen, "memfd_create: %s", strerror(-r));
 		free(argv);
 		goto out;
 	}
 	pid_t p = fork();
-	if (p == 0) {
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		int null = open("/dev/null", O_RDWR);
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(logfd, 2);
-		setsid();
-		execv(prog, argv);
-		_exit(127);
-	}
+	if (p == 0) /* in its own session: it outlives the daemon */
+		cp_child_exec(prog, argv, open("/dev/null", O_RDWR), out, 1);
 	r = p < 0 ? -errno : 0;
-	close(logfd);
 	free(argv);
 	if (r < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(-r));
 		goto out;
 	}
 	/* dnsmasq forks; its first process exits once the server is up, or
-	 * with the reason it could not start on stderr. */
+	 * with the reason it could not start. */
 	int st = 0, pids[4];
 	while (waitpid(p, &st, 0) < 0 && errno == EINTR)
 		;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || cp_dhcp_pids(c, pids, 4) < 1) {
-		char msg[512] = "";
-		FILE *f = fopen(log, "re");
-		if (f) {
-			size_t n = fread(msg, 1, sizeof(msg) - 1, f);
-			msg[n] = 0;
-			msg[strcspn(msg, "\n")] = 0;
-			fclose(f);
-		}
+		char msg[512];
+		first_line(out, msg, sizeof(msg));
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && !msg[0])
+			snprintf(msg, sizeof(msg), "it exited right after starting");
 		snprintf(err, errlen, "dnsmasq on %s did not start: %s", c->interface,
 		         msg[0] ? msg : "no message");
 		r = -EIO;
 	}
 out:
+	if (out >= 0)
+		close(out);
 	for (int i = 0; i < nh; i++)
 		free(ha[i]);
 	free(ha);
@@ -267,15 +270,24 @@ int cp_dhcp_ensure(const struct cp_dhcp *c, char *err, size_t errlen)
 	int pids[4];
 	if (cp_dhcp_pids(c, pids, 4) > 0)
 		return 0;
-	return start(c, err, errlen);
+	return cp_dhcp_start(c, err, errlen);
 }
 
-static void stop_procs(const struct cp_dhcp *c)
+int cp_dhcp_reload(const struct cp_dhcp *c)
+{
+	int pids[16], n = cp_dhcp_pids(c, pids, 16);
+	for (int i = 0; i < n; i++)
+		kill(pids[i], SIGHUP);
+	return n;
+}
+
+void cp_dhcp_kill(const struct cp_dhcp *c)
 {
 	int pids[16], n = cp_dhcp_pids(c, pids, 16);
 	for (int i = 0; i < n; i++)
 		kill(pids[i], SIGTERM);
-	/* Not our child: gone means gone from /proc. 3 s, then SIGKILL. */
+	/* 3 s to go, then SIGKILL and 1 s more. It is not our child: gone
+	 * means no longer in /proc (or a zombie its reaper has yet to collect). */
 	for (int t = 0; n > 0 && t < 400; t++) {
 		if (t == 300)
 			for (int i = 0; i < n; i++)
@@ -327,8 +339,8 @@ int cp_dhcp_host(const struct cp_dhcp *c, const char *name, const char *mac, con
 	 * leases persist in the lease file, clients retry). */
 	if (cp_dhcp_pids(c, pids, 4) <= 0 && !addr)
 		return 0;
-	stop_procs(c);
-	return start(c, err, sizeof(err));
+	cp_dhcp_kill(c);
+	return cp_dhcp_start(c, err, sizeof(err));
 }
 
 static void rm_dir(const char *path)
@@ -351,7 +363,8 @@ static void rm_dir(const char *path)
 
 int cp_dhcp_stop(const struct cp_dhcp *c)
 {
-	stop_procs(c);
-	rm_dir(c->dir);
+	cp_dhcp_kill(c);
+	if (c->dir[0] && !c->hosts_file[0])
+		rm_dir(c->dir);
 	return 0;
 }

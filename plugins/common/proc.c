@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -196,4 +197,53 @@ int cp_run_capture(char *const argv[], char *out, size_t outlen)
 		if (errno != EINTR)
 			return -errno;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int cp_find_program(const char *name, char *out, size_t len)
+{
+	if (strchr(name, '/')) {
+		snprintf(out, len, "%s", name);
+		return access(out, X_OK) == 0 ? 0 : -errno;
+	}
+	const char *path = getenv("PATH");
+	char dirs[2048];
+	snprintf(dirs, sizeof(dirs), "%s:/usr/sbin:/sbin:/usr/bin:/bin", path ? path : "");
+	char *save = NULL;
+	for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		if (!*d)
+			continue;
+		snprintf(out, len, "%s/%s", d, name);
+		struct stat st; /* a directory is "executable" too */
+		if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+			return 0;
+	}
+	out[0] = 0;
+	return -ENOENT;
+}
+
+void cp_child_exec(const char *prog, char *const argv[], int in, int out, int new_session)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	for (int s = 1; s < NSIG; s++)
+		sigaction(s, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP */
+	/* Lift both above 2 first: a daemon started with 0..2 closed has them
+	 * there, and the dup2s below would clobber one with the other. */
+	in = fcntl(in, F_DUPFD, 3);
+	out = fcntl(out, F_DUPFD, 3);
+	dup2(in, 0);
+	dup2(out, 1);
+	dup2(out, 2);
+	close_range(3, ~0u, 0);
+	if (new_session)
+		setsid();
+	execv(prog, argv);
+	static const char msg[] = "cannot execute the program\n";
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(127);
+	_exit(127);
 }

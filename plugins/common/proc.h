@@ -22,6 +22,19 @@ uint64_t cp_start_time(int pid);
  * 0 if none. */
 ssize_t cp_read_cmdline(int pid, char *buf, size_t len);
 
+/* Resolves a program name (one without a '/') through PATH, then /usr/sbin,
+ * /sbin, /usr/bin and /bin, to an executable file, into out: 0, or -ENOENT
+ * (out empty); a path is only checked to be executable (-errno). */
+int cp_find_program(const char *name, char *out, size_t len);
+
+/* In a child between fork and exec (async-signal-safe calls only): an
+ * empty signal mask and default dispositions (a helper that outlives the
+ * daemon answers SIGTERM and SIGHUP), in on stdin, out on stdout and
+ * stderr, no other descriptor of the daemon, its own session if asked;
+ * then prog. Never returns (127 when prog cannot run). */
+void cp_child_exec(const char *prog, char *const argv[], int in, int out, int new_session)
+    __attribute__((noreturn));
+
 #define CP_SPAWN_MAX_FDS 16
 /*
  * Starts argv (argv[0] looked up in PATH) as a grandchild in its own

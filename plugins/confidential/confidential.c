@@ -18,6 +18,8 @@
  *   qemu (default plugin.backend-qemu.qemu, else qemu-system-x86_64),
  *   sysfs (root of /sys/module and /dev, for tests; default "/").
  */
+#include "trust.h"
+
 #include <cvmm/plugin.h>
 #include <json-c/json.h>
 
@@ -328,9 +330,10 @@ static int host_info(void *data, char *buf, size_t len)
 		json_object_object_add(j, "qemu_object", json_object_new_boolean(qemu_knows(qemu_objects[t])));
 		json_object_object_add(o, type_names[t], j);
 	}
-	int w = snprintf(buf, len, "%s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	int w = cp_answer(buf, len, json_object_to_json_string_ext(
+					    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
-	return w < 0 || (size_t)w >= len ? -ENOSPC : w;
+	return w;
 }
 
 /* The readiness report's items (cvmm check): one per type, "warn" where
@@ -365,11 +368,10 @@ static int check_items(void *data, char *buf, size_t len)
 		json_object_object_add(j, "fix", json_object_new_string(ok ? "" : fix[t]));
 		json_object_array_add(a, j);
 	}
-	int w = snprintf(buf, len, "%s",
-			 json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN |
-								JSON_C_TO_STRING_NOSLASHESCAPE));
+	int w = cp_answer(buf, len, json_object_to_json_string_ext(
+					    a, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(a);
-	return w < 0 || (size_t)w >= len ? -ENOSPC : w;
+	return w;
 }
 
 CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
@@ -379,15 +381,14 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 	CVMM_PLUGIN_DESCRIBE(desc, "confidential", "1.0",
 			     "TDX, SEV-SNP and SEV guests: request, host checks, launch spec");
 	(void)minor;
-	if (major != CVMM_ABI_MAJOR)
-		return -EPROTO;
+	struct cp_plugin pl;
+	int r = cp_plugin_open(&pl, major, h, p, "confidential",
+			       CVMM_HOST_HAS(h, spec_set_confidential), "spec_set_confidential");
+	if (r < 0)
+		return r;
 	host = h;
 	self = p;
-	if (!CVMM_HOST_HAS(h, spec_set_confidential))
-		return host->error(self, NULL, -EPROTO,
-				   "confidential needs the daemon's ABI 1.2 with spec_set_confidential");
 	const char *s;
-	int r;
 	if ((r = host->cfg_string(self, "qemu", &s)) == -ENOENT)
 		r = host->cfg_string(self, ".plugin.backend-qemu.qemu", &s);
 	if (r == 0)

@@ -8,6 +8,7 @@
  * rewrites them for review.
  */
 #include "gv.h"
+#include "unit.h"
 
 #include <cvmm/plugin.h>
 
@@ -1116,9 +1117,5 @@ int main(void)
 	CU_add_test(d, "sim_later_step_fails", test_sim_later_step_fails);
 	CU_add_test(d, "sim_hang", test_sim_hang);
 	CU_add_test(d, "sim_killed_between_binds", test_sim_killed_between_binds);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return unit_run();
 }

@@ -15,8 +15,8 @@
  * channel's: the quote is the guest's, and what it is given back is
  * encrypted to the key inside it.
  */
-#include "guest_call.h"
 #include "kp_client.h"
+#include "trust.h"
 
 #include <cvmm/plugin.h>
 #include <json-c/json.h>
@@ -29,6 +29,8 @@
 
 static const struct cvmm_host_api *host;
 static cvmm_plugin *self;
+/* dstack's top-level key_provider { } says the same as plugin.key-provider. */
+static struct cp_plugin pl = {.fallback = ".key_provider"};
 static int enabled = 1;
 static struct kp_opts opts = {
     .address = "127.0.0.1",
@@ -134,9 +136,7 @@ static const struct guest_call calls[] = {{"GetSealingKey", get_sealing_key}};
 static int route_guest(void *data, cvmm_vm *vm, const char *body, char *buf, size_t len)
 {
 	(void)data;
-	char err[1024] = "";
-	int r = calls[0].fn(vm, body, buf, len, err, sizeof(err));
-	return r < 0 ? host->error(self, NULL, r, "%s", err) : r;
+	return cp_guest_call_serve(&pl, calls[0].fn, vm, body, buf, len);
 }
 
 static int host_info(void *data, char *buf, size_t len)
@@ -148,26 +148,6 @@ static int host_info(void *data, char *buf, size_t len)
 	return w < 0 || (size_t)w >= len ? -ENOSPC : w;
 }
 
-/* A key of plugin.key-provider, else of dstack's top-level key_provider. */
-static int cfg_int(const char *k, int64_t *v)
-{
-	char abs[64];
-	int r = host->cfg_int(self, k, v);
-	if (r != -ENOENT)
-		return r;
-	snprintf(abs, sizeof(abs), ".key_provider.%s", k);
-	return host->cfg_int(self, abs, v);
-}
-
-static int ranged(const char *k, int64_t lo, int64_t hi, int64_t *v)
-{
-	int r = cfg_int(k, v);
-	if (r == 0 && (*v < lo || *v > hi))
-		return host->error(self, NULL, -EINVAL, "plugin.key-provider.%s: must be %lld..%lld",
-				   k, (long long)lo, (long long)hi);
-	return r == -ENOENT ? 1 : r;
-}
-
 CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 					const struct cvmm_host_api *h, cvmm_plugin *p,
 					struct cvmm_plugin_desc *desc)
@@ -175,26 +155,20 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 	CVMM_PLUGIN_DESCRIBE(desc, "key-provider", "1.0",
 			     "a guest's GetSealingKey forwarded to the local key provider");
 	(void)minor;
-	if (major != CVMM_ABI_MAJOR)
-		return -EPROTO;
+	int r = cp_plugin_open(&pl, major, h, p, "key-provider",
+			       CVMM_HOST_HAS(h, spec_set_confidential), "vm_event");
+	if (r < 0)
+		return r;
 	host = h;
 	self = p;
-	if (!CVMM_HOST_HAS(h, spec_set_confidential))
-		return host->error(self, NULL, -EPROTO,
-				   "key-provider needs the daemon's ABI 1.2 with vm_event");
 	int32_t b;
 	int64_t v;
 	const char *s;
-	int r;
-	if ((r = host->cfg_bool(self, "enabled", &b)) == -ENOENT)
-		r = host->cfg_bool(self, ".key_provider.enabled", &b);
-	if (r == 0)
+	if ((r = cp_cfg_bool(&pl, "enabled", &b)) == 0)
 		enabled = b;
 	else if (r != -ENOENT)
 		return r;
-	if ((r = host->cfg_string(self, "address", &s)) == -ENOENT)
-		r = host->cfg_string(self, ".key_provider.address", &s);
-	if (r == 0) {
+	if ((r = cp_cfg_string(&pl, "address", &s)) == 0) {
 		unsigned char a[16];
 		if (inet_pton(AF_INET, s, a) != 1 && inet_pton(AF_INET6, s, a) != 1)
 			return host->error(self, NULL, -EINVAL,
@@ -205,19 +179,19 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 	} else if (r != -ENOENT) {
 		return r;
 	}
-	if ((r = ranged("port", 1, 65535, &v)) < 0)
+	if ((r = cp_cfg_range(&pl, "port", 1, 65535, &v)) < 0)
 		return r;
 	if (r == 0)
 		opts.port = (uint16_t)v;
-	if ((r = ranged("connect_timeout_ms", 10, 60000, &v)) < 0)
+	if ((r = cp_cfg_range(&pl, "connect_timeout_ms", 10, 60000, &v)) < 0)
 		return r;
 	if (r == 0)
 		opts.connect_timeout_ms = (int)v;
-	if ((r = ranged("timeout_ms", 10, 120000, &v)) < 0)
+	if ((r = cp_cfg_range(&pl, "timeout_ms", 10, 120000, &v)) < 0)
 		return r;
 	if (r == 0)
 		opts.timeout_ms = (int)v;
-	if ((r = ranged("max_answer", 64, 16 * 1024 * 1024, &v)) < 0)
+	if ((r = cp_cfg_range(&pl, "max_answer", 64, 16 * 1024 * 1024, &v)) < 0)
 		return r;
 	if (r == 0)
 		opts.max_answer = (size_t)v;

@@ -4,6 +4,7 @@
  * slowly, wrongly, too much, close early, or are not there.
  */
 #include "kp_client.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <json-c/json.h>
@@ -191,9 +192,5 @@ int main(void)
 	CU_add_test(s, "a key provider that answers", test_answers);
 	CU_add_test(s, "slow, silent, wrong, short, oversized answers", test_failures);
 	CU_add_test(s, "nobody listening", test_refused);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	int f = (int)CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return f ? 1 : 0;
+	return unit_run();
 }

@@ -1,85 +1,52 @@
 /*
  * dnsmasq: the DHCP (and optionally DNS) server of a managed bridge, run the
- * way libvirt runs it: one dnsmasq per bridge, daemonised by itself (own
- * session, not the daemon's child, so it survives `kill -9 cvmmd`), with a
- * pid file under <run_path>/net-bridge/, a static-only DHCP range (it
- * answers only MACs listed in the hosts file: one fixed lease per VM NIC),
- * and its lease file under <data_dir>/net-bridge/.
- *
- * Changes to the hosts file reach it with SIGHUP. The process is found by
- * its command line (our pid-file argument) rather than trusted from the pid
- * file alone, so a stale pid file never makes us signal a stranger and a
- * dnsmasq whose pid file is missing is still found and stopped.
+ * way libvirt runs it: one dnsmasq per bridge, with a pid file under
+ * <run_path>/net-bridge/, a static-only DHCP range (it answers only MACs
+ * listed in the hosts file: one fixed lease per VM NIC), and its lease file
+ * under <data_dir>/net-bridge/. The process (started daemonised, found by
+ * its command line, stopped) is plugins/common/dhcp.c's; this file keeps
+ * what is the bridge's own: the hosts file written from the store, reloads
+ * by SIGHUP, and the lease file kept free of VMs that are gone.
  *
  * dnsmasq drops root for "nobody" (or dnsmasq_user) and reads the hosts
  * file as that user, even at start: the file and every directory above it
  * must be readable by others. nb_dns_start() checks that and says so.
  */
 #include "nb.h"
+#include "dhcp.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-static int proc_alive(int pid)
+/* The common server's settings for this bridge. */
+static void server_of(const struct nb_config *c, struct cp_dhcp *d)
 {
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	return p && p[1] && p[2] != 'Z' && p[2] != 'X';
+	char net[32], mask[32];
+	memset(d, 0, sizeof(*d));
+	nb_ip_str(c->net, net, sizeof(net));
+	nb_ip_str(nb_mask(c->prefix), mask, sizeof(mask));
+	snprintf(d->interface, sizeof(d->interface), "%s", c->bridge);
+	snprintf(d->range, sizeof(d->range), "%s,static,%s,%s", net, mask, c->lease_time);
+	snprintf(d->dnsmasq, sizeof(d->dnsmasq), "%s", c->dnsmasq);
+	snprintf(d->user, sizeof(d->user), "%s", c->dnsmasq_user);
+	snprintf(d->pid_file, sizeof(d->pid_file), "%s", c->pid_path);
+	snprintf(d->lease_file, sizeof(d->lease_file), "%s", c->lease_path);
+	snprintf(d->hosts_file, sizeof(d->hosts_file), "%s", c->hosts_path);
+	snprintf(d->log_file, sizeof(d->log_file), "%s", c->dnsmasq_log);
+	d->lease_max = ~nb_mask(c->prefix) > 1 ? ~nb_mask(c->prefix) - 1 : 1;
+	d->authoritative = 1;
+	d->dns = c->dns;
 }
 
 int nb_dns_pids(const struct nb_config *c, int *pids, int max)
 {
-	char want[700];
-	snprintf(want, sizeof(want), "--pid-file=%s", c->pid_path);
-	DIR *d = opendir("/proc");
-	if (!d)
-		return -errno;
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) && n < max) {
-		char *end;
-		long pid = strtol(de->d_name, &end, 10);
-		if (*end || pid <= 0)
-			continue;
-		char path[64], cmd[4096];
-		snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		ssize_t len = read(fd, cmd, sizeof(cmd) - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		cmd[len] = 0;
-		const char *base = strrchr(cmd, '/');
-		if (strcmp(base ? base + 1 : cmd, "dnsmasq"))
-			continue;
-		int ours = 0;
-		for (char *a = cmd; a < cmd + len; a += strlen(a) + 1)
-			ours |= !strcmp(a, want);
-		if (ours && proc_alive((int)pid))
-			pids[n++] = (int)pid;
-	}
-	closedir(d);
-	return n;
+	struct cp_dhcp d;
+	server_of(c, &d);
+	return cp_dhcp_pids(&d, pids, max);
 }
 
 int nb_dns_write_hosts(const struct nb_config *c, const struct nb_store *s)
@@ -229,85 +196,16 @@ int nb_dns_start(const struct nb_config *c, const struct nb_store *s, char *err,
 			 strcmp(bad, c->hosts_path) ? "searchable" : "readable");
 		return -EACCES;
 	}
-	char net[32], mask[32], a_pid[700], a_if[64], a_range[160], a_hosts[700], a_lease[700],
-		a_user[96], a_log[300], a_max[48];
-	nb_ip_str(c->net, net, sizeof(net));
-	nb_ip_str(nb_mask(c->prefix), mask, sizeof(mask));
-	snprintf(a_pid, sizeof(a_pid), "--pid-file=%s", c->pid_path);
-	snprintf(a_if, sizeof(a_if), "--interface=%s", c->bridge);
-	snprintf(a_range, sizeof(a_range), "--dhcp-range=%s,static,%s,%s", net, mask, c->lease_time);
-	snprintf(a_hosts, sizeof(a_hosts), "--dhcp-hostsfile=%s", c->hosts_path);
-	snprintf(a_lease, sizeof(a_lease), "--dhcp-leasefile=%s", c->lease_path);
-	snprintf(a_user, sizeof(a_user), "--user=%s", c->dnsmasq_user);
-	snprintf(a_log, sizeof(a_log), "--log-facility=%s", c->dnsmasq_log);
-	snprintf(a_max, sizeof(a_max), "--dhcp-lease-max=%u",
-		 (unsigned)(~nb_mask(c->prefix) > 1 ? ~nb_mask(c->prefix) - 1 : 1));
-	char *argv[32];
-	int a = 0;
-	argv[a++] = (char *)c->dnsmasq;
-	argv[a++] = "--conf-file=/dev/null";
-	argv[a++] = a_pid;
-	argv[a++] = a_if;
-	argv[a++] = "--except-interface=lo";
-	argv[a++] = "--bind-dynamic";
-	argv[a++] = "--strict-order";
-	argv[a++] = "--no-hosts";
-	argv[a++] = a_range;
-	argv[a++] = "--dhcp-no-override";
-	argv[a++] = "--dhcp-authoritative";
-	argv[a++] = a_max;
-	argv[a++] = a_hosts;
-	argv[a++] = a_lease;
-	if (!c->dns)
-		argv[a++] = "--port=0";
-	if (c->dnsmasq_user[0])
-		argv[a++] = a_user;
-	if (c->dnsmasq_log[0]) {
-		argv[a++] = a_log;
-		argv[a++] = "--log-dhcp";
-	}
-	argv[a] = NULL;
-	char out[1024];
-	/* dnsmasq forks, and its first process exits once the server is up or
-	 * with the reason it could not start. */
-	r = nb_run(argv, NULL, out, sizeof(out));
-	if (r != 0) {
-		snprintf(err, errlen, "dnsmasq for bridge '%s' did not start: %s", c->bridge,
-			 r < 0 ? strerror(-r) : out[0] ? out : "no message");
-		return r < 0 ? r : -EIO;
-	}
-	int pids[4];
-	if (nb_dns_pids(c, pids, 4) < 1) {
-		snprintf(err, errlen, "dnsmasq for bridge '%s' exited right after starting", c->bridge);
-		return -ESRCH;
-	}
-	return 0;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
+	struct cp_dhcp d;
+	server_of(c, &d);
+	return cp_dhcp_start(&d, err, errlen);
 }
 
 int nb_dns_stop(const struct nb_config *c)
 {
-	int pids[16], n = nb_dns_pids(c, pids, 16);
-	for (int i = 0; i < n; i++)
-		kill(pids[i], SIGTERM);
-	/* 3 s to go, then SIGKILL and 1 s more. It is not our child: gone
-	 * means no longer in /proc (or a zombie its reaper has yet to collect). */
-	for (int t = 0; n > 0 && t < 400; t++) {
-		if (t == 300)
-			for (int i = 0; i < n; i++)
-				kill(pids[i], SIGKILL);
-		sleep_ms(10);
-		int left = 0;
-		for (int i = 0; i < n; i++)
-			left += proc_alive(pids[i]);
-		if (!left)
-			break;
-	}
+	struct cp_dhcp d;
+	server_of(c, &d);
+	cp_dhcp_kill(&d);
 	int r = nb_unlink(c->pid_path);
 	int e = nb_unlink(c->hosts_path);
 	return r < 0 ? r : e;
@@ -320,8 +218,8 @@ int nb_dns_lease_conflict(const struct nb_config *c, const struct nb_store *s)
 
 int nb_dns_reload(const struct nb_config *c, const struct nb_store *s, char *err, size_t errlen)
 {
-	int pids[16], n = nb_dns_pids(c, pids, 16);
-	if (n <= 0)
+	int pids[4];
+	if (nb_dns_pids(c, pids, 4) <= 0)
 		return nb_dns_start(c, s, err, errlen);
 	if (nb_dns_lease_conflict(c, s)) {
 		nb_dns_stop(c);
@@ -332,7 +230,8 @@ int nb_dns_reload(const struct nb_config *c, const struct nb_store *s, char *err
 		snprintf(err, errlen, "dnsmasq hosts file %s: %s", c->hosts_path, strerror(-r));
 		return r;
 	}
-	for (int i = 0; i < n; i++)
-		kill(pids[i], SIGHUP);
+	struct cp_dhcp d;
+	server_of(c, &d);
+	cp_dhcp_reload(&d);
 	return 0;
 }

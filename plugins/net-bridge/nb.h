@@ -7,7 +7,8 @@
  *   store.c    the plugin-level state file, names, MAC and IP allocation
  *   nft.c      nftables scripts (pure renderers) and running `nft -f -`
  *   link.c     bridges and TAP devices through netlink (libnl) and TUN ioctls
- *   dnsmasq.c  the DHCP server of a managed bridge: hosts file, leases, process
+ *   dnsmasq.c  the DHCP server of a managed bridge: hosts file and leases (the
+ *              process is plugins/common/dhcp.c's)
  *   spawn.c    running helper programs from a threaded daemon
  *
  * Functions return 0 (or a count) or a negative errno; where a message
@@ -186,7 +187,5 @@ int nb_write_atomic(const char *path, const char *data, size_t len, int mode);
 /* Removes path and the temp file an interrupted nb_write_atomic() left. */
 int nb_unlink(const char *path);
 int nb_mkdir_p(const char *path, int mode);
-/* Resolves a program name through PATH, then /usr/sbin and /sbin. */
-int nb_find_program(const char *name, char *out, size_t len);
 
 #endif

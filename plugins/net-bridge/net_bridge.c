@@ -52,6 +52,7 @@
 #include <cvmm/plugin.h>
 
 #include "nb.h"
+#include "proc.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -205,13 +206,13 @@ static int read_config(void)
 		return r;
 	if ((r = str_opt("nft", "nft", prog, sizeof(prog))) < 0)
 		return r;
-	if (nb_find_program(prog, c->nft, sizeof(c->nft)) < 0)
+	if (cp_find_program(prog, c->nft, sizeof(c->nft)) < 0)
 		return cfg_fail("nft", "program '%s' not found (install nftables or set the path)",
 				prog);
 	if (c->managed) {
 		if ((r = str_opt("dnsmasq", "dnsmasq", prog, sizeof(prog))) < 0)
 			return r;
-		if (nb_find_program(prog, c->dnsmasq, sizeof(c->dnsmasq)) < 0)
+		if (cp_find_program(prog, c->dnsmasq, sizeof(c->dnsmasq)) < 0)
 			return cfg_fail("dnsmasq",
 					"program '%s' not found (install dnsmasq-base or set the path)",
 					prog);

@@ -1,11 +1,10 @@
 /*
- * spawn: running nft and dnsmasq from a threaded daemon, and writing files
- * atomically. Between fork and exec only async-signal-safe calls are made;
- * the child gets no descriptor of the daemon (close_range), an empty signal
- * mask and default dispositions, so a dnsmasq that outlives the daemon holds
- * nothing of it and answers SIGTERM and SIGHUP.
+ * spawn: running helper programs (nft) from a threaded daemon, and writing
+ * files atomically. The child gets no descriptor of the daemon, an empty
+ * signal mask and default dispositions (cp_child_exec, plugins/common).
  */
 #include "nb.h"
+#include "proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,31 +28,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void child_exec(char *const argv[], int in, int out)
-{
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	struct sigaction dfl;
-	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	for (int s = 1; s < NSIG; s++)
-		sigaction(s, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP */
-	/* Lift both above 2 first: a daemon started with 0..2 closed gets its
-	 * pipes there, and the dup2s below would clobber one with the other. */
-	in = fcntl(in, F_DUPFD, 3);
-	out = fcntl(out, F_DUPFD, 3);
-	dup2(in, 0);
-	dup2(out, 1);
-	dup2(out, 2);
-	close_range(3, ~0u, 0);
-	execv(argv[0], argv);
-	static const char msg[] = "cannot execute the program\n";
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		_exit(127);
-	_exit(127);
-}
-
 int nb_run(char *const argv[], const char *input, char *out, size_t outlen)
 {
 	int inp[2] = {-1, -1}, outp[2] = {-1, -1}, r = 0;
@@ -70,7 +44,7 @@ int nb_run(char *const argv[], const char *input, char *out, size_t outlen)
 		goto cleanup;
 	}
 	if (pid == 0)
-		child_exec(argv, inp[0], outp[1]);
+		cp_child_exec(argv[0], argv, inp[0], outp[1], 0);
 	close(inp[0]);
 	close(outp[1]);
 	inp[0] = outp[1] = -1;
@@ -220,25 +194,4 @@ int nb_mkdir_p(const char *path, int mode)
 	if (mkdir(tmp, (mode_t)mode) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
-}
-
-int nb_find_program(const char *name, char *out, size_t len)
-{
-	if (strchr(name, '/')) {
-		snprintf(out, len, "%s", name);
-		return access(out, X_OK) == 0 ? 0 : -errno;
-	}
-	const char *path = getenv("PATH");
-	char dirs[2048];
-	snprintf(dirs, sizeof(dirs), "%s:/usr/sbin:/sbin:/usr/bin:/bin", path ? path : "");
-	char *save = NULL;
-	for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-		if (!*d)
-			continue;
-		snprintf(out, len, "%s/%s", d, name);
-		if (access(out, X_OK) == 0)
-			return 0;
-	}
-	out[0] = 0;
-	return -ENOENT;
 }

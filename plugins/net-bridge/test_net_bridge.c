@@ -5,6 +5,8 @@
  * lease-file purge. Run alone: build/plugins/net-bridge/test_net_bridge.
  */
 #include "nb.h"
+#include "proc.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -226,7 +228,7 @@ static void test_ports(void)
 static int nft_check(const char *script)
 {
 	char nft[256], err[1024];
-	if (geteuid() != 0 || nb_find_program("nft", nft, sizeof(nft)) < 0)
+	if (geteuid() != 0 || cp_find_program("nft", nft, sizeof(nft)) < 0)
 		return 0;
 	/* -c: the kernel checks the whole transaction, then drops it. */
 	char *argv[] = {nft, "-c", "-f", "-", NULL};
@@ -353,10 +355,7 @@ int main(void)
 	CU_add_test(s, "nft scripts (and nft -c)", test_nft_scripts);
 	CU_add_test(s, "lease file purge", test_lease_purge);
 	CU_add_test(s, "helper programs and atomic writes", test_run);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
+	int failed = unit_run();
 	rmdir(tmpdir);
-	return failed ? 1 : 0;
+	return failed;
 }

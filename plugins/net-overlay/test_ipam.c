@@ -4,6 +4,7 @@
  * table's text form, and the atomic state-file writes.
  */
 #include "ipam.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -170,9 +171,5 @@ int main(void)
 	CU_add_test(s, "usable addresses, first free, exhaustion", test_usable_and_pick);
 	CU_add_test(s, "lease table text form", test_leases_text);
 	CU_add_test(s, "atomic state files", test_files);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return unit_run();
 }

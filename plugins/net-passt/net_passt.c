@@ -551,27 +551,6 @@ static const struct cvmm_netmode_ops ops = {
 
 /* ---- configuration ---- */
 
-static int find_binary(const char *name, char *out, size_t len)
-{
-	if (strchr(name, '/')) {
-		snprintf(out, len, "%s", name);
-		return access(out, X_OK) == 0 ? 0 : -errno;
-	}
-	const char *path = getenv("PATH");
-	char buf[4096];
-	snprintf(buf, sizeof(buf), "%s",
-	         path && *path ? path
-	                       : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-	for (char *save = NULL, *dir = strtok_r(buf, ":", &save); dir;
-	     dir = strtok_r(NULL, ":", &save)) {
-		snprintf(out, len, "%s/%s", dir, name);
-		struct stat sb;
-		if (stat(out, &sb) == 0 && S_ISREG(sb.st_mode) && access(out, X_OK) == 0)
-			return 0;
-	}
-	return -ENOENT;
-}
-
 /* A string setting; *present counts it. -EINVAL: reported by the host. */
 static int cfg_str(const char *key, const char **out, const char *dflt, int *present)
 {
@@ -633,14 +612,14 @@ static int read_config(void)
 		conf.n_dns = tmp.n_dns;
 	}
 	/* Keys of the section this plugin did not read are refused by the host. */
-	if ((r = find_binary(bin, conf.binary, sizeof(conf.binary))) < 0)
+	if ((r = cp_find_program(bin, conf.binary, sizeof(conf.binary))) < 0)
 		return host->error(self, NULL, r,
 		                   "plugin.net-passt.passt: cannot find an executable '%s': %s "
 		                   "(install the passt package)",
 		                   bin, strerror(-r));
 	static char help[32768];
 	char *argv[] = {conf.binary, "--help", NULL};
-	pp_run_capture(argv, help, sizeof(help));
+	cp_run_capture(argv, help, sizeof(help));
 	if (!strstr(help, "--socket") || !strstr(help, "--one-off"))
 		return host->error(self, NULL, -EINVAL,
 		                   "plugin.net-passt.passt: %s does not look like passt (no "

@@ -27,8 +27,4 @@ int pp_socket_listening(const char *path);
  * was an ERROR line. */
 int pp_last_error(const char *path, char *out, size_t len);
 
-/* Runs argv (absolute argv[0]) and collects stdout+stderr into out.
- * Returns the exit status or a negative errno. */
-int pp_run_capture(char *const argv[], char *out, size_t outlen);
-
 #endif

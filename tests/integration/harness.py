@@ -348,8 +348,14 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
                 "description):\n  %s" % (len(v), "\n  ".join(seen[:30])))
 
     # -- API and CLI --
+    def connection(self, timeout):
+        """An HTTP connection to the daemon's API (a daemon configured to
+        listen elsewhere overrides this)."""
+        return UnixHTTPConnection(self.sock, timeout=timeout)
+
     def api(self, method, path, body=None, token=None, raw=None, timeout=30):
-        c = UnixHTTPConnection(self.sock, timeout=timeout)
+        """(status, JSON or text); the answer's Content-Type in last_ctype."""
+        c = self.connection(timeout)
         headers = {}
         tok = token if token is not None else self.token
         if tok:
@@ -361,6 +367,7 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
             c.request(method, path, body=data, headers=headers)
             r = c.getresponse()
             text = r.read().decode(errors="replace")
+            self.last_ctype = r.getheader("Content-Type", "")
         finally:
             c.close()
         try:
@@ -387,6 +394,21 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
         except Exception as e:  # a broken description is a violation too
             self.openapi_violations.append("%s %s -> %s: checking it failed: %r" % (
                 method, path, status, e))
+
+    def refuse(self, name, status, says=(), **body):
+        """POST /v1/vms of VM name (image "tiny", not started, body the rest)
+        must be refused with status, the message holding each of says, and
+        leave no VM of that name. Returns the message."""
+        req = {"name": name, "image": "tiny", "start": False}
+        req.update(body)
+        st, o = self.api("POST", "/v1/vms", req)
+        msg = o.get("error", {}).get("message", "") if isinstance(o, dict) else str(o)
+        if st != status or any(s not in msg for s in says):
+            raise AssertionError("create %s: wanted %d saying %s, got %d %s" % (name, status,
+                                                                               list(says), st, o))
+        if self.vm(name) is not None:
+            raise AssertionError("create %s was refused (%d) but the VM exists" % (name, st))
+        return msg
 
     def cli(self, *args, check=True, timeout=60):
         env = dict(os.environ, CVMM_SOCKET=self.sock)
@@ -422,6 +444,23 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
         if st != 201:
             raise AssertionError("create %s: %d %s" % (name, st, o))
         return o
+
+
+def cleanup_daemons(daemons, log_tail=3000):
+    """tearDown of a test that starts daemons of its own: each cleaned up,
+    even after another's failed. The problems found: QEMUs left behind
+    (with the tail of that daemon's log) and sanitizer reports."""
+    problems = []
+    for d in daemons:
+        log = d.read_log() if os.path.exists(d.log) else ""
+        try:
+            left = d.cleanup()
+        except AssertionError as e:  # a sanitizer report
+            problems.append(str(e))
+            left = []
+        if left:
+            problems.append("QEMU left behind: %s\n%s" % (left, log[-log_tail:]))
+    return problems
 
 
 _libvirtd = None
@@ -687,6 +726,89 @@ class NetnsDaemon(Daemon):
                 break
             time.sleep(0.2)
         return readings[-1]
+
+
+class NetSoak:
+    """The leak soak of a network mode, mixed into its suite's TestCase: VMs
+    with one NIC of NETWORKS created, started, stopped and removed again and
+    again, and starts made to fail, must leave the host as they found it.
+    The test case gives soak_ns (the Netns whose settled snapshot counts)."""
+    CYCLES = int(os.environ.get("CVMM_SOAK_CYCLES", "50"))
+    NETWORKS = None  # e.g. [{"mode": "host"}]
+
+    def state(self, d):
+        """What a leak would change."""
+        s = self.soak_ns.settled_snapshot()
+        s["run files"] = files_under(d.run)
+        s["daemon fds"] = d.fds()
+        return s
+
+    def cycle(self, d, name, running=None):
+        """create (and start), stop, remove; running(vm) is called in between."""
+        vm = d.create(name, networks=self.NETWORKS, memory_mb=128)
+        vm = d.wait_state(name, ("running", "failed"), timeout=60)
+        self.assertEqual(vm["state"], "running", vm["reason"])
+        if running:
+            running(vm)
+        st, o = d.api("POST", "/v1/vms/%s/stop" % name, {"force": True})
+        self.assertEqual(st, 202, o)
+        d.wait_state(name, "stopped", timeout=60)
+        st, o = d.api("DELETE", "/v1/vms/" + name)
+        self.assertEqual(st, 200, o)
+        return vm
+
+    def fail_start(self, d, name, event):
+        """A start the test-fail plugin fails at event: nothing of it runs."""
+        vm = d.create(name, networks=self.NETWORKS, memory_mb=128)
+        vm = d.wait_state(name, ("failed", "running"), timeout=60)
+        self.assertEqual(vm["state"], "failed")
+        self.assertIn("failing on purpose at " + event, vm["reason"])
+        self.assertEqual(qemu_pids_for(vm["id"]), [])
+        self.assertEqual(d.api("DELETE", "/v1/vms/" + name)[0], 200)
+
+    def warmed_up(self, d):
+        """The state after one warm-up cycle, the soak's reference: the core
+        makes <run>/vms at the first start and keeps it; that directory is
+        the only thing the first cycle may add."""
+        pristine = self.state(d)
+        self.cycle(d, "warmup")
+        before = self.state(d)
+        self.assertEqual(before["run files"], sorted(pristine["run files"] + ["vms"]))
+        pristine["run files"] = before["run files"]
+        self.assertEqual(before, pristine)
+        return before
+
+    def run_soak(self, what, running, nic_log, data_gone=None):
+        """CYCLES cycles (running(vm) checks every tenth VM while it runs);
+        five starts failed at PRE_START after the NIC was set up (nic_log:
+        what the log says of that setup), then five at STARTED: each time
+        the state after is the state before, and data_gone (a directory of
+        the data dir) does not exist."""
+        t0 = time.monotonic()
+        d = self.soak_daemon("pre_start")
+        before = self.warmed_up(d)
+        for k in range(self.CYCLES):
+            self.cycle(d, "s%d" % k, running if k % 10 == 0 else None)
+        for k in range(5):
+            self.fail_start(d, "bad%d" % k, "pre_start")
+        log = d.read_log()
+        # They failed after the network was set up, and it was undone.
+        self.assertIn("VM 'bad4': networks[0]: " + nic_log, log)
+        self.assertIn("VM 'bad4': undo post_stop ran", log)
+        self.assertEqual(self.state(d), before)
+        if data_gone:
+            self.assertFalse(os.path.exists(os.path.join(d.data, data_gone)))
+        d.stop()
+
+        # Failing after QEMU runs (STARTED): the launch and the network undone.
+        d = self.soak_daemon("started")
+        self.cycle(d, "warmup")
+        before = self.state(d)
+        for k in range(5):
+            self.fail_start(d, "bad%d" % k, "started")
+        self.assertEqual(self.state(d), before)
+        print("\n    %s soak: %d cycles + 10 failed starts in %.0f s, nothing left"
+              % (what, self.CYCLES, time.monotonic() - t0))
 
 
 class LibvirtInNetns:

@@ -26,8 +26,8 @@ import re
 import time
 import unittest
 
-from harness import (BACKENDS, IMAGES, LibvirtInNetns, Netns, NetnsDaemon, files_under, pid_alive,
-                     qemu_pids_for, sh, wait_for)
+from harness import (cleanup_daemons, BACKENDS, IMAGES, LibvirtInNetns, Netns, NetnsDaemon,
+                     files_under, pid_alive, qemu_pids_for, sh, wait_for)
 
 HOOK_TIMEOUT = 2
 HANG_SECONDS = 3
@@ -87,15 +87,7 @@ class Faults:
     def tearDown(self):
         problems = []
         try:
-            for d in self.daemons:
-                log = d.read_log() if os.path.exists(d.log) else ""
-                try:
-                    left = d.cleanup()
-                except AssertionError as e:  # a sanitizer report
-                    problems.append(str(e))
-                    left = []
-                if left:
-                    problems.append("QEMU left behind: %s\n%s" % (left, log[-3000:]))
+            problems += cleanup_daemons(self.daemons)
         finally:
             for ns in self.namespaces:
                 ns.close()

@@ -34,8 +34,9 @@ import signal
 import time
 import unittest
 
-from harness import (BOOT_TIMEOUT, BUILD, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon, files_under,
-                     pid_alive, sh, procs_mentioning, qemu_pids_for, wait_for)
+from harness import (NetSoak, cleanup_daemons, BOOT_TIMEOUT, BUILD, CVMMD, IMAGES, LibvirtInNetns, Netns,
+                     NetnsDaemon, files_under, pid_alive, sh, procs_mentioning, qemu_pids_for,
+                     wait_for)
 
 PLUGINS = ("backend-qemu", "net-user", "net-bridge")
 BRIDGE = "cvmmbr0"
@@ -86,11 +87,7 @@ class BridgeTest(unittest.TestCase):
     def tearDown(self):
         problems = []
         try:
-            for d in self.daemons:
-                log = d.read_log() if os.path.exists(d.log) else ""
-                left = d.cleanup()
-                if left:
-                    problems.append("QEMU left behind: %s\n%s" % (left, log[-3000:]))
+            problems += cleanup_daemons(self.daemons)
             for ns in self.namespaces:
                 pids = sh("ip", "netns", "pids", ns.name, check=False).stdout.split()
                 if pids:
@@ -245,24 +242,15 @@ class Managed(BridgeTest):
 
     def test_refusals_name_the_problem(self):
         d = self.daemon()
-        st, o = d.api("POST", "/v1/vms", {"name": "x1", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "bridge", "colour": "red"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("networks[0].colour: not a parameter of mode 'bridge'",
-                      o["error"]["message"])
-        st, o = d.api("POST", "/v1/vms", {"name": "x2", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "bridge", "ip": "10.1.1.1"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("not a free host address of the bridge's subnet 192.168.123.0/24",
-                      o["error"]["message"])
+        d.refuse("x1", 400, ("networks[0].colour: not a parameter of mode 'bridge'",),
+                 networks=[{"mode": "bridge", "colour": "red"}])
+        d.refuse("x2", 400, ("not a free host address of the bridge's subnet 192.168.123.0/24",),
+                 networks=[{"mode": "bridge", "ip": "10.1.1.1"}])
         # A requested address is honoured, and then nobody else's.
         a = d.create("x3", start=False, networks=[{"mode": "bridge", "ip": "192.168.123.77"}])
         self.assertEqual(a["nics"][0]["address"], "192.168.123.77/24")
-        st, o = d.api("POST", "/v1/vms", {"name": "x4", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "bridge",
-                                                        "ip": "192.168.123.77"}]})
-        self.assertEqual(st, 409, o)
-        self.assertIn("192.168.123.77 is taken", o["error"]["message"])
+        d.refuse("x4", 409, ("192.168.123.77 is taken",),
+                 networks=[{"mode": "bridge", "ip": "192.168.123.77"}])
         # Two NICs on the bridge: two TAPs, two addresses, two MACs.
         b = d.create("x5", start=False, networks=BRIDGED * 2)
         n0, n1 = b["nics"]
@@ -475,12 +463,8 @@ class Unmanaged(BridgeTest):
         # A loopback mapping cannot be honoured on a bridge cvmm does not own
         # (it would need route_localnet there); neither can one to an address
         # cvmm does not know.
-        st, o = d.api("POST", "/v1/vms", {"name": "u1", "image": "tiny", "start": False,
-                                          "networks": BRIDGED,
-                                          "ports": [{"host_port": 21090, "vm_port": 80}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("set networks[0].ip to the address the guest will have",
-                      o["error"]["message"])
+        d.refuse("u1", 400, ("set networks[0].ip to the address the guest will have",),
+                 networks=BRIDGED, ports=[{"host_port": 21090, "vm_port": 80}])
         vm = d.create("u2", networks=[{"mode": "bridge", "ip": "10.98.0.50"}],
                       ports=[{"host_port": 21091, "vm_port": 8080}])
         vm = d.wait_state("u2", "running")
@@ -499,16 +483,14 @@ class Unmanaged(BridgeTest):
 
         d.stop()
         d2 = self.daemon(sections='net-bridge = { bridge = "br0"; };')
-        st, o = d2.api("POST", "/v1/vms", {"name": "u3", "image": "tiny", "start": False,
-                                           "networks": [{"mode": "bridge", "ip": "10.98.0.51"}],
-                                           "ports": [{"host_port": 21092, "vm_port": 80}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("127.0.0.1 is a loopback address; on bridge 'br0', which cvmm does not "
-                      "manage", o["error"]["message"])
+        d2.refuse("u3", 400, ("127.0.0.1 is a loopback address; on bridge 'br0', which cvmm "
+                              "does not manage",),
+                  networks=[{"mode": "bridge", "ip": "10.98.0.51"}],
+                  ports=[{"host_port": 21092, "vm_port": 80}])
 
 
 class LeakSoak(BridgeTest):
-    CYCLES = int(os.environ.get("CVMM_SOAK_CYCLES", "50"))
+    CYCLES = NetSoak.CYCLES
 
     def soak_daemon(self, event):
         return self.daemon(plugins=PLUGINS + ("test-fail",),

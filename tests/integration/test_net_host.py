@@ -21,8 +21,8 @@ import shutil
 import time
 import unittest
 
-from harness import (BUILD, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon, files_under, pid_alive,
-                     qemu_pids_for, sh, wait_for)
+from harness import (NetSoak, cleanup_daemons, BUILD, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon,
+                     files_under, pid_alive, qemu_pids_for, sh, wait_for)
 
 PLUGINS = ("backend-qemu", "net-user", "net-host")
 SECTION = 'net-host = { interface = "hnic"; macvtap_mode = "bridge"; };'
@@ -46,13 +46,9 @@ class HostTest(unittest.TestCase):
         self.b.ip("link", "set", "seg", "up")
 
     def tearDown(self):
-        leftovers = []
+        problems = []
         try:
-            for d in self.daemons:
-                log = d.read_log() if os.path.exists(d.log) else ""
-                left = d.cleanup()
-                if left:
-                    leftovers.append((left, log[-2000:]))
+            problems += cleanup_daemons(self.daemons, log_tail=2000)
             if self.dnsmasq:
                 self.dnsmasq.kill()
                 self.dnsmasq.wait()
@@ -60,8 +56,8 @@ class HostTest(unittest.TestCase):
             self.a.close()
             self.b.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
-        if leftovers:
-            self.fail("QEMU processes left behind: %s" % leftovers)
+        if problems:
+            self.fail("\n".join(problems))
 
     backend = "qemu"
 
@@ -140,26 +136,14 @@ class OnTheSegment(HostTest):
 
     def test_refusals_name_the_reason(self):
         d = self.daemon()
-        st, o = d.api("POST", "/v1/vms", {"name": "p", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "host"}],
-                                          "ports": [{"protocol": "tcp", "host_port": 24998,
-                                                     "vm_port": 8080}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("port", o["error"]["message"])
-        self.assertIn("'host'", o["error"]["message"])
-        self.assertIsNone(d.vm("p"))
-        st, o = d.api("POST", "/v1/vms", {"name": "q", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "host", "interface": "nope0"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("host interface 'nope0' does not exist", o["error"]["message"])
-        st, o = d.api("POST", "/v1/vms", {"name": "r", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "host", "mac": "01:00:5e:00:00:01"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("networks[0].mac", o["error"]["message"])
-        st, o = d.api("POST", "/v1/vms", {"name": "s", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "host", "bridge": "br0"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("networks[0].bridge: not a parameter of mode 'host'", o["error"]["message"])
+        d.refuse("p", 400, ("port", "'host'"), networks=[{"mode": "host"}],
+                 ports=[{"protocol": "tcp", "host_port": 24998, "vm_port": 8080}])
+        d.refuse("q", 400, ("host interface 'nope0' does not exist",),
+                 networks=[{"mode": "host", "interface": "nope0"}])
+        d.refuse("r", 400, ("networks[0].mac",),
+                 networks=[{"mode": "host", "mac": "01:00:5e:00:00:01"}])
+        d.refuse("s", 400, ("networks[0].bridge: not a parameter of mode 'host'",),
+                 networks=[{"mode": "host", "bridge": "br0"}])
         # With a NIC that can carry them, the ports go there and the host NIC
         # is added beside it.
         vm = d.create("both", networks=[{"mode": "user"}, {"mode": "host"}], start=False,
@@ -230,74 +214,24 @@ class Config(HostTest):
                       "got 'hub'", r.stderr)
 
 
-class LeakSoak(HostTest):
-    CYCLES = int(os.environ.get("CVMM_SOAK_CYCLES", "50"))
+class LeakSoak(NetSoak, HostTest):
+    NETWORKS = [{"mode": "host"}]
 
-    def state(self, d):
-        s = self.a.settled_snapshot()
-        s["run files"] = files_under(d.run)
-        s["daemon fds"] = d.fds()
-        return s
+    @property
+    def soak_ns(self):
+        return self.a
 
     def soak_daemon(self, event):
         return self.daemon(plugins=PLUGINS + ("test-fail",),
                            sections=' test-fail = { event = "%s"; name_prefix = "bad"; };' % event)
 
-    def cycle(self, d, name, running=None):
-        vm = d.create(name, networks=[{"mode": "host"}], memory_mb=128)
-        vm = d.wait_state(name, ("running", "failed"), timeout=60)
-        self.assertEqual(vm["state"], "running", vm["reason"])
-        if running:
-            running(vm)
-        st, o = d.api("POST", "/v1/vms/%s/stop" % name, {"force": True})
-        self.assertEqual(st, 202, o)
-        d.wait_state(name, "stopped", timeout=60)
-        st, o = d.api("DELETE", "/v1/vms/" + name)
-        self.assertEqual(st, 200, o)
-
-    def fail_start(self, d, name, event):
-        vm = d.create(name, networks=[{"mode": "host"}], memory_mb=128)
-        vm = d.wait_state(name, ("failed", "running"), timeout=60)
-        self.assertEqual(vm["state"], "failed")
-        self.assertIn("failing on purpose at " + event, vm["reason"])
-        self.assertEqual(qemu_pids_for(vm["id"]), [])
-        self.assertEqual(d.api("DELETE", "/v1/vms/" + name)[0], 200)
-
     def test_50_cycles_and_failed_starts_leak_nothing(self):
-        t0 = time.monotonic()
-        d = self.soak_daemon("pre_start")
-        # One warm-up cycle: the core makes <run>/vms at the first start and
-        # keeps it; that directory is the only thing the first cycle may add.
-        pristine = self.state(d)
-        self.cycle(d, "warmup")
-        before = self.state(d)
-        self.assertEqual(before["run files"], sorted(pristine["run files"] + ["vms"]))
-        pristine["run files"] = before["run files"]
-        self.assertEqual(before, pristine)
-
         def on_segment(vm):
             link = self.a.link(vm["nics"][0]["macvtap"])
             self.assertEqual(link["link"], "hnic")
             self.assertEqual(os.readlink("/proc/%d/fd/10" % vm["pid"]),
                              "/dev/tap%d" % link["ifindex"])
-        for k in range(self.CYCLES):
-            self.cycle(d, "s%d" % k, on_segment if k % 10 == 0 else None)
-        for k in range(5):
-            self.fail_start(d, "bad%d" % k, "pre_start")
-        log = d.read_log()
-        self.assertIn("VM 'bad4': networks[0]: macvtap", log)
-        self.assertIn("VM 'bad4': undo post_stop ran", log)
-        self.assertEqual(self.state(d), before)
-        d.stop()
-
-        d = self.soak_daemon("started")
-        self.cycle(d, "warmup")
-        before = self.state(d)
-        for k in range(5):
-            self.fail_start(d, "bad%d" % k, "started")
-        self.assertEqual(self.state(d), before)
-        print("\n    host soak: %d cycles + 10 failed starts in %.0f s, nothing left"
-              % (self.CYCLES, time.monotonic() - t0))
+        self.run_soak("host", on_segment, "macvtap")
 
 
 if __name__ == "__main__":

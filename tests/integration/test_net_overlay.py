@@ -30,11 +30,10 @@ What is checked, as a user would see it:
     when the slice is full; port mappings refused with a clear message.
 """
 import os
-import time
 import unittest
 
-from harness import (CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon, files_under, pid_alive, qemu_pids_for, sh,
-                     wait_for)
+from harness import (NetSoak, cleanup_daemons, CVMMD, IMAGES, LibvirtInNetns, Netns, NetnsDaemon,
+                     files_under, pid_alive, sh, wait_for)
 
 VNI = 4242
 BRIDGE = "cvobr%d" % VNI
@@ -72,18 +71,14 @@ class OverlayTest(unittest.TestCase):
             ns.ip("link", "set", "u0", "up")
 
     def tearDown(self):
-        leftovers = []
+        problems = []
         try:
-            for d in self.daemons:
-                log = d.read_log() if os.path.exists(d.log) else ""
-                left = d.cleanup()
-                if left:
-                    leftovers.append((left, log[-2000:]))
+            problems += cleanup_daemons(self.daemons, log_tail=2000)
         finally:
             self.h1.close()
             self.h2.close()
-        if leftovers:
-            self.fail("QEMU processes left behind: %s" % leftovers)
+        if problems:
+            self.fail("\n".join(problems))
 
     def daemon(self, ns, local, peer, slice_, extra="", plugins=PLUGINS, sections=""):
         d = NetnsDaemon(ns, plugins=plugins,
@@ -247,46 +242,30 @@ class Addresses(OverlayTest):
             vm = wait_for(lambda: (d.vm("a%d" % k) or {}).get("nics"), 10, "a%d" % k)
             got.append(vm[0]["address"])
         self.assertEqual(got, ["10.200.3.%d/16" % a for a in range(2, 7)])
-        st, o = d.api("POST", "/v1/vms", {"name": "full", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay"}]})
-        self.assertEqual(st, 409, o)
-        self.assertIn("no free address left in this host's slice 10.200.3.0/29", o["error"]["message"])
+        d.refuse("full", 409, ("no free address left in this host's slice 10.200.3.0/29",),
+                 networks=[{"mode": "overlay"}])
         # Leases survive a restart, and a removed VM's address is free again.
         d.stop()
         d.start()
         d.cli("remove", "a2")
         d.create("b", networks=[{"mode": "overlay"}], start=False)
         self.assertEqual(d.vm("b")["nics"][0]["address"], "10.200.3.4/16")
-        st, o = d.api("POST", "/v1/vms", {"name": "c", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay"}]})
-        self.assertEqual(st, 409, o)
+        d.refuse("c", 409, networks=[{"mode": "overlay"}])
         # A requested address: inside the slice, not the gateway, not taken.
         for k in range(5):
             if k != 2:
                 d.cli("remove", "a%d" % k)
-        st, o = d.api("POST", "/v1/vms", {"name": "gw", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay", "ip": "10.200.3.1"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("not an address this host may hand out", o["error"]["message"])
-        st, o = d.api("POST", "/v1/vms", {"name": "taken", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay", "ip": "10.200.3.4"}]})
-        self.assertEqual(st, 409, o)
-        self.assertIn("10.200.3.4 is already leased to VM " + d.vm("b")["id"], o["error"]["message"])
+        d.refuse("gw", 400, ("not an address this host may hand out",),
+                 networks=[{"mode": "overlay", "ip": "10.200.3.1"}])
+        d.refuse("taken", 409, ("10.200.3.4 is already leased to VM " + d.vm("b")["id"],),
+                 networks=[{"mode": "overlay", "ip": "10.200.3.4"}])
         d.create("pick", networks=[{"mode": "overlay", "ip": "10.200.3.6"}], start=False)
         self.assertEqual(d.vm("pick")["nics"][0]["address"], "10.200.3.6/16")
         # Port mappings: refused, with the reason, never dropped.
-        st, o = d.api("POST", "/v1/vms", {"name": "p", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay"}],
-                                          "ports": [{"protocol": "tcp", "host_port": 24999,
-                                                     "vm_port": 8080}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("port", o["error"]["message"])
-        self.assertIn("overlay", o["error"]["message"])
-        self.assertIsNone(d.vm("p"))
-        st, o = d.api("POST", "/v1/vms", {"name": "q", "image": "tiny", "start": False,
-                                          "networks": [{"mode": "overlay", "vlan": "3"}]})
-        self.assertEqual(st, 400, o)
-        self.assertIn("networks[0].vlan: not a parameter of mode 'overlay'", o["error"]["message"])
+        d.refuse("p", 400, ("port", "overlay"), networks=[{"mode": "overlay"}],
+                 ports=[{"protocol": "tcp", "host_port": 24999, "vm_port": 8080}])
+        d.refuse("q", 400, ("networks[0].vlan: not a parameter of mode 'overlay'",),
+                 networks=[{"mode": "overlay", "vlan": "3"}])
         # The failed defines leased nothing; removing everything leaves no state.
         d.cli("remove", "b")
         d.cli("remove", "pick")
@@ -344,78 +323,22 @@ class CrashPaths(OverlayTest):
         self.assertFalse(os.path.exists(os.path.join(d.data, "net-overlay")))
 
 
-class LeakSoak(OverlayTest):
-    CYCLES = int(os.environ.get("CVMM_SOAK_CYCLES", "50"))
+class LeakSoak(NetSoak, OverlayTest):
+    NETWORKS = [{"mode": "overlay"}]
+
+    @property
+    def soak_ns(self):
+        return self.h1
 
     def soak_daemon(self, event):
         sections = ' test-fail = { event = "%s"; name_prefix = "bad"; };' % event
         return self.daemon(self.h1, "10.99.0.1", "10.99.0.2", "10.200.1.0/24",
                            plugins=PLUGINS + ("test-fail",), sections=sections)
 
-    def state(self, d):
-        s = self.h1.settled_snapshot()
-        s["run files"] = files_under(d.run)
-        s["daemon fds"] = d.fds()
-        return s
-
-    def cycle(self, d, name, running=None):
-        """create (and start), stop, remove; running(vm) is called in between."""
-        vm = d.create(name, networks=[{"mode": "overlay"}], memory_mb=128)
-        vm = d.wait_state(name, ("running", "failed"), timeout=60)
-        self.assertEqual(vm["state"], "running", vm["reason"])
-        if running:
-            running(vm)
-        st, o = d.api("POST", "/v1/vms/%s/stop" % name, {"force": True})
-        self.assertEqual(st, 202, o)
-        d.wait_state(name, "stopped", timeout=60)
-        st, o = d.api("DELETE", "/v1/vms/" + name)
-        self.assertEqual(st, 200, o)
-        return vm
-
     def test_50_cycles_and_failed_starts_leak_nothing(self):
-        t0 = time.monotonic()
-        d = self.soak_daemon("pre_start")
-        # One warm-up cycle: the core makes <run>/vms at the first start and
-        # keeps it; that directory is the only thing the first cycle may add.
-        pristine = self.state(d)
-        self.cycle(d, "warmup")
-        before = self.state(d)
-        self.assertEqual(before["run files"], sorted(pristine["run files"] + ["vms"]))
-        pristine["run files"] = before["run files"]
-        self.assertEqual(before, pristine)
         def on_bridge(vm):
             self.assertEqual(self.h1.link(vm["nics"][0]["tap"])["master"], BRIDGE)
-        for k in range(self.CYCLES):
-            self.cycle(d, "s%d" % k, on_bridge if k % 10 == 0 else None)
-        for k in range(5):
-            vm = d.create("bad%d" % k, networks=[{"mode": "overlay"}], memory_mb=128)
-            vm = d.wait_state("bad%d" % k, ("failed", "running"), timeout=60)
-            self.assertEqual(vm["state"], "failed")
-            self.assertIn("failing on purpose at pre_start", vm["reason"])
-            self.assertEqual(d.api("DELETE", "/v1/vms/bad%d" % k)[0], 200)
-        log = d.read_log()
-        # They failed after the network was set up, and it was undone.
-        self.assertIn("VM 'bad4': networks[0]: TAP", log)
-        self.assertIn("VM 'bad4': undo post_stop ran", log)
-        after = self.state(d)
-        self.assertEqual(after, before)
-        self.assertFalse(os.path.exists(os.path.join(d.data, "net-overlay")))
-        d.stop()
-
-        # Failing after QEMU runs (STARTED): the launch and the network undone.
-        d = self.soak_daemon("started")
-        self.cycle(d, "warmup")
-        before = self.state(d)
-        for k in range(5):
-            vm = d.create("bad%d" % k, networks=[{"mode": "overlay"}], memory_mb=128)
-            vm = d.wait_state("bad%d" % k, ("failed", "running"), timeout=60)
-            self.assertEqual(vm["state"], "failed")
-            self.assertIn("failing on purpose at started", vm["reason"])
-            self.assertEqual(qemu_pids_for(vm["id"]), [])
-            self.assertEqual(d.api("DELETE", "/v1/vms/bad%d" % k)[0], 200)
-        self.assertEqual(self.state(d), before)
-        print("\n    overlay soak: %d cycles + 10 failed starts in %.0f s, nothing left"
-              % (self.CYCLES, time.monotonic() - t0))
+        self.run_soak("overlay", on_bridge, "TAP", data_gone="net-overlay")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@
 #include <cvmm/plugin.h>
 
 #include "abi10_probe.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
@@ -542,10 +543,7 @@ static void test_abi11_loads(void)
 
 int main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
+	static const struct unit_test tests[] = {
 	    {"1.0-frozen plugin loads, its hook registered", test_abi10_loads},
 	    {"1.1-frozen plugin loads, its additions in place", test_abi11_loads},
 	    {"host table whole, 1.0 layout a prefix", test_host_table_and_layout_prefix},
@@ -557,26 +555,5 @@ int main(void)
 	    {"plugins export only the entry point", test_exported_symbols},
 	    {"test-fail fails where configured", test_fail_plugin},
 	};
-	CU_pSuite suite;
-	unsigned failures;
-	size_t i;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	suite = CU_add_suite("abi", NULL, NULL);
-	if (!suite)
-		goto fail;
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	if (CU_get_number_of_suites_failed())
-		failures++;
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
-fail:
-	CU_cleanup_registry();
-	return 2;
+	return unit_main("abi", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -10,6 +10,8 @@
 #include "config.h"
 #include "daemon.h"
 #include "util.h"
+#include "fake_image.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
@@ -459,27 +461,13 @@ static void stop_on_loop(struct cvmm_daemon *dd, void *arg)
 	daemon_request_stop(dd);
 }
 
-static int write_text(const char *path, const char *text)
-{
-	return write_file_atomic(path, text, strlen(text), 0644);
-}
-
 static int suite_init(void)
 {
 	if (!mkdtemp(tmpdir))
 		return -1;
 	snprintf(sock_path, sizeof(sock_path), "%s/run/cvmm.sock", tmpdir);
 	snprintf(vms_dir, sizeof(vms_dir), "%s/data/vms", tmpdir);
-	char *img = xasprintf("%s/images/tiny", tmpdir);
-	char *k = xasprintf("%s/vmlinuz", img), *i = xasprintf("%s/initrd.img", img);
-	char *m = xasprintf("%s/metadata.json", img);
-	int r = mkdir_p(img, 0755) || write_text(k, "kernel") || write_text(i, "initrd") ||
-	        write_text(m, "{\"kernel\": \"vmlinuz\", \"initrd\": \"initrd.img\", "
-	                      "\"cmdline\": \"console=ttyS0\"}");
-	free(img);
-	free(k);
-	free(i);
-	free(m);
+	int r = unit_fake_image(tmpdir);
 	if (r)
 		return -1;
 	char *text =
@@ -1156,10 +1144,5 @@ int main(void)
 		CU_cleanup_registry();
 		return 1;
 	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-	                  CU_get_number_of_suites_failed(); /* a failed suite init counts */
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return unit_run();
 }

@@ -6,6 +6,7 @@
  * missing file or a regular one, and both must fail.
  */
 #include "check.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -137,10 +138,7 @@ int main(void)
 	CU_pSuite s = CU_add_suite("check", NULL, NULL);
 	CU_add_test(s, "ready_host", test_ready_host);
 	CU_add_test(s, "bare_host", test_bare_host);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
+	int failed = unit_run();
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
 	if (system(cmd) != 0)

@@ -4,6 +4,8 @@
  * loaded plugin reads is refused. Every case asserts the exit code and the
  * one line a user would see; the shipped example configs must pass.
  */
+#include "unit.h"
+
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <stdio.h>
@@ -253,10 +255,7 @@ static void test_examples(void)
 
 int main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
+	static const struct unit_test tests[] = {
 	    {"plugins check their types and values", test_plugin_types},
 	    {"keys no plugin reads are refused", test_unknown_keys},
 	    {"backend, plugin_dir and plugin files", test_backend_and_plugin_dir},
@@ -272,20 +271,9 @@ int main(void)
 		return 1;
 	}
 	snprintf(conf_path, sizeof(conf_path), "%s/c.conf", tmpdir);
-	if (CU_initialize_registry() != CUE_SUCCESS)
+	if (unit_suite("check_config", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0])) < 0)
 		return 1;
-	CU_pSuite s = CU_add_suite("check_config", NULL, NULL);
-	for (size_t i = 0; s && i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(s, tests[i].name, tests[i].fn))
-			s = NULL;
-	if (!s) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = (int)CU_get_number_of_failures();
-	CU_cleanup_registry();
+	failed = unit_run();
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)

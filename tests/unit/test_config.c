@@ -5,6 +5,7 @@
  * `cvmmd --check-config`.
  */
 #include "config.h"
+#include "unit.h"
 
 #include <cvmm/plugin.h>
 
@@ -1024,10 +1025,7 @@ static void test_free_zeroed_and_twice(void)
 
 int main(void)
 {
-	static const struct {
-		const char *name;
-		CU_TestFunc fn;
-	} tests[] = {
+	static const struct unit_test tests[] = {
 	    {"dev conf/cvmm.conf loads", test_dev_conf_loads},
 	    {"production conf/cvmm-production.conf loads", test_production_conf_loads},
 	    {"cvmmd.service keeps VMs on restart", test_service_unit},
@@ -1059,26 +1057,6 @@ int main(void)
 	    {"relative paths against the cwd", test_relative_paths_cwd},
 	    {"config_free", test_free_zeroed_and_twice},
 	};
-	CU_pSuite suite;
-	unsigned failures;
-	size_t i;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	suite = CU_add_suite("config", suite_init, suite_clean);
-	if (!suite)
-		goto fail;
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-			goto fail;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	if (CU_get_number_of_suites_failed())
-		failures++;
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
-fail:
-	CU_cleanup_registry();
-	return 2;
+	return unit_main("config", suite_init, suite_clean, tests,
+	                 sizeof(tests) / sizeof(tests[0]));
 }

@@ -8,6 +8,8 @@
 #include <cvmm/cvmm.h>
 
 #include "util.h"
+#include "fake_image.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -25,25 +27,11 @@ static char tmpdir[] = "/tmp/cvmm-unit-embed-XXXXXX";
 static char *conf_text;
 static cvmm_ctx *ctx;
 
-static int write_text(const char *path, const char *text)
-{
-	return write_file_atomic(path, text, strlen(text), 0644);
-}
-
 static int suite_init(void)
 {
 	if (!mkdtemp(tmpdir))
 		return -1;
-	char *img = xasprintf("%s/images/tiny", tmpdir);
-	char *k = xasprintf("%s/vmlinuz", img), *i = xasprintf("%s/initrd.img", img);
-	char *m = xasprintf("%s/metadata.json", img);
-	int r = mkdir_p(img, 0755) || write_text(k, "kernel") || write_text(i, "initrd") ||
-	        write_text(m, "{\"kernel\": \"vmlinuz\", \"initrd\": \"initrd.img\", "
-	                      "\"cmdline\": \"console=ttyS0\"}");
-	free(img);
-	free(k);
-	free(i);
-	free(m);
+	int r = unit_fake_image(tmpdir);
 	conf_text = xasprintf("address = \"unix:%s/run/cvmm.sock\";\n"
 	                      "run_path = \"%s/run\";\n"
 	                      "data_dir = \"%s/data\";\n"
@@ -199,10 +187,5 @@ int main(void)
 		CU_cleanup_registry();
 		return 1;
 	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-	                  CU_get_number_of_suites_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return unit_run();
 }

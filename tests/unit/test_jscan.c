@@ -5,6 +5,7 @@
  * rather than misread: the CLI then falls back to json-c.
  */
 #include "jscan.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <json-c/json.h>
@@ -122,30 +123,12 @@ static void test_agrees_with_json_c(void)
 
 int main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct unit_test tests[] = {
 	    {"the list's shape", test_list_shape},
 	    {"escapes decode to UTF-8", test_escapes},
 	    {"what it does not take is refused", test_refused},
 	    {"nesting depth bounded", test_depth},
 	    {"agrees with json-c", test_agrees_with_json_c},
 	};
-	CU_pSuite suite;
-	unsigned failures;
-
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 2;
-	suite = CU_add_suite("jscan", NULL, NULL);
-	if (!suite)
-		return 2;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(suite, tests[i].name, tests[i].fn))
-			return 2;
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failures ? 1 : 0;
+	return unit_main("jscan", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

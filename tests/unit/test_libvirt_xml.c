@@ -15,6 +15,8 @@
 #include "render_xml.h"
 #include "spec.h"
 #include "util.h"
+#include "golden.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -32,32 +34,10 @@
 #endif
 #define SPEC_DIR CVMM_SOURCE_DIR "/tests/fixtures/spec"
 #define XML_DIR CVMM_SOURCE_DIR "/tests/fixtures/libvirt-xml"
-#define MAX_FIXTURE_BYTES (1 << 20)
 
 static int regenerate;
 static char **fixtures; /* names, without ".json" */
 static size_t n_fixtures;
-
-static void cat(char **s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void cat(char **s, const char *fmt, ...)
-{
-	char *add;
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(&add, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	char *n = xasprintf("%s%s", *s ? *s : "", add);
-	free(add);
-	free(*s);
-	*s = n;
-}
-
-static int exists(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0;
-}
 
 static int contains(const char *hay, const char *needle)
 {
@@ -80,7 +60,7 @@ static int opts_for(const char *name, struct lv_opts *o, char **why)
 		else if (len == 3 && !strncmp(tok, "kvm", len))
 			o->type = "kvm";
 		else {
-			cat(why,
+			golden_cat(why,
 			    "%s: unknown option '+%.*s' in the fixture name (known: +vsock, "
 			    "+kvm)\n",
 			    name, (int)len, tok);
@@ -99,8 +79,8 @@ static char *render_fixture(const char *spec_path, const char *name, int *is_err
 	if (opts_for(name, &o, why) < 0)
 		return NULL;
 	char *text = NULL, err[1024] = "";
-	if (read_file(spec_path, &text, NULL, MAX_FIXTURE_BYTES) < 0) {
-		cat(why, "%s: unreadable\n", spec_path);
+	if (read_file(spec_path, &text, NULL, GOLDEN_MAX_BYTES) < 0) {
+		golden_cat(why, "%s: unreadable\n", spec_path);
 		return NULL;
 	}
 	enum json_tokener_error jerr;
@@ -108,16 +88,16 @@ static char *render_fixture(const char *spec_path, const char *name, int *is_err
 	free(text);
 	text = NULL;
 	if (!j) {
-		cat(why, "%s: not valid JSON: %s\n", spec_path, json_tokener_error_desc(jerr));
+		golden_cat(why, "%s: not valid JSON: %s\n", spec_path, json_tokener_error_desc(jerr));
 		return NULL;
 	}
 	struct cvmm_spec *s = NULL;
 	if (spec_from_json(j, &s, err, sizeof(err)) < 0) {
 		*is_err = 1;
-		cat(&text, "%s\n", err[0] ? err : "(spec_from_json failed without a message)");
+		golden_cat(&text, "%s\n", err[0] ? err : "(spec_from_json failed without a message)");
 	} else if (lv_render(&s->pub, &o, &text, err, sizeof(err)) < 0) {
 		*is_err = 1;
-		cat(&text, "%s\n", err[0] ? err : "(lv_render failed without a message)");
+		golden_cat(&text, "%s\n", err[0] ? err : "(lv_render failed without a message)");
 	} else {
 		*is_err = 0;
 	}
@@ -127,7 +107,7 @@ static char *render_fixture(const char *spec_path, const char *name, int *is_err
 }
 
 /* The first differing line, with its neighbours, as a short report. */
-static void first_difference(const char *want, const char *got, char **report)
+static void first_difference(const char *path, const char *want, const char *got, char **report)
 {
 	int line = 1;
 	const char *a = want, *b = got;
@@ -141,8 +121,9 @@ static void first_difference(const char *want, const char *got, char **report)
 		la--;
 	while (lb > got && lb[-1] != '\n')
 		lb--;
-	cat(report, "  first difference at line %d:\n  - %.*s\n  + %.*s\n", line,
-	    (int)strcspn(la, "\n"), la, (int)strcspn(lb, "\n"), lb);
+	(void)path; /* the caller names it */
+	golden_cat(report, "  first difference at line %d:\n  - %.*s\n  + %.*s\n", line,
+	           (int)strcspn(la, "\n"), la, (int)strcspn(lb, "\n"), lb);
 }
 
 /* Compares (or, when regen, rewrites) the expected output of fixture name. */
@@ -150,65 +131,12 @@ static int run_case(const char *spec_dir, const char *xml_dir, const char *name,
                     char **report)
 {
 	_cleanup_free_ char *spec_path = xasprintf("%s/%s.json", spec_dir, name);
-	_cleanup_free_ char *xml_path = xasprintf("%s/%s.xml", xml_dir, name);
-	_cleanup_free_ char *err_path = xasprintf("%s/%s.err", xml_dir, name);
-	int is_err = 0, rc = -1;
-	char *want = NULL, *got = render_fixture(spec_path, name, &is_err, report);
+	int is_err = 0;
+	_cleanup_free_ char *got = render_fixture(spec_path, name, &is_err, report);
 	if (!got)
 		return -1;
-	const char *out_path = is_err ? err_path : xml_path;
-	const char *other_path = is_err ? xml_path : err_path;
-	if (regen) {
-		char *old = NULL;
-		if (read_file(out_path, &old, NULL, MAX_FIXTURE_BYTES) < 0 || strcmp(old, got)) {
-			int r = write_file_atomic(out_path, got, strlen(got), 0644);
-			if (r < 0) {
-				cat(report, "%s: cannot write: %s\n", out_path, strerror(-r));
-				free(old);
-				goto out;
-			}
-			cat(report, "regenerated %s\n", out_path);
-		}
-		free(old);
-		if (unlink(other_path) == 0)
-			cat(report, "removed stale %s\n", other_path);
-		rc = 0;
-		goto out;
-	}
-	int have_xml = exists(xml_path), have_err = exists(err_path);
-	if (have_xml && have_err) {
-		cat(report, "%s: both %s.xml and %s.err exist; keep one\n", name, name, name);
-		goto out;
-	}
-	if (!have_xml && !have_err) {
-		cat(report,
-		    "%s: no expected output: neither %s nor %s exists; run with CVMM_REGENERATE=1 "
-		    "and review the new file\n",
-		    name, xml_path, err_path);
-		goto out;
-	}
-	if (have_err != is_err) {
-		cat(report,
-		    is_err ? "%s: expected the XML in %s, but the spec was refused: %s"
-		           : "%s: expected the error in %s, but the spec rendered:\n%s",
-		    name, is_err ? xml_path : err_path, got);
-		goto out;
-	}
-	if (read_file(out_path, &want, NULL, MAX_FIXTURE_BYTES) < 0) {
-		cat(report, "%s: unreadable\n", out_path);
-		goto out;
-	}
-	if (strcmp(want, got)) {
-		cat(report, "%s: rendered output differs from %s (CVMM_REGENERATE=1 accepts it)\n",
-		    name, out_path);
-		first_difference(want, got, report);
-		goto out;
-	}
-	rc = 0;
-out:
-	free(got);
-	free(want);
-	return rc;
+	return golden_check(xml_dir, "xml", "XML", name, got, is_err, regen, first_difference,
+	                    report);
 }
 
 static void fixture_test(size_t k)
@@ -222,32 +150,7 @@ static void fixture_test(size_t k)
 	free(report);
 }
 
-#define THUNK(a, b)                                                                                \
-	static void fixture_##a##b(void)                                                           \
-	{                                                                                          \
-		fixture_test(a * 10 + b);                                                          \
-	}
-#define THUNK_ROW(a)                                                                               \
-	THUNK(a, 0)                                                                                \
-	THUNK(a, 1)                                                                                \
-	THUNK(a, 2)                                                                                \
-	THUNK(a, 3) THUNK(a, 4) THUNK(a, 5) THUNK(a, 6) THUNK(a, 7) THUNK(a, 8) THUNK(a, 9)
-THUNK_ROW(0)
-THUNK_ROW(1)
-THUNK_ROW(2)
-THUNK_ROW(3)
-THUNK_ROW(4)
-THUNK_ROW(5)
-THUNK_ROW(6)
-THUNK_ROW(7)
-THUNK_ROW(8)
-THUNK_ROW(9)
-#define THUNK_ENTRIES(a)                                                                           \
-	fixture_##a##0, fixture_##a##1, fixture_##a##2, fixture_##a##3, fixture_##a##4,            \
-	    fixture_##a##5, fixture_##a##6, fixture_##a##7, fixture_##a##8, fixture_##a##9
-static const CU_TestFunc thunks[] = {
-    THUNK_ENTRIES(0), THUNK_ENTRIES(1), THUNK_ENTRIES(2), THUNK_ENTRIES(3), THUNK_ENTRIES(4),
-    THUNK_ENTRIES(5), THUNK_ENTRIES(6), THUNK_ENTRIES(7), THUNK_ENTRIES(8), THUNK_ENTRIES(9)};
+UNIT_CASE_THUNKS(fixture_test)
 
 /* ---- virt-xml-validate -------------------------------------------------- */
 
@@ -279,16 +182,16 @@ static int validate(const char *tool, const char *path, char **report)
 	_cleanup_free_ char *cmd = xasprintf("'%s' '%s' domain 2>&1", tool, path);
 	FILE *p = popen(cmd, "r");
 	if (!p) {
-		cat(report, "cannot run %s\n", tool);
+		golden_cat(report, "cannot run %s\n", tool);
 		return -1;
 	}
 	char line[512], *out = NULL;
 	while (fgets(line, sizeof(line), p))
-		cat(&out, "    %s", line);
+		golden_cat(&out, "    %s", line);
 	int st = pclose(p);
 	int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 	if (!ok)
-		cat(report, "  %s does not validate:\n%s", path, out ? out : "    (no output)\n");
+		golden_cat(report, "  %s does not validate:\n%s", path, out ? out : "    (no output)\n");
 	free(out);
 	return ok ? 0 : -1;
 }
@@ -359,22 +262,7 @@ static void test_validate_goldens(void)
 /* Every expected file belongs to a fixture (no leftovers after a rename). */
 static void test_no_orphans(void)
 {
-	static const char *const pats[] = {XML_DIR "/*.xml", XML_DIR "/*.err"};
-	for (size_t p = 0; p < ARRAY_SIZE(pats); p++) {
-		glob_t g;
-		if (glob(pats[p], 0, NULL, &g) != 0)
-			continue;
-		for (size_t i = 0; i < g.gl_pathc; i++) {
-			const char *base = strrchr(g.gl_pathv[i], '/') + 1;
-			const char *dot = strrchr(base, '.');
-			_cleanup_free_ char *spec =
-			    xasprintf(SPEC_DIR "/%.*s.json", (int)(dot - base), base);
-			if (!exists(spec))
-				printf("\n  %s has no fixture %s", g.gl_pathv[i], spec);
-			CU_ASSERT(exists(spec));
-		}
-		globfree(&g);
-	}
+	golden_no_orphans(SPEC_DIR, XML_DIR, "xml");
 }
 
 /* ---- targeted cases ----------------------------------------------------- */
@@ -540,40 +428,16 @@ static void test_many_forwards(void)
 	spec_free(s);
 }
 
-static int find_fixtures(void)
-{
-	glob_t g;
-	if (glob(SPEC_DIR "/*.json", 0, NULL, &g) != 0) {
-		fprintf(stderr, "no fixtures in %s\n", SPEC_DIR);
-		return -1;
-	}
-	fixtures = xzalloc(sizeof(*fixtures) * (g.gl_pathc + 1));
-	for (size_t i = 0; i < g.gl_pathc; i++) {
-		const char *base = strrchr(g.gl_pathv[i], '/') + 1;
-		fixtures[n_fixtures++] = strndup(base, strlen(base) - strlen(".json"));
-	}
-	globfree(&g);
-	return 0;
-}
-
 int main(void)
 {
-	const char *rg = getenv("CVMM_REGENERATE");
-	regenerate = rg && *rg && strcmp(rg, "0");
-	if (find_fixtures() < 0)
+	regenerate = golden_regenerate();
+	if (!(fixtures = golden_fixtures(SPEC_DIR, &n_fixtures)))
 		return 1;
-	if (n_fixtures > ARRAY_SIZE(thunks)) {
-		fprintf(stderr, "%zu fixtures, but test_libvirt_xml.c has only %zu test slots\n",
-		        n_fixtures, ARRAY_SIZE(thunks));
+	if (!golden_suite("libvirt_xml", fixtures, n_fixtures, unit_thunks,
+	                  ARRAY_SIZE(unit_thunks)))
 		return 1;
-	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	CU_pSuite golden = CU_add_suite("libvirt_xml", NULL, NULL);
 	CU_pSuite more = CU_add_suite("libvirt_xml_rules", NULL, NULL);
-	int ok = golden && more;
-	for (size_t k = 0; ok && k < n_fixtures; k++)
-		ok = CU_add_test(golden, fixtures[k], thunks[k]) != NULL;
+	int ok = more != NULL;
 	/* After the golden cases, so that a regenerating run validates the new files. */
 	ok =
 	    ok &&
@@ -588,12 +452,7 @@ int main(void)
 		CU_cleanup_registry();
 		return 1;
 	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	for (size_t k = 0; k < n_fixtures; k++)
-		free(fixtures[k]);
-	free(fixtures);
+	int failed = unit_run();
+	golden_free(fixtures, n_fixtures);
 	return failed ? 1 : 0;
 }

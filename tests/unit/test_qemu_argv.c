@@ -13,6 +13,8 @@
 #include "render.h"
 #include "spec.h"
 #include "util.h"
+#include "golden.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -30,36 +32,12 @@
 #endif
 #define SPEC_DIR CVMM_SOURCE_DIR "/tests/fixtures/spec"
 #define ARGV_DIR CVMM_SOURCE_DIR "/tests/fixtures/qemu-argv"
-#define MAX_FIXTURE_BYTES (1 << 20)
 
 static int regenerate;
 static char **fixtures; /* names, without ".json" */
 static size_t n_fixtures;
 
 /* ---- small helpers ------------------------------------------------------ */
-
-/* Appends printf output to a growing string. */
-static void cat(char **s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void cat(char **s, const char *fmt, ...)
-{
-	char *add;
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(&add, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	char *n = xasprintf("%s%s", *s ? *s : "", add);
-	free(add);
-	free(*s);
-	*s = n;
-}
-
-/* 1 if path exists, 0 if not. */
-static int exists(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0;
-}
 
 /* ---- rendering a fixture ------------------------------------------------ */
 
@@ -77,7 +55,7 @@ static int opts_for(const char *name, struct qemu_opts *o, char **why)
 		else if (len == 3 && !strncmp(tok, "kvm", len))
 			o->accel = "kvm";
 		else {
-			cat(why,
+			golden_cat(why,
 			    "%s: unknown option '+%.*s' in the fixture name (known: +vsock, "
 			    "+kvm)\n",
 			    name, (int)len, tok);
@@ -92,16 +70,16 @@ static int opts_for(const char *name, struct qemu_opts *o, char **why)
 static json_object *load_json(const char *path, char **why)
 {
 	char *text = NULL;
-	int r = read_file(path, &text, NULL, MAX_FIXTURE_BYTES);
+	int r = read_file(path, &text, NULL, GOLDEN_MAX_BYTES);
 	if (r < 0) {
-		cat(why, "%s: %s\n", path, strerror(-r));
+		golden_cat(why, "%s: %s\n", path, strerror(-r));
 		return NULL;
 	}
 	enum json_tokener_error jerr;
 	json_object *o = json_tokener_parse_verbose(text, &jerr);
 	free(text);
 	if (!o)
-		cat(why, "%s: not valid JSON: %s\n", path, json_tokener_error_desc(jerr));
+		golden_cat(why, "%s: not valid JSON: %s\n", path, json_tokener_error_desc(jerr));
 	return o;
 }
 
@@ -115,7 +93,7 @@ static char *render_text(const struct cvmm_launch_spec *spec, const struct qemu_
 	char *text = NULL;
 	if (qemu_render(spec, o, &a, err, sizeof(err)) < 0) {
 		*is_err = 1;
-		cat(&text, "%s\n", err[0] ? err : "(qemu_render failed without a message)");
+		golden_cat(&text, "%s\n", err[0] ? err : "(qemu_render failed without a message)");
 		argv_free(&a);
 		return text;
 	}
@@ -123,13 +101,13 @@ static char *render_text(const struct cvmm_launch_spec *spec, const struct qemu_
 	text = xzalloc(1);
 	for (int i = 0; i < a.n; i++) {
 		if (strchr(a.v[i], '\n')) {
-			cat(why, "argument %d contains a newline: a .args file cannot hold it\n",
+			golden_cat(why, "argument %d contains a newline: a .args file cannot hold it\n",
 			    i);
 			free(text);
 			text = NULL;
 			break;
 		}
-		cat(&text, "%s\n", a.v[i]);
+		golden_cat(&text, "%s\n", a.v[i]);
 	}
 	argv_free(&a);
 	return text;
@@ -149,7 +127,7 @@ static char *render_fixture(const char *spec_path, const char *name, int *is_err
 	char *text = NULL;
 	if (spec_from_json(j, &s, err, sizeof(err)) < 0) {
 		*is_err = 1;
-		cat(&text, "%s\n", err[0] ? err : "(spec_from_json failed without a message)");
+		golden_cat(&text, "%s\n", err[0] ? err : "(spec_from_json failed without a message)");
 	} else {
 		text = render_text(&s->pub, &o, is_err, why);
 	}
@@ -226,7 +204,7 @@ static void diff_text(const char *exp_name, const char *exp, const char *got, ch
 		}
 	}
 #undef LCS
-	cat(out, "--- %s (expected)\n+++ rendered\n", exp_name);
+	golden_cat(out, "--- %s (expected)\n+++ rendered\n", exp_name);
 	int shown = 0;
 	for (int c = 0; c < k;) {
 		if (ops[c].t == ' ') {
@@ -244,14 +222,14 @@ static void diff_text(const char *exp_name, const char *exp, const char *got, ch
 			ac += ops[d].t != '+';
 			bc += ops[d].t != '-';
 		}
-		cat(out, "@@ -%d,%d +%d,%d @@\n", ops[start].ai + 1, ac, ops[start].bi + 1, bc);
+		golden_cat(out, "@@ -%d,%d +%d,%d @@\n", ops[start].ai + 1, ac, ops[start].bi + 1, bc);
 		for (int d = start; d < end; d++)
-			cat(out, "%c%s\n", ops[d].t, ops[d].s);
+			golden_cat(out, "%c%s\n", ops[d].t, ops[d].s);
 		shown = 1;
 		c = end;
 	}
 	if (!shown)
-		cat(out, "(the texts differ only in a final newline)\n");
+		golden_cat(out, "(the texts differ only in a final newline)\n");
 	free(ops);
 	free(L);
 	free_lines(&a);
@@ -266,68 +244,11 @@ static int run_case(const char *spec_dir, const char *argv_dir, const char *name
                     char **report)
 {
 	_cleanup_free_ char *spec_path = xasprintf("%s/%s.json", spec_dir, name);
-	_cleanup_free_ char *args_path = xasprintf("%s/%s.args", argv_dir, name);
-	_cleanup_free_ char *err_path = xasprintf("%s/%s.err", argv_dir, name);
-	int is_err = 0, rc = -1;
-	char *got = render_fixture(spec_path, name, &is_err, report);
-	char *want = NULL;
+	int is_err = 0;
+	_cleanup_free_ char *got = render_fixture(spec_path, name, &is_err, report);
 	if (!got)
-		goto out;
-	const char *out_path = is_err ? err_path : args_path;
-	const char *other_path = is_err ? args_path : err_path;
-	if (regen) {
-		char *old = NULL;
-		if (read_file(out_path, &old, NULL, MAX_FIXTURE_BYTES) < 0 || strcmp(old, got)) {
-			int r = write_file_atomic(out_path, got, strlen(got), 0644);
-			if (r < 0) {
-				cat(report, "%s: cannot write: %s\n", out_path, strerror(-r));
-				free(old);
-				goto out;
-			}
-			cat(report, "regenerated %s\n", out_path);
-		}
-		free(old);
-		if (unlink(other_path) == 0)
-			cat(report, "removed stale %s\n", other_path);
-		rc = 0;
-		goto out;
-	}
-	int have_args = exists(args_path), have_err = exists(err_path);
-	if (have_args && have_err) {
-		cat(report, "%s: both %s.args and %s.err exist; keep one\n", name, name, name);
-		goto out;
-	}
-	if (!have_args && !have_err) {
-		cat(report,
-		    "%s: no expected output: neither %s nor %s exists; run with CVMM_REGENERATE=1 "
-		    "and review the new file\n",
-		    name, args_path, err_path);
-		goto out;
-	}
-	if (have_err != is_err) {
-		if (is_err)
-			cat(report, "%s: expected the argv in %s, but the spec was refused: %s",
-			    name, args_path, got);
-		else
-			cat(report, "%s: expected the error in %s, but the spec rendered:\n%s",
-			    name, err_path, got);
-		goto out;
-	}
-	int r = read_file(out_path, &want, NULL, MAX_FIXTURE_BYTES);
-	if (r < 0) {
-		cat(report, "%s: %s\n", out_path, strerror(-r));
-		goto out;
-	}
-	if (strcmp(want, got)) {
-		cat(report, "%s: rendered output differs (CVMM_REGENERATE=1 accepts it)\n", name);
-		diff_text(out_path, want, got, report);
-		goto out;
-	}
-	rc = 0;
-out:
-	free(got);
-	free(want);
-	return rc;
+		return -1;
+	return golden_check(argv_dir, "args", "argv", name, got, is_err, regen, diff_text, report);
 }
 
 /* One CUnit test per fixture. CUnit passes tests no argument, so a table
@@ -343,32 +264,7 @@ static void fixture_test(size_t k)
 	free(report);
 }
 
-#define THUNK(a, b)                                                                                \
-	static void fixture_##a##b(void)                                                           \
-	{                                                                                          \
-		fixture_test(a * 10 + b);                                                          \
-	}
-#define THUNK_ROW(a)                                                                               \
-	THUNK(a, 0)                                                                                \
-	THUNK(a, 1)                                                                                \
-	THUNK(a, 2)                                                                                \
-	THUNK(a, 3) THUNK(a, 4) THUNK(a, 5) THUNK(a, 6) THUNK(a, 7) THUNK(a, 8) THUNK(a, 9)
-THUNK_ROW(0)
-THUNK_ROW(1)
-THUNK_ROW(2)
-THUNK_ROW(3)
-THUNK_ROW(4)
-THUNK_ROW(5)
-THUNK_ROW(6)
-THUNK_ROW(7)
-THUNK_ROW(8)
-THUNK_ROW(9)
-#define THUNK_ENTRIES(a)                                                                           \
-	fixture_##a##0, fixture_##a##1, fixture_##a##2, fixture_##a##3, fixture_##a##4,            \
-	    fixture_##a##5, fixture_##a##6, fixture_##a##7, fixture_##a##8, fixture_##a##9
-static const CU_TestFunc thunks[] = {
-    THUNK_ENTRIES(0), THUNK_ENTRIES(1), THUNK_ENTRIES(2), THUNK_ENTRIES(3), THUNK_ENTRIES(4),
-    THUNK_ENTRIES(5), THUNK_ENTRIES(6), THUNK_ENTRIES(7), THUNK_ENTRIES(8), THUNK_ENTRIES(9)};
+UNIT_CASE_THUNKS(fixture_test)
 
 /* ---- the harness itself ------------------------------------------------- */
 
@@ -417,7 +313,7 @@ static void test_harness(void)
 
 	/* A stale expected file fails with a diff naming the changed line. */
 	char *stale = NULL;
-	cat(&stale, "%s", text);
+	golden_cat(&stale, "%s", text);
 	char *m = strstr(stale, "\n256M\n");
 	CU_ASSERT_FATAL(m != NULL);
 	memcpy(m, "\n512M\n", 6);
@@ -440,7 +336,7 @@ static void test_harness(void)
 	CU_ASSERT_EQUAL(run_case(sd, ad, "t", 1, &rep), 0);
 	CU_ASSERT(contains(rep, "removed stale"));
 	free(rep), rep = NULL;
-	CU_ASSERT_FALSE(exists(args));
+	CU_ASSERT_FALSE(golden_exists(args));
 	CU_ASSERT_EQUAL(read_file(errf, &text, NULL, 1 << 16), 0);
 	CU_ASSERT(contains(text, "VM name 't,1'"));
 	free(text);
@@ -468,22 +364,7 @@ static void test_harness(void)
 /* Every expected file belongs to a fixture (no leftovers after a rename). */
 static void test_no_orphans(void)
 {
-	static const char *const pats[] = {ARGV_DIR "/*.args", ARGV_DIR "/*.err"};
-	for (size_t p = 0; p < ARRAY_SIZE(pats); p++) {
-		glob_t g;
-		if (glob(pats[p], 0, NULL, &g) != 0)
-			continue;
-		for (size_t i = 0; i < g.gl_pathc; i++) {
-			const char *base = strrchr(g.gl_pathv[i], '/') + 1;
-			const char *dot = strrchr(base, '.');
-			_cleanup_free_ char *spec =
-			    xasprintf(SPEC_DIR "/%.*s.json", (int)(dot - base), base);
-			if (!exists(spec))
-				printf("\n  %s has no fixture %s", g.gl_pathv[i], spec);
-			CU_ASSERT(exists(spec));
-		}
-		globfree(&g);
-	}
+	golden_no_orphans(SPEC_DIR, ARGV_DIR, "args");
 }
 
 /* ---- fixtures vs spec_from_json ------------------------------------------ */
@@ -513,7 +394,7 @@ static void unread_keys(json_object *f, json_object *back, const char *where, ch
 		json_object *b = NULL;
 		if (!json_object_object_get_ex(back, k, &b)) {
 			if (!falsy(v))
-				cat(report, "%s%s: not read by spec_from_json\n", where, k);
+				golden_cat(report, "%s%s: not read by spec_from_json\n", where, k);
 			continue;
 		}
 		if (json_object_is_type(v, json_type_array) &&
@@ -572,18 +453,18 @@ static void test_json_round_trip(void)
 			goto next; /* refused on input: nothing to round-trip */
 		j1 = spec_to_json(&s1->pub);
 		if (spec_from_json(j1, &s2, err, sizeof(err)) < 0) {
-			cat(&report, "spec_to_json output refused by spec_from_json: %s\n", err);
+			golden_cat(&report, "spec_to_json output refused by spec_from_json: %s\n", err);
 			goto next;
 		}
 		j2 = spec_to_json(&s2->pub);
 		const char *a = json_object_to_json_string_ext(j1, JSON_C_TO_STRING_PLAIN);
 		const char *b = json_object_to_json_string_ext(j2, JSON_C_TO_STRING_PLAIN);
 		if (strcmp(a, b))
-			cat(&report, "spec_to_json not stable:\n  %s\n  %s\n", a, b);
+			golden_cat(&report, "spec_to_json not stable:\n  %s\n  %s\n", a, b);
 		t1 = render_text(&s1->pub, &o, &e1, &report);
 		t2 = render_text(&s2->pub, &o, &e2, &report);
 		if (t1 && t2 && (e1 != e2 || strcmp(t1, t2))) {
-			cat(&report, "renders differently after the round trip:\n");
+			golden_cat(&report, "renders differently after the round trip:\n");
 			diff_text("first spec", t1, t2, &report);
 		}
 		checked++;
@@ -640,45 +521,15 @@ static void test_many_forwards(void)
 	spec_free(s);
 }
 
-/* ---- main --------------------------------------------------------------- */
-
-static int find_fixtures(void)
-{
-	glob_t g;
-	int r = glob(SPEC_DIR "/*.json", 0, NULL, &g);
-	if (r == GLOB_NOMATCH) {
-		fprintf(stderr, "no fixtures in %s\n", SPEC_DIR);
-		return -1;
-	}
-	if (r != 0)
-		return -1;
-	fixtures = xzalloc(sizeof(*fixtures) * (g.gl_pathc + 1));
-	for (size_t i = 0; i < g.gl_pathc; i++) {
-		const char *base = strrchr(g.gl_pathv[i], '/') + 1;
-		fixtures[n_fixtures++] = strndup(base, strlen(base) - strlen(".json"));
-	}
-	globfree(&g);
-	return 0;
-}
-
 int main(void)
 {
-	const char *rg = getenv("CVMM_REGENERATE");
-	regenerate = rg && *rg && strcmp(rg, "0");
-	if (find_fixtures() < 0)
+	regenerate = golden_regenerate();
+	if (!(fixtures = golden_fixtures(SPEC_DIR, &n_fixtures)))
 		return 1;
-	if (n_fixtures > ARRAY_SIZE(thunks)) {
-		fprintf(stderr, "%zu fixtures, but test_qemu_argv.c has only %zu test slots\n",
-		        n_fixtures, ARRAY_SIZE(thunks));
+	if (!golden_suite("qemu_argv", fixtures, n_fixtures, unit_thunks, ARRAY_SIZE(unit_thunks)))
 		return 1;
-	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	CU_pSuite golden = CU_add_suite("qemu_argv", NULL, NULL);
 	CU_pSuite harness = CU_add_suite("qemu_argv_harness", NULL, NULL);
-	int ok = golden && harness;
-	for (size_t k = 0; ok && k < n_fixtures; k++)
-		ok = CU_add_test(golden, fixtures[k], thunks[k]) != NULL;
+	int ok = harness != NULL;
 	ok = ok && CU_add_test(harness, "missing or stale expected file fails", test_harness) &&
 	     CU_add_test(harness, "every expected file has a fixture", test_no_orphans) &&
 	     CU_add_test(harness, "fixture keys are all read", test_fixture_keys) &&
@@ -688,12 +539,7 @@ int main(void)
 		CU_cleanup_registry();
 		return 1;
 	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	for (size_t k = 0; k < n_fixtures; k++)
-		free(fixtures[k]);
-	free(fixtures);
+	int failed = unit_run();
+	golden_free(fixtures, n_fixtures);
 	return failed ? 1 : 0;
 }

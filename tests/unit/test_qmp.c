@@ -6,6 +6,7 @@
  * one is installed. SIGPIPE is left at its default on purpose: a send without
  * MSG_NOSIGNAL to a closed peer would kill the test. */
 #include "qmp.h"
+#include "unit.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -718,9 +719,5 @@ int main(void)
 		CU_cleanup_registry();
 		return 1;
 	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return unit_run();
 }

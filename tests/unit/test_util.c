@@ -5,6 +5,7 @@
  * copies, UUIDs and process start times.
  */
 #include "util.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
@@ -527,10 +528,5 @@ int main(void)
 		CU_cleanup_registry();
 		return 1;
 	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-	                  CU_get_number_of_suites_failed(); /* a failed suite init counts */
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return unit_run();
 }

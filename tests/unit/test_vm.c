@@ -10,6 +10,8 @@
 #include "registry.h"
 #include "util.h"
 #include "vm.h"
+#include "fake_image.h"
+#include "unit.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -84,11 +86,6 @@ static struct cvmm_vm *accepted_(struct cvmm_daemon *dd, const char *text, bool 
 }
 #define ACCEPTED(text) accepted_(d, text, NULL, __LINE__)
 
-static int write_text(const char *path, const char *text)
-{
-	return write_file_atomic(path, text, strlen(text), 0644);
-}
-
 static struct cvmm_daemon *new_daemon(struct cvmm_config *c, const char *text, bool plugins)
 {
 	char err[1024] = "";
@@ -127,8 +124,8 @@ static int make_disk_image(const char *name, uint64_t size)
 	char *dir = xasprintf("%s/images/%s", tmpdir, name);
 	char *k = xasprintf("%s/vmlinuz", dir), *m = xasprintf("%s/metadata.json", dir);
 	char *hda = xasprintf("%s/hda.qcow2", dir);
-	int r = mkdir_p(dir, 0755) || write_text(k, "kernel") ||
-	        write_text(m, "{\"kernel\": \"vmlinuz\", \"hda\": \"hda.qcow2\"}") ||
+	int r = mkdir_p(dir, 0755) || unit_write_text(k, "kernel") ||
+	        unit_write_text(m, "{\"kernel\": \"vmlinuz\", \"hda\": \"hda.qcow2\"}") ||
 	        write_qcow2(hda, size);
 	free(dir);
 	free(k);
@@ -141,16 +138,7 @@ static int suite_init(void)
 {
 	if (!mkdtemp(tmpdir))
 		return -1;
-	char *img = xasprintf("%s/images/tiny", tmpdir);
-	char *k = xasprintf("%s/vmlinuz", img), *i = xasprintf("%s/initrd.img", img);
-	char *m = xasprintf("%s/metadata.json", img);
-	int r = mkdir_p(img, 0755) || write_text(k, "kernel") || write_text(i, "initrd") ||
-	        write_text(m, "{\"kernel\": \"vmlinuz\", \"initrd\": \"initrd.img\", "
-	                      "\"cmdline\": \"console=ttyS0\"}");
-	free(img);
-	free(k);
-	free(i);
-	free(m);
+	int r = unit_fake_image(tmpdir);
 	if (r || make_disk_image("big", 2560ull << 20) || make_disk_image("small", 64ull << 20))
 		return -1;
 	char *text = xasprintf("run_path = \"%s/run\";\n"
@@ -347,9 +335,9 @@ static void test_unknown_image(void)
 	char *dir = xasprintf("%s/images/broken", tmpdir);
 	char *meta = xasprintf("%s/metadata.json", dir);
 	CU_ASSERT_EQUAL_FATAL(mkdir_p(dir, 0755), 0);
-	CU_ASSERT_EQUAL_FATAL(write_text(meta, "{\"kernel\": \"missing-kernel\"}"), 0);
+	CU_ASSERT_EQUAL_FATAL(unit_write_text(meta, "{\"kernel\": \"missing-kernel\"}"), 0);
 	REFUSED_WITH("{\"name\": \"a\", \"image\": \"broken\"}", "image 'broken': ", "kernel");
-	CU_ASSERT_EQUAL(write_text(meta, "{\"kernel\": \"../tiny/vmlinuz\"}"), 0);
+	CU_ASSERT_EQUAL(unit_write_text(meta, "{\"kernel\": \"../tiny/vmlinuz\"}"), 0);
 	REFUSED_WITH("{\"name\": \"a\", \"image\": \"broken\"}", "image 'broken': ", "kernel");
 	rm_rf(dir);
 	free(dir);
@@ -591,7 +579,7 @@ static void test_base_check(void)
 
 	/* Its disk made: the same file passes, a replaced one is refused. */
 	CU_ASSERT_EQUAL_FATAL(mkdir_p(vm->data_dir, 0750), 0);
-	CU_ASSERT_EQUAL_FATAL(write_text(disk, "overlay"), 0);
+	CU_ASSERT_EQUAL_FATAL(unit_write_text(disk, "overlay"), 0);
 	CU_ASSERT_EQUAL(vm_base_check(vm, &img, err, sizeof(err)), 0);
 	struct image_base_id used = vm->base;
 	replace_hda("small", 64ull << 20);
@@ -813,10 +801,10 @@ static void test_volumes(void)
 	char *inside = xasprintf("%s/data/vms/0d6f1c2e-1111-4222-8333-444455556666", tmpdir);
 	char *other = xasprintf("%s/disk.qcow2", inside);
 	char *q = xasprintf("%s/host-disk.qcow2", tmpdir);
-	CU_ASSERT_EQUAL_FATAL(write_text(file, "raw bytes"), 0);
+	CU_ASSERT_EQUAL_FATAL(unit_write_text(file, "raw bytes"), 0);
 	CU_ASSERT_EQUAL_FATAL(write_qcow2(q, 1 << 20), 0);
 	CU_ASSERT_EQUAL_FATAL(mkdir_p(inside, 0750), 0);
-	CU_ASSERT_EQUAL_FATAL(write_text(other, "another VM's disk"), 0);
+	CU_ASSERT_EQUAL_FATAL(unit_write_text(other, "another VM's disk"), 0);
 	char *t;
 #define VOL(body) xasprintf("{\"name\": \"v\", \"image\": \"tiny\", \"volumes\": " body "}")
 #define VREFUSED(body, field, frag) (t = VOL(body), REFUSED_WITH(t, field, frag), free(t))
@@ -986,10 +974,5 @@ int main(void)
 		CU_cleanup_registry();
 		return 1;
 	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-	                  CU_get_number_of_suites_failed(); /* a failed suite init counts */
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return unit_run();
 }
