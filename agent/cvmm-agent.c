@@ -15,6 +15,8 @@
  *   cvmm.agent_spoof=NAME     the VM name (or id) the spoofed messages claim;
  *                             also claimed in its GetKmsConfig and
  *                             GetGatewayConfig requests
+ *   cvmm.agent_spoof_id=ID    the VM id those requests claim (default: the
+ *                             value of cvmm.agent_spoof)
  *   cvmm.agent_poweroff_after=N  after N heartbeats, say "powering off"
  *                             (shutdown.progress) and power the guest off
  * At boot it asks the host for its KMS and gateway URLs (GetKmsConfig,
@@ -274,14 +276,14 @@ static void report(const char *what, const char *text)
 
 /* The host's answer to a request of the channel's VM (a guest told to
  * spoof claims another VM: the host must not care). */
-static void ask(const char *method, int id, const char *spoof)
+static void ask(const char *method, int id, const char *spoof, const char *spoof_id)
 {
 	char ans[4096] = "", claim[512] = "";
-	if (spoof[0])
+	if (spoof[0] || spoof_id[0])
 		snprintf(claim, sizeof(claim),
 			 ",\"vm\":\"%s\",\"vm_id\":\"%s\",\"name\":\"%s\",\"params\":{\"vm_id\":"
-			 "\"%s\",\"name\":\"%s\"}",
-			 spoof, spoof, spoof, spoof, spoof);
+			 "\"%s\",\"name\":\"%s\",\"id\":\"%s\"}",
+			 spoof, spoof_id, spoof, spoof_id, spoof, spoof_id);
 	sendf("{\"method\":\"%s\",\"id\":%d%s}", method, id, claim);
 	if (read_answer(ans, sizeof(ans), 10000) < 0)
 		snprintf(ans, sizeof(ans), "no answer");
@@ -422,10 +424,13 @@ int main(int argc, char **argv)
 		if (!sealing[0])
 			snprintf(sealing, sizeof(sealing), "key received");
 	}
-	char spoof[128];
+	char spoof[128], spoof_id[128];
 	cmdline_str("cvmm.agent_spoof", spoof, sizeof(spoof));
-	ask("GetKmsConfig", 3, spoof);
-	ask("GetGatewayConfig", 4, spoof);
+	cmdline_str("cvmm.agent_spoof_id", spoof_id, sizeof(spoof_id));
+	if (!spoof_id[0])
+		snprintf(spoof_id, sizeof(spoof_id), "%s", spoof);
+	ask("GetKmsConfig", 3, spoof, spoof_id);
+	ask("GetGatewayConfig", 4, spoof, spoof_id);
 	sys_config();
 	struct utsname u;
 	uname(&u);
