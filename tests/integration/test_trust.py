@@ -325,6 +325,11 @@ class GuestTrustTest(Base):
         self.d.start()
 
     def tearDown(self):
+        # The booted guest goes with its VM, before the daemon stops.
+        d = getattr(self, "d", None)
+        if d and d.vm("tg"):
+            st, o = d.api("DELETE", "/v1/vms/tg")
+            self.assertEqual(st, 200, o)
         super().tearDown()
         self.gw.close()
         shutil.rmtree(self.images, ignore_errors=True)
@@ -347,7 +352,6 @@ class GuestTrustTest(Base):
         own_kms = "http://127.0.0.1:9/tg-kms"
         tg = self.d.create("tg", image="tiny-spoof", kms_urls=[own_kms],
                            gateway_urls=[self.gw.url], app_id="cd" * 20)
-        self.addCleanup(self.d.api, "DELETE", "/v1/vms/tg")
         inst = tg["id"].replace("-", "")
 
         def hello():
