@@ -403,6 +403,35 @@ class GuestTrustTest(Base):
         print("\n  create -> agent reported its trust config: %.1f s" % boot)
 
 
+class GuestTrustLibvirtTest(Base):
+    """The same on the libvirt backend (a private real libvirtd; the fw_cfg
+    entry reaches its QEMU through <qemu:commandline>), for a VM without
+    lists of its own: the host's default KMS list is what it is told."""
+
+    def test_host_default_over_channel_and_fw_cfg(self):
+        from libvirtd import missing_tools
+        if os.geteuid() != 0:
+            self.fail("needs root: run the tests as root (a test that cannot run fails)")
+        if missing_tools():
+            self.fail("libvirt's daemons missing: %s" % missing_tools())
+        self.d = Daemon(plugins=("backend-qemu", "net-user", "kms", "gateway"), backend="libvirt",
+                        libvirt_uri=shared_libvirtd().uri,
+                        plugin_sections='kms = { urls = [ "http://127.0.0.1:9/host-kms" ]; };')
+        self.d.start()
+        vm = self.d.create("lvg")
+        try:
+            wait_for(lambda: ((self.d.vm("lvg") or {}).get("guest") or {}).get("agent") == "ready",
+                     180, "lvg's agent to phone home")
+            ev = [e for e in self.events("lvg", "guest") if e.startswith("agent.config: ")]
+            kms = [json.loads(e.split(" ", 2)[2]) for e in ev if " GetKmsConfig " in e]
+            self.assertEqual(kms[0]["result"]["kms_urls"], ["http://127.0.0.1:9/host-kms"], ev)
+            self.assertIn('agent.config: sys-config "kms_urls":["http://127.0.0.1:9/host-kms"]', ev)
+            self.assertIn('agent.config: sys-config "vm_id":"%s"' % vm["id"], ev)
+        finally:
+            st, o = self.d.api("DELETE", "/v1/vms/lvg")
+            self.assertEqual(st, 200, o)
+
+
 class LibvirtConfidentialTest(Base):
     """Confidential launch on the libvirt backend, with a real libvirtd:
     what its domain capabilities allow decides. This host's libvirt (9.0,
