@@ -12,9 +12,19 @@
  *                             malformed, oversized and spoofed messages, then
  *                             a flood of valid ones for cvmm.agent_flood_s
  *                             seconds (default 20), then heartbeats again
- *   cvmm.agent_spoof=NAME     the VM name the spoofed messages claim
+ *   cvmm.agent_spoof=NAME     the VM name (or id) the spoofed messages claim;
+ *                             also claimed in its GetKmsConfig and
+ *                             GetGatewayConfig requests
+ *   cvmm.agent_spoof_id=ID    the VM id those requests claim (default: the
+ *                             value of cvmm.agent_spoof)
  *   cvmm.agent_poweroff_after=N  after N heartbeats, say "powering off"
  *                             (shutdown.progress) and power the guest off
+ * At boot it asks the host for its KMS and gateway URLs (GetKmsConfig,
+ * GetGatewayConfig) and reads its sys-config document from fw_cfg
+ * (SYS_CONFIG); it reports what it got as "agent.config" notifications, one
+ * a piece: "GetKmsConfig <answer line>", "GetGatewayConfig <answer line>",
+ * and "sys-config <"key":value>" per member of the document (or
+ * "sys-config none <why>"), and writes the document to /run/cvmm/sys-config.json.
  * Without options it needs none: `cvmm-agent` (or `cvmm-agent -f` to stay in
  * the foreground; it forks to the background otherwise).
  */
@@ -38,6 +48,7 @@
 #include <unistd.h>
 
 #define PORT_NAME "org.cvmm.channel.0"
+#define SYS_CONFIG "/sys/firmware/qemu_fw_cfg/by_name/opt/cvmm/sys-config.json/raw"
 #define VERSION "1"
 
 static int port = -1;
@@ -172,23 +183,32 @@ static int notify(const char *event, const char *text)
 		     text);
 }
 
-/* One answer line, at most timeout_ms away. */
+/* One answer line, at most timeout_ms away; a line longer than buf (a
+ * GetKmsConfig with a large encrypted_env) is cut, its rest read and
+ * dropped so that the next answer starts clean. */
 static int read_answer(char *buf, size_t len, int timeout_ms)
 {
 	size_t used = 0;
-	while (used + 1 < len) {
+	char spill[1024];
+	for (;;) {
 		struct pollfd p = {.fd = port, .events = POLLIN};
 		if (poll(&p, 1, timeout_ms) <= 0)
 			return -1;
-		ssize_t n = read(port, buf + used, len - 1 - used);
+		int full = used + 1 >= len;
+		ssize_t n = full ? read(port, spill, sizeof(spill))
+				 : read(port, buf + used, len - 1 - used);
 		if (n <= 0)
 			return -1;
+		if (full) {
+			if (memchr(spill, '\n', (size_t)n))
+				return 0;
+			continue;
+		}
 		used += (size_t)n;
 		buf[used] = 0;
 		if (memchr(buf, '\n', used))
 			return 0;
 	}
-	return -1;
 }
 
 /* The string value of "key" in a flat answer, for the two answers we read. */
@@ -234,6 +254,107 @@ static void heartbeat(long seq)
 	      "\"load15\":%.2f}}}",
 	      seq, si.uptime, (unsigned long long)si.totalram * si.mem_unit / 1024, avail, disk_total,
 	      disk_free, si.loads[0] * sc, si.loads[1] * sc, si.loads[2] * sc);
+}
+
+/* text as the inside of a JSON string (quotes, backslashes, controls). */
+static void json_escape(const char *text, char *out, size_t len)
+{
+	size_t k = 0;
+	for (const unsigned char *c = (const unsigned char *)text; *c && k + 7 < len; c++) {
+		if (*c == '"' || *c == '\\') {
+			out[k++] = '\\';
+			out[k++] = (char)*c;
+		} else if (*c < 0x20) {
+			k += (size_t)snprintf(out + k, len - k, "\\u%04x", *c);
+		} else {
+			out[k++] = (char)*c;
+		}
+	}
+	out[k] = 0;
+}
+
+/* One "agent.config" notification: "<what> <text>". */
+static void report(const char *what, const char *text)
+{
+	char raw[900], esc[2400];
+	snprintf(raw, sizeof(raw), "%s %s", what, text);
+	raw[strcspn(raw, "\n")] = 0;
+	json_escape(raw, esc, sizeof(esc));
+	notify("agent.config", esc);
+}
+
+/* The host's answer to a request of the channel's VM (a guest told to
+ * spoof claims another VM: the host must not care). */
+static void ask(const char *method, int id, const char *spoof, const char *spoof_id)
+{
+	char ans[4096] = "", claim[512] = "";
+	if (spoof[0] || spoof_id[0])
+		snprintf(claim, sizeof(claim),
+			 ",\"vm\":\"%s\",\"vm_id\":\"%s\",\"name\":\"%s\",\"params\":{\"vm_id\":"
+			 "\"%s\",\"name\":\"%s\",\"id\":\"%s\"}",
+			 spoof, spoof_id, spoof, spoof_id, spoof, spoof_id);
+	sendf("{\"method\":\"%s\",\"id\":%d%s}", method, id, claim);
+	if (read_answer(ans, sizeof(ans), 10000) < 0)
+		snprintf(ans, sizeof(ans), "no answer");
+	report(method, ans);
+	logmsg("%s: %s", method, ans);
+}
+
+/* The sys-config document from fw_cfg (qemu_fw_cfg is loaded by /init),
+ * one notification per top-level member: a notification is short. */
+static void sys_config(void)
+{
+	static char doc[16384];
+	/* /init loaded the module before starting us: no waiting. */
+	FILE *f = fopen(SYS_CONFIG, "r");
+	if (!f) {
+		report("sys-config", access("/sys/firmware/qemu_fw_cfg", F_OK)
+					 ? "none (no /sys/firmware/qemu_fw_cfg: module qemu_fw_cfg)"
+					 : "none (no fw_cfg entry opt/cvmm/sys-config.json)");
+		return;
+	}
+	size_t n = fread(doc, 1, sizeof(doc) - 1, f);
+	fclose(f);
+	doc[n] = 0;
+	mkdir("/run/cvmm", 0755);
+	FILE *o = fopen("/run/cvmm/sys-config.json", "w");
+	if (o) {
+		fputs(doc, o);
+		fclose(o);
+	}
+	/* Split the flat object at its top-level commas. */
+	char *p = strchr(doc, '{');
+	if (!p) {
+		report("sys-config", "none (not a JSON object)");
+		return;
+	}
+	p++;
+	int depth = 0, in_str = 0;
+	char *start = p;
+	for (; *p; p++) {
+		if (in_str) {
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '"')
+				in_str = 0;
+			continue;
+		}
+		if (*p == '"')
+			in_str = 1;
+		else if (*p == '[' || *p == '{')
+			depth++;
+		else if ((*p == ']' || *p == '}') && depth > 0)
+			depth--;
+		else if ((*p == ',' || *p == '}') && depth == 0) {
+			int end = *p == '}';
+			*p = 0;
+			if (*start)
+				report("sys-config", start);
+			start = p + 1;
+			if (end)
+				break;
+		}
+	}
 }
 
 /* A hostile guest, for tests: everything the reader must refuse, a message
@@ -312,6 +433,14 @@ int main(int argc, char **argv)
 		if (!sealing[0])
 			snprintf(sealing, sizeof(sealing), "key received");
 	}
+	char spoof[128], spoof_id[128];
+	cmdline_str("cvmm.agent_spoof", spoof, sizeof(spoof));
+	cmdline_str("cvmm.agent_spoof_id", spoof_id, sizeof(spoof_id));
+	if (!spoof_id[0])
+		snprintf(spoof_id, sizeof(spoof_id), "%s", spoof);
+	ask("GetKmsConfig", 3, spoof, spoof_id);
+	ask("GetGatewayConfig", 4, spoof, spoof_id);
+	sys_config();
 	struct utsname u;
 	uname(&u);
 	sendf("{\"method\":\"Notify\",\"params\":{\"event\":\"agent.hello\",\"payload\":{"

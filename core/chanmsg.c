@@ -15,7 +15,7 @@
 
 const char *const chanmsg_events[] = {
     "boot.progress", "boot.error", "shutdown.progress", "instance.info",
-    "agent.hello",   "agent.heartbeat", NULL,
+    "agent.hello",   "agent.heartbeat", "agent.config", NULL,
 };
 
 /* agent.heartbeat: these numbers and nothing else. */
@@ -25,6 +25,9 @@ static const char *const heartbeat_keys[] = {
 };
 /* agent.hello: these short strings and nothing else. */
 static const char *const hello_keys[] = {"version", "hostname", "host_name", "host_id", "sealing", NULL};
+
+/* Requests without parameters that a plugin answers (chanmsg.h). */
+const char *const chanmsg_plugin_calls[] = {"GetKmsConfig", "GetGatewayConfig", NULL};
 
 #define DEPTH_MAX 6
 #define ID_MAX ((int64_t)1 << 53)
@@ -213,6 +216,12 @@ int chanmsg_validate(const char *line, size_t len, char *out, size_t outlen, cha
 		json_object_object_add(msg, "m", json_object_new_string("GetSealingKey"));
 		json_object_object_add(msg, "id", json_object_new_int64(id));
 		json_object_object_add(msg, "quote", json_object_get(q));
+	} else if (in_list(chanmsg_plugin_calls, method)) {
+		/* Nothing of the guest's is passed on but the request id: a
+		 * VM id or name in its params or beside them names nothing,
+		 * the answer is always about the channel's VM. */
+		json_object_object_add(msg, "m", json_object_new_string(method));
+		json_object_object_add(msg, "id", json_object_new_int64(id));
 	} else {
 		rc = refuse(why, whylen, -EINVAL, "method: unknown method '%.64s'", method);
 		goto out;

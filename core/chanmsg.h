@@ -8,6 +8,8 @@
  *   {"method":"Info","id":1}
  *   {"method":"Notify","params":{"event":"boot.progress","payload":"..."}}
  *   {"method":"GetSealingKey","id":2,"params":{"quote":"<hex>"}}
+ *   {"method":"GetKmsConfig","id":3}       (kms plugin)
+ *   {"method":"GetGatewayConfig","id":4}   (gateway plugin)
  * A line is at most CHAN_NOTIFY_MAX bytes, or CHAN_QUOTE_MAX for
  * GetSealingKey. Host -> guest: {"id":N,"result":{...}} or
  * {"id":N,"error":"..."}, one a line.
@@ -26,6 +28,10 @@
 
 /* The Notify events a guest may send (dstack's host API, plus the agent's). */
 extern const char *const chanmsg_events[];
+/* The requests without parameters a plugin answers (GetKmsConfig,
+ * GetGatewayConfig): dstack's VMM hands these URLs to the guest in its
+ * .sys-config.json only; cvmm also answers them over the channel. */
+extern const char *const chanmsg_plugin_calls[];
 
 /*
  * Validates one line (without its newline) a guest sent. On success writes
@@ -33,6 +39,7 @@ extern const char *const chanmsg_events[];
  *   {"m":"Info","id":N}
  *   {"m":"Notify","event":E,"payload":P}   P a string or an object
  *   {"m":"GetSealingKey","id":N,"quote":"hex"}
+ *   {"m":"GetKmsConfig","id":N}, {"m":"GetGatewayConfig","id":N}
  * into out and returns its length. Anything else in the line (a VM id or
  * name the guest claims, unknown keys) is dropped. Returns -EINVAL (bad),
  * -EMSGSIZE (over its bound) or -ENOSPC (out too small), with why.

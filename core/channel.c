@@ -274,7 +274,10 @@ static void run_handler(struct chan *c, const char *request, int64_t id, json_ob
 {
 	struct reg_chan_handler *h = registry_channel_handler(c->d->reg, request);
 	if (!h) {
-		answer_json(c, id, NULL, "no key provider");
+		char why[128];
+		snprintf(why, sizeof(why), "%s: no plugin on this host answers it%s", request,
+			 !strcmp(request, "GetSealingKey") ? " (no key provider)" : "");
+		answer_json(c, id, NULL, why);
 		return;
 	}
 	struct hcall *k = xzalloc(sizeof(*k));
@@ -403,6 +406,14 @@ static void on_notify(struct chan *c, json_object *msg)
 	vm_event(vm, "guest", "%s: %.400s", ev, text);
 }
 
+static bool in_plugin_calls(const char *m)
+{
+	for (int i = 0; chanmsg_plugin_calls[i]; i++)
+		if (!strcmp(m, chanmsg_plugin_calls[i]))
+			return true;
+	return false;
+}
+
 static void on_message(struct chan *c, const char *line)
 {
 	json_object *msg = json_tokener_parse(line);
@@ -428,6 +439,11 @@ static void on_message(struct chan *c, const char *line)
 		if (json_object_object_get_ex(msg, "quote", &q))
 			json_object_object_add(params, "quote", json_object_get(q));
 		run_handler(c, "GetSealingKey", jint(msg, "id"), params);
+		json_object_put(params);
+	} else if (in_plugin_calls(m)) {
+		/* The VM is the channel's: the reader passed on no other. */
+		json_object *params = json_object_new_object();
+		run_handler(c, m, jint(msg, "id"), params);
 		json_object_put(params);
 	} else if (!strcmp(m, "dropped")) {
 		int64_t n = jint(msg, "n");

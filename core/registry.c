@@ -3,6 +3,7 @@
  * their ops may be referenced by in-flight jobs until the process ends.
  */
 #include "registry.h"
+#include "chanmsg.h"
 #include "daemon.h"
 #include "job.h"
 #include "spec.h"
@@ -746,7 +747,10 @@ static int h_register_channel_handler(cvmm_plugin *p, const char *request, reg_c
 		return -EINVAL;
 	/* Only requests the channel's reader passes on can reach a handler
 	 * (Info and Notify are the core's own). */
-	if (strcmp(request, "GetSealingKey"))
+	bool known = !strcmp(request, "GetSealingKey");
+	for (int i = 0; chanmsg_plugin_calls[i] && !known; i++)
+		known = !strcmp(request, chanmsg_plugin_calls[i]);
+	if (!known)
 		return -ENOTSUP;
 	if (registry_channel_handler(r, request))
 		return -EEXIST;

@@ -66,7 +66,7 @@ CMDLINE="console=ttyS0 panic=-1 quiet"
 DISK_SIZE=64M
 # Modules the guest loads, in this order (dependencies are added from
 # modules.dep; anything built into the kernel is skipped).
-MODULES="virtio_pci virtio_net virtio_blk virtio_console button evdev"
+MODULES="virtio_pci virtio_net virtio_blk virtio_console button evdev qemu_fw_cfg"
 
 agent_src=$(dirname "$(readlink -f "$0")")/../agent/cvmm-agent.c
 [ -f "$agent_src" ] || die "no $agent_src"

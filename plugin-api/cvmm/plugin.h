@@ -547,9 +547,9 @@ struct cvmm_host_api {
 	 * when unpublished (mac then falls back to the one asked for). Copies
 	 * into info (set info->struct_size first); -ENOENT past the last NIC. */
 	int (*vm_nic_info)(cvmm_vm *vm, uint32_t i, struct cvmm_nic_info *info);
-	/* Added in 1.2: answers a request type of the guest channel (e.g.
-	 * "GetSealingKey", the one type a plugin may answer today; another
-	 * gets -ENOTSUP). From the entry point only; one plugin per type.
+	/* Added in 1.2: answers a request type of the guest channel
+	 * ("GetSealingKey", "GetKmsConfig" or "GetGatewayConfig"; another
+	 * gets -ENOTSUP; the last two carry no parameters: "{}"). From the entry point only; one plugin per type.
 	 * fn runs on a thread of its own, bounded by cvm.hook_timeout, with
 	 * the request's parameters as JSON text that the channel's reader
 	 * validated (GetSealingKey: {"quote": "<hex>"}, at most 1 MiB); the

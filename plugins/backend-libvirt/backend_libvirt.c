@@ -556,13 +556,65 @@ static void xml_copy_path(cvmm_vm *vm, char *out, size_t len)
 	snprintf(out, len, "%s/domain.xml", host->vm_run_dir(vm));
 }
 
+/* Whether libvirt at c can launch confidential type `type` as our domain
+ * type: 1, or 0 with the reason (libvirt's own words when it cannot even
+ * say) in why. */
+static int domcaps_allow(virConnectPtr c, const char *type, char *why, size_t len)
+{
+	const char *emu = conf.emulator[0] ? conf.emulator : NULL;
+	char *caps = virConnectGetDomainCapabilities(c, emu, "x86_64", NULL, conf.type, 0);
+	if (!caps) {
+		snprintf(why, len, "its domain capabilities for domain type %s cannot be read: %s",
+		         conf.type, lv_msg());
+		return 0;
+	}
+	int ok = lv_domcaps_cc(caps, type, why, len);
+	free(caps);
+	return ok;
+}
+
+/* The libvirt version at c, "?" when it does not say. */
+static void daemon_version(virConnectPtr c, char *out, size_t len)
+{
+	unsigned long v = 0;
+	if (virConnectGetLibVersion(c, &v) == 0)
+		version_str(v, out, len);
+	else
+		snprintf(out, len, "?");
+}
+
+/* A confidential guest on a host whose libvirt says it cannot run one is
+ * refused before anything is made, with libvirt's reason. */
+static int check_confidential(cvmm_vm *vm, const struct cvmm_launch_spec *spec)
+{
+	const struct cvmm_spec_confidential *cc = lv_confidential(spec);
+	if (!cc)
+		return 0;
+	virConnectPtr c = conn_get(vm);
+	if (!c)
+		return -EIO;
+	char why[768], ver[32];
+	int ok = domcaps_allow(c, lv_cc_type(cc), why, sizeof(why));
+	daemon_version(c, ver, sizeof(ver));
+	virConnectClose(c);
+	if (ok)
+		return 0;
+	return host->error(self, vm, -ENOTSUP,
+	                   "VM '%s': confidential.type '%s': libvirt %s at %s cannot launch it "
+	                   "(domain type %s): %s",
+	                   host->vm_name(vm), lv_cc_type(cc), ver, conf.uri, conf.type, why);
+}
+
 static int lv_start(void *data, cvmm_vm *vm, const struct cvmm_launch_spec *spec)
 {
 	struct lv_opts o;
 	char err[1024], name[128];
 	char *xml = NULL;
+	int r = check_confidential(vm, spec);
+	if (r < 0)
+		return r;
 	render_opts(&o);
-	int r = lv_render(spec, &o, &xml, err, sizeof(err));
+	r = lv_render(spec, &o, &xml, err, sizeof(err));
 	if (r < 0)
 		return host->error(self, vm, r, "VM '%s': cannot render the domain XML: %s",
 		                   host->vm_name(vm), err);
@@ -1182,6 +1234,61 @@ static int on_daemon_start(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *s
 	return 0;
 }
 
+/* The readiness report (cvmm check): per confidential type, whether this
+ * libvirt can launch it as our domain type ("warn" where not: optional). */
+static int check_items(void *data, char *buf, size_t len)
+{
+	(void)data;
+	static const char *const types[] = {"tdx", "sev-snp", "sev"};
+	char err[768] = "", ver[32] = "?";
+	int reopened = 0;
+	virConnectPtr c = conn_get_err(err, sizeof(err), &reopened);
+	if (c && reopened)
+		reconcile(c);
+	if (c)
+		daemon_version(c, ver, sizeof(ver));
+	size_t w = 0;
+	w += (size_t)snprintf(buf, len, "[");
+	for (int t = 0; t < 3 && w < len; t++) {
+		char why[768] = "", detail[1400];
+		int ok = c && domcaps_allow(c, types[t], why, sizeof(why));
+		if (!c)
+			snprintf(why, sizeof(why), "not connected: %s", err);
+		if (ok)
+			snprintf(detail, sizeof(detail),
+			         "libvirt %s at %s (domain type %s) can launch %s guests", ver,
+			         conf.uri, conf.type, types[t]);
+		else
+			snprintf(detail, sizeof(detail),
+			         "libvirt %s at %s (domain type %s) cannot launch %s guests: %s", ver,
+			         conf.uri, conf.type, types[t], why);
+		/* libvirt's words are plain text; only quotes, backslashes and
+		 * control characters need escaping in JSON. */
+		char esc[2900];
+		size_t k = 0;
+		for (const char *p = detail; *p && k + 7 < sizeof(esc); p++) {
+			if (*p == '"' || *p == '\\')
+				esc[k++] = '\\';
+			if ((unsigned char)*p < 0x20)
+				continue;
+			esc[k++] = *p;
+		}
+		esc[k] = 0;
+		w += (size_t)snprintf(buf + w, len > w ? len - w : 0,
+		                      "%s{\"name\":\"libvirt_confidential_%s\",\"status\":\"%s\","
+		                      "\"detail\":\"%s\",\"fix\":\"%s\"}",
+		                      t ? "," : "", types[t], ok ? "ok" : "warn", esc,
+		                      ok ? ""
+		                         : "a libvirt whose domain capabilities list the type (and "
+		                           "domain type kvm on a host whose CPU and firmware have it)");
+	}
+	if (w < len)
+		w += (size_t)snprintf(buf + w, len - w, "]");
+	if (c)
+		virConnectClose(c);
+	return w < len ? (int)w : -ENOSPC;
+}
+
 CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
                                         const struct cvmm_host_api *h, cvmm_plugin *p,
                                         struct cvmm_plugin_desc *desc)
@@ -1205,6 +1312,9 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t abi_major, uint32_t abi_minor,
 		return host->error(self, NULL, -EIO, "virInitialize: %s", lv_msg());
 	set_info("libvirt at %s, domain type %s: not connected yet", conf.uri, conf.type);
 	if ((r = host->register_hook(self, CVMM_EV_DAEMON_START, 0, on_daemon_start, NULL)) < 0)
+		return r;
+	if (CVMM_HOST_HAS(h, register_check) &&
+	    (r = host->register_check(self, check_items, NULL)) < 0)
 		return r;
 	return host->register_backend(self, "libvirt", &ops, NULL);
 }

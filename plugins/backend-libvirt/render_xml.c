@@ -799,3 +799,76 @@ int lv_render(const struct cvmm_launch_spec *s, const struct lv_opts *opt, char 
 	*xml = buf;
 	return 0;
 }
+
+/* ---- what libvirt's domain capabilities allow (confidential guests) ---- */
+
+/* The element <name ...> or <name/> inside [from, to), or NULL. */
+static const char *find_elem(const char *from, const char *to, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = from; p && p < to && (p = strstr(p, "<")) && p < to; p++)
+		if (!strncmp(p + 1, name, n) && (p[1 + n] == ' ' || p[1 + n] == '/' || p[1 + n] == '>'))
+			return p;
+	return NULL;
+}
+
+/* The value of attribute attr in the start tag at tag ("" if absent). */
+static void attr_of(const char *tag, const char *attr, char *out, size_t len)
+{
+	char pat[64];
+	const char *end = strchr(tag, '>');
+	out[0] = 0;
+	for (int q = 0; q < 2; q++) {
+		snprintf(pat, sizeof(pat), " %s=%c", attr, q ? '"' : '\'');
+		const char *p = strstr(tag, pat);
+		if (p && (!end || p < end)) {
+			p += strlen(pat);
+			size_t k = strcspn(p, q ? "\"" : "'");
+			snprintf(out, len, "%.*s", (int)k, p);
+			return;
+		}
+	}
+}
+
+int lv_domcaps_cc(const char *xml, const char *type, char *why, size_t len)
+{
+	char sup[16];
+	const char *f = xml ? strstr(xml, "<features>") : NULL;
+	const char *fe = f ? strstr(f, "</features>") : NULL;
+	why[0] = 0;
+	if (!f || !fe) {
+		snprintf(why, len, "its domain capabilities have no <features>");
+		return 0;
+	}
+	const char *ls = find_elem(f, fe, "launchSecurity");
+	if (ls) {
+		attr_of(ls, "supported", sup, sizeof(sup));
+		const char *le = strstr(ls, "</launchSecurity>");
+		char want[64];
+		snprintf(want, sizeof(want), "<value>%s</value>", type);
+		if (!strcmp(sup, "yes") && le && le < fe) {
+			const char *v = strstr(ls, want);
+			if (v && v < le)
+				return 1;
+		}
+	}
+	const char *e = find_elem(f, fe, type);
+	if (e) {
+		attr_of(e, "supported", sup, sizeof(sup));
+		if (!strcmp(sup, "yes"))
+			return 1;
+		snprintf(why, len, "its domain capabilities say <%s supported='%s'/>", type, sup);
+		return 0;
+	}
+	if (ls)
+		snprintf(why, len,
+			 "its domain capabilities' <launchSecurity supported='%s'> does not list "
+			 "sectype '%s'",
+			 sup, type);
+	else
+		snprintf(why, len,
+			 "its domain capabilities have no <%s> feature (this libvirt does not know "
+			 "%s guests)",
+			 type, type);
+	return 0;
+}

@@ -40,4 +40,14 @@ int lv_metadata_is_ours(const char *xml, const char *uuid);
 const struct cvmm_spec_confidential *lv_confidential(const struct cvmm_launch_spec *s);
 const char *lv_cc_type(const struct cvmm_spec_confidential *cc);
 
+/* Whether libvirt's domain capabilities (virConnectGetDomainCapabilities'
+ * XML) say it can launch confidential guests of launchSecurity type
+ * `type` ("tdx", "sev-snp", "sev"): 1, or 0 with what they say in why.
+ * Read: <features><launchSecurity supported='yes'> with an
+ * <enum name='sectype'> listing the type (newer libvirt), else the
+ * per-type element <sev supported='yes'/> (libvirt 4.5+), <sev-snp
+ * .../> or <tdx .../>. A libvirt that has none of these for the type
+ * (libvirt 9.0 has only <sev>) cannot launch it. */
+int lv_domcaps_cc(const char *xml, const char *type, char *why, size_t len);
+
 #endif

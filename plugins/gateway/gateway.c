@@ -22,10 +22,12 @@
  * agent_port) and/or plugin.gateway (the same keys, plus urls = [...],
  * timeout_ms = 5000, retry_initial_ms = 1000, retry_max_ms = 60000,
  * guest_calls_route = false: GET /v1/vms/{id}/guest-gateway-config answers
- * the guest call GetGatewayConfig, for tests until the channel exists).
+ * the guest call GetGatewayConfig, which the guest makes over the guest
+ * channel; tests).
  */
 #include "guest_call.h"
 #include "kms_http.h"
+#include "sysconfig.h"
 
 #include <cvmm/plugin.h>
 #include <json-c/json.h>
@@ -379,12 +381,10 @@ static int host_info(void *data, char *buf, size_t len)
 
 /* ---- what the guest is told ---- */
 
-/* Guest call GetGatewayConfig: {"gateway_urls": [...], "app_url",
- * "base_domain", "port", "agent_port"} for the channel's VM. */
-static int guest_gateway_config(cvmm_vm *vm, const char *req, char *buf, size_t len, char *err,
-				size_t errlen)
+/* {"gateway_urls": [...], "app_url", "base_domain", "port",
+ * "agent_port"} of a VM (names of dstack's gateway section). */
+static json_object *gateway_config(cvmm_vm *vm)
 {
-	(void)req;
 	const char *u[MAX_URLS];
 	int n;
 	char url[URL_MAX + 128];
@@ -398,9 +398,18 @@ static int guest_gateway_config(cvmm_vm *vm, const char *req, char *buf, size_t 
 	json_object_object_add(o, "base_domain", json_object_new_string(base_domain));
 	json_object_object_add(o, "port", json_object_new_int64(gw_port));
 	json_object_object_add(o, "agent_port", json_object_new_int64(agent_port));
+	json_object_put(own);
+	return o;
+}
+
+/* Guest call GetGatewayConfig: gateway_config() of the channel's VM. */
+static int guest_gateway_config(cvmm_vm *vm, const char *req, char *buf, size_t len, char *err,
+				size_t errlen)
+{
+	(void)req;
+	json_object *o = gateway_config(vm);
 	int w = snprintf(buf, len, "%s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
-	json_object_put(own);
 	if (w < 0 || (size_t)w >= len) {
 		snprintf(err, errlen, "answer too large");
 		return -ENOSPC;
@@ -409,6 +418,22 @@ static int guest_gateway_config(cvmm_vm *vm, const char *req, char *buf, size_t 
 }
 
 static const struct guest_call calls[] = {{"GetGatewayConfig", guest_gateway_config}};
+
+/* The guest's sys-config document: gateway_urls, app_url, base_domain
+ * (the document's "port" would be ambiguous: gateway_port). */
+static int sys_config_owner;
+static int on_start(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
+{
+	(void)data;
+	json_object *part = gateway_config(vm), *v;
+	if (json_object_object_get_ex(part, "port", &v)) {
+		json_object_object_add(part, "gateway_port", json_object_get(v));
+		json_object_object_del(part, "port");
+	}
+	int r = sysconfig_put(host, self, vm, spec, event, sys_config_owner, part);
+	json_object_put(part);
+	return r;
+}
 
 static int route_guest(void *data, cvmm_vm *vm, const char *body, char *buf, size_t len)
 {
@@ -502,6 +527,16 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 		       (r = host->register_vm_route(self, "GET", "guest-gateway-config", route_guest,
 						    NULL))))
 		return r ? r : -EPROTO;
+	static const char *const members[] = {"kms", "gateway", NULL};
+	sys_config_owner = sysconfig_is_owner(host, self, "gateway", members);
+	int prio = sys_config_owner ? SYSCONFIG_PRIO_OWNER : SYSCONFIG_PRIO_MERGE;
+	if ((r = host->register_hook(self, CVMM_EV_PRE_START, prio, on_start, NULL)) ||
+	    (r = host->register_hook(self, CVMM_EV_PLAN, prio, on_start, NULL)))
+		return r;
+	/* The guest's own way in: GetGatewayConfig over the guest channel. */
+	if (CVMM_HOST_HAS(h, register_channel_handler) &&
+	    (r = host->register_channel_handler(self, calls[0].name, route_guest, NULL)))
+		return r;
 	if ((r = host->register_request_field(self, "gateway_urls", v_gateway_urls, NULL)) ||
 	    (r = host->register_hook(self, CVMM_EV_STARTED, 90, on_event, NULL)) ||
 	    (r = host->register_hook(self, CVMM_EV_STOPPING, 10, on_event, NULL)) ||

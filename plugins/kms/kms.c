@@ -19,14 +19,20 @@
  *   urls = [ "https://kms.example:8000" ];   # host default
  *   trusted_signers = [ "0x<40 hex address>" or "0x<66 hex compressed key>" ];
  *   timeout_ms = 10000;                      # per KMS request
+ *   signature_max_age = 300;   # s; a timestamped (v1) signature older than
+ *                              # this is refused (0: any age)
+ *   signature_max_skew = 60;   # s; one dated further ahead is refused
  *   guest_calls_route = false;               # test route, see below
  *
- * With guest_calls_route, GET /v1/vms/{id}/guest-kms-config answers what
- * the guest call would (for tests until the guest channel exists).
+ * The guest asks GetKmsConfig over the guest channel (the VM is always the
+ * channel's); with guest_calls_route, GET /v1/vms/{id}/guest-kms-config
+ * answers the same (tests). kms_urls also reach the guest in its
+ * sys-config document (sysconfig.h, fw_cfg opt/cvmm/sys-config.json).
  */
 #include "guest_call.h"
 #include "kms_http.h"
 #include "kms_sig.h"
+#include "sysconfig.h"
 
 #include <cvmm/plugin.h>
 #include <json-c/json.h>
@@ -35,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_URLS 8
 #define MAX_TRUSTED 32
@@ -49,6 +56,7 @@ static int n_urls;
 static const char *trusted[MAX_TRUSTED];
 static int n_trusted;
 static long timeout_ms = 10000;
+static int64_t sig_max_age = KMS_SIG_MAX_AGE_DEFAULT, sig_max_skew = KMS_SIG_MAX_SKEW_DEFAULT;
 
 /* ---- values ---- */
 
@@ -204,6 +212,11 @@ static int fetch_pubkey(const uint8_t app_id[20], const char *const *u, int n, c
 			r = kms_parse_answer(answer, &a, why, sizeof(why));
 			if (r == 0)
 				r = kms_check(&a, app_id, 20, trusted, n_trusted, &s, why, sizeof(why));
+			if (r == 0)
+				r = kms_check_fresh(&a, &s, (uint64_t)time(NULL), (uint64_t)sig_max_age,
+						    (uint64_t)sig_max_skew, why, sizeof(why));
+			if (r == -ESTALE)
+				r = -EBADMSG; /* a stale answer is a bad answer */
 			if (r == -EPERM)
 				r = -EBADMSG; /* an untrusted signer is a bad answer */
 			if (r)
@@ -324,6 +337,28 @@ static int guest_kms_config(cvmm_vm *vm, const char *req, char *buf, size_t len,
 
 static const struct guest_call calls[] = {{"GetKmsConfig", guest_kms_config}};
 
+/* The guest's sys-config document: kms_urls (and app_id), like dstack's. */
+static int sys_config_owner;
+static int on_start(void *data, cvmm_vm *vm, uint32_t event, cvmm_spec *spec)
+{
+	(void)data;
+	const char *u[MAX_URLS];
+	int n, own;
+	json_object *uh = vm_urls(vm, u, &n, &own), *h1;
+	const char *app = vm_string_field(vm, "app_id", &h1);
+	json_object *part = json_object_new_object(), *a = json_object_new_array();
+	for (int i = 0; i < n; i++)
+		json_object_array_add(a, json_object_new_string(u[i]));
+	json_object_object_add(part, "kms_urls", a);
+	if (app)
+		json_object_object_add(part, "app_id", json_object_new_string(app));
+	json_object_put(uh);
+	json_object_put(h1);
+	int r = sysconfig_put(host, self, vm, spec, event, sys_config_owner, part);
+	json_object_put(part);
+	return r;
+}
+
 static int route_guest_config(void *data, cvmm_vm *vm, const char *body, char *buf, size_t len)
 {
 	(void)data;
@@ -435,6 +470,19 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 	} else if (r != -ENOENT) {
 		return r;
 	}
+	const char *const ages[] = {"signature_max_age", "signature_max_skew"};
+	int64_t *agev[] = {&sig_max_age, &sig_max_skew};
+	for (int i = 0; i < 2; i++) {
+		if ((r = host->cfg_int(self, ages[i], &t)) == 0) {
+			if (t < 0 || t > 10 * 365 * 86400LL)
+				return host->error(self, NULL, -EINVAL,
+						   "plugin.kms.%s: must be 0..315360000 (seconds)",
+						   ages[i]);
+			*agev[i] = t;
+		} else if (r != -ENOENT) {
+			return r;
+		}
+	}
 	if ((r = host->cfg_bool(self, "guest_calls_route", &b)) < 0 && r != -ENOENT)
 		return r;
 	if ((r = host->register_request_field(self, "kms_urls", v_kms_urls, NULL)) ||
@@ -446,6 +494,17 @@ CVMM_PLUGIN_EXPORT int cvmm_plugin_init(uint32_t major, uint32_t minor,
 		return r;
 	if (b == 1 &&
 	    (r = host->register_vm_route(self, "GET", "guest-kms-config", route_guest_config, NULL)))
+		return r;
+	static const char *const members[] = {"kms", "gateway", NULL};
+	sys_config_owner = sysconfig_is_owner(host, self, "kms", members);
+	int prio = sys_config_owner ? SYSCONFIG_PRIO_OWNER : SYSCONFIG_PRIO_MERGE;
+	if ((r = host->register_hook(self, CVMM_EV_PRE_START, prio, on_start, NULL)) ||
+	    (r = host->register_hook(self, CVMM_EV_PLAN, prio, on_start, NULL)))
+		return r;
+	/* The guest's own way in: GetKmsConfig over the guest channel, the VM
+	 * being the channel's (route_guest_config has the handler's shape). */
+	if (CVMM_HOST_HAS(host, register_channel_handler) &&
+	    (r = host->register_channel_handler(self, calls[0].name, route_guest_config, NULL)))
 		return r;
 	return 0;
 }

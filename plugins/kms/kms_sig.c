@@ -216,3 +216,33 @@ int kms_check(const struct kms_answer *a, const uint8_t *app_id, size_t app_len,
 	}
 	return 0;
 }
+
+int kms_check_fresh(const struct kms_answer *a, const struct kms_signer *signer, uint64_t now,
+		    uint64_t max_age, uint64_t max_skew, char *err, size_t errlen)
+{
+	if (signer->version != 1)
+		return 0;
+	/* A signature the KMS made in the future is a KMS whose clock is
+	 * wrong or an answer made up ahead of time: either way not this
+	 * moment's key. */
+	if (a->timestamp > now && a->timestamp - now > max_skew) {
+		snprintf(err, errlen,
+			 "the KMS's signature_v1 is dated %llu s in the future (timestamp %llu, "
+			 "more than plugin.kms.signature_max_skew = %llu s ahead of this host's "
+			 "clock)",
+			 (unsigned long long)(a->timestamp - now), (unsigned long long)a->timestamp,
+			 (unsigned long long)max_skew);
+		return -EBADMSG;
+	}
+	/* An old signature may be a replayed answer from before a key was
+	 * rotated or revoked. */
+	if (max_age && a->timestamp < now && now - a->timestamp > max_age) {
+		snprintf(err, errlen,
+			 "the KMS's signature_v1 is %llu s old (timestamp %llu), older than "
+			 "plugin.kms.signature_max_age = %llu s",
+			 (unsigned long long)(now - a->timestamp), (unsigned long long)a->timestamp,
+			 (unsigned long long)max_age);
+		return -ESTALE;
+	}
+	return 0;
+}

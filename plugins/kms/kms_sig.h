@@ -52,4 +52,17 @@ int kms_check(const struct kms_answer *a, const uint8_t *app_id, size_t app_len,
 	      const char *const *trusted, int n_trusted, struct kms_signer *signer, char *err,
 	      size_t errlen);
 
+/* dstack's SDK default for the timestamped signature's age (seconds). */
+#define KMS_SIG_MAX_AGE_DEFAULT 300
+#define KMS_SIG_MAX_SKEW_DEFAULT 60
+
+/* Freshness of a timestamped (v1) answer that kms_check accepted: its
+ * timestamp (seconds since the epoch, as dstack's KMS writes it) must be at
+ * most max_age seconds before now (0 = any age) and at most max_skew
+ * seconds after it. An answer checked through its legacy signature has no
+ * timestamp and passes. 0, or -ESTALE (too old) / -EBADMSG (in the future)
+ * with the reason in err. */
+int kms_check_fresh(const struct kms_answer *a, const struct kms_signer *signer, uint64_t now,
+		    uint64_t max_age, uint64_t max_skew, char *err, size_t errlen);
+
 #endif

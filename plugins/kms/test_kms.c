@@ -192,6 +192,52 @@ static void test_check_signed(void)
 	CU_ASSERT_EQUAL(kms_check(&a, app, 20, trusted, 2, &s, err, sizeof(err)), -EBADMSG);
 }
 
+/* The timestamped signature is fresh: signed with a real key at an old,
+ * a future and a near timestamp, checked against a fixed "now". */
+static void test_fresh(void)
+{
+	uint8_t good[32], app[20], msg[200];
+	struct kms_answer a = {0};
+	struct kms_signer s;
+	char err[512] = "";
+	const uint64_t now = 1800000000;
+	memset(good, 0x11, 32);
+	memset(app, 0x5a, 20);
+	memset(a.public_key, 0x33, 32);
+	a.has_timestamp = a.has_signature_v1 = 1;
+	const char *trusted[1];
+	struct {
+		int64_t off;
+		uint64_t max_age;
+		int want;
+	} cases[] = {
+	    {0, 300, 0},	   {-300, 300, 0},	   {-301, 300, -ESTALE}, {-86400, 300, -ESTALE},
+	    {-86400, 0, 0},	   {60, 300, 0},	   {61, 300, -EBADMSG},  {3600, 0, -EBADMSG},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		a.timestamp = (uint64_t)((int64_t)now + cases[i].off);
+		sign(good, msg, kms_env_message(app, 20, &a.timestamp, a.public_key, msg),
+		     a.signature_v1);
+		trusted[0] = NULL;
+		struct kms_signer probe;
+		uint8_t h[32];
+		keccak256(msg, kms_env_message(app, 20, &a.timestamp, a.public_key, msg), h);
+		CU_ASSERT_EQUAL_FATAL(kms_recover(h, a.signature_v1, &probe), 0);
+		trusted[0] = probe.address;
+		CU_ASSERT_EQUAL(kms_check(&a, app, 20, trusted, 1, &s, err, sizeof(err)), 0);
+		int r = kms_check_fresh(&a, &s, now, cases[i].max_age, 60, err, sizeof(err));
+		CU_ASSERT_EQUAL(r, cases[i].want);
+		if (r == -ESTALE)
+			CU_ASSERT_PTR_NOT_NULL(strstr(err, "signature_max_age"));
+		if (r == -EBADMSG)
+			CU_ASSERT_PTR_NOT_NULL(strstr(err, "in the future"));
+	}
+	/* A legacy signature has no timestamp to check. */
+	s.version = 0;
+	a.timestamp = 1;
+	CU_ASSERT_EQUAL(kms_check_fresh(&a, &s, now, 300, 60, err, sizeof(err)), 0);
+}
+
 static void test_parse_answer(void)
 {
 	struct kms_answer a;
@@ -232,6 +278,7 @@ int main(void)
 	CU_add_test(s, "the signed message", test_message_layout);
 	CU_add_test(s, "trust decision", test_check_signed);
 	CU_add_test(s, "KMS answer parsing", test_parse_answer);
+	CU_add_test(s, "timestamped signature freshness", test_fresh);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	int f = (int)CU_get_number_of_failures();

@@ -109,7 +109,9 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 class Kms:
     """A KMS signing with priv_hex (a real secp256k1 key)."""
 
-    def __init__(self, priv_hex, legacy_only=False):
+    def __init__(self, priv_hex, legacy_only=False, ts_offset=0):
+        """ts_offset: seconds added to the time it signs as its timestamp
+        (an old or a future signature_v1)."""
         from cryptography.hazmat.primitives.asymmetric import x25519
         self.priv = priv_hex
         self.keys = {}  # app_id hex -> X25519 private key
@@ -133,7 +135,7 @@ class Kms:
                 k = kms.keys.setdefault(app, x25519.X25519PrivateKey.generate())
                 from cryptography.hazmat.primitives import serialization as ser
                 pub = k.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw).hex()
-                ts = int(time.time())
+                ts = int(time.time()) + ts_offset
                 ans = {"public_key": pub, "signature": _sign(kms.priv, app, pub)}
                 if not legacy_only:
                     ans.update(timestamp=ts, signature_v1=_sign(kms.priv, app, pub, ts))

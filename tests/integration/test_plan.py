@@ -4,7 +4,8 @@ fake HGX sysfs tree (tests/gpu/make-fake-sysfs.py: 96 CPUs, even ones on node
 ConnectX-7, 4 NVSwitches): `POST /v1/vms?dry_run=1` answers with the launch
 spec the plugins built, and that spec must be, field for field, the
 committed fixture in tests/fixtures/spec/ (hgx-full, hgx-2gpu-node1,
-mirror-nogpu). Those fixtures are what the renderers' golden argv and XML
+mirror-nogpu; and trust-sysconfig, the kms and gateway plugins' fw_cfg
+entry). Those fixtures are what the renderers' golden argv and XML
 (unit.qemu_argv, unit.libvirt_xml) are made from and what
 check-with-qemu.sh and `virsh define` are run on: so the planner's output
 is what those checks prove.
@@ -225,6 +226,41 @@ class Planner(unittest.TestCase):
         st, o = self.dry("n2", vcpu=2, memory_mb=1024, topology="nccl")
         self.assertEqual(st, 400, o)
         self.assertIn("nccl", o["error"]["message"])
+
+
+class SysConfigPlan(unittest.TestCase):
+    """The guest's sys-config document (kms and gateway plugins): a dry run
+    names it in one fw_cfg entry, for both backends; the spec is the
+    fixture trust-sysconfig, from which unit.qemu_argv and unit.libvirt_xml
+    render their goldens (and check-with-qemu.sh runs it)."""
+    NAME, UUID, MAC = "trust-sysconfig", "3e9d6f4b-5a7c-4dbe-8f3a-4b5c6d7e8f90", "52:54:00:3e:9d:6f"
+
+    def test_fixture_is_what_the_plugins_build(self):
+        d = Daemon(plugins=("backend-qemu", "net-user", "kms", "gateway"),
+                   plugin_sections='kms = { urls = [ "https://kms.example:8000" ]; }; '
+                                   'gateway = { base_domain = "example.test"; };')
+        d.start()
+        try:
+            st, o = d.api("POST", "/v1/vms?dry_run=1",
+                          {"name": self.NAME, "image": "tiny", "start": False,
+                           "kms_urls": ["https://own-kms.example:8000"]})
+            self.assertEqual(st, 200, o)
+            spec = normalise(o["spec"], d, o["vm"]["id"], self.UUID, self.MAC, self.NAME)
+        finally:
+            d.cleanup()
+        entry = "name=opt/cvmm/sys-config.json,file=/run/cvmm/vms/%s/sys-config.json" % self.UUID
+        for backend in ("qemu", "libvirt"):
+            self.assertEqual([a["value"] for a in spec["args"] if a["backend"] == backend],
+                             ["-fw_cfg", entry], spec["args"])
+        path = os.path.join(FIXTURES, self.NAME + ".json")
+        if REGENERATE:
+            with open(path, "w") as f:
+                json.dump(spec, f, indent=2)
+                f.write("\n")
+            return
+        with open(path) as f:
+            self.assertEqual(spec, json.load(f), "the spec differs from %s (CVMM_REGENERATE=1 "
+                             "rewrites it; review the diff)" % path)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,27 @@ static void test_spoofed_fields_dropped(void)
 	CU_ASSERT_PTR_NULL(strstr(out, "\"vm\""));
 }
 
+/* GetKmsConfig / GetGatewayConfig: only the request id passes; whatever
+ * VM the guest names (beside or in params) is gone, so the daemon can only
+ * answer about the channel's VM. */
+static void test_plugin_calls(void)
+{
+	CU_ASSERT(check("{\"method\":\"GetKmsConfig\",\"id\":3}") > 0);
+	CU_ASSERT_STRING_EQUAL(out, "{\"m\":\"GetKmsConfig\",\"id\":3}");
+	CU_ASSERT(check("{\"method\":\"GetGatewayConfig\",\"id\":4,\"vm_id\":\"other\","
+			"\"name\":\"other\",\"params\":{\"vm_id\":\"other\",\"name\":\"other\"}}") > 0);
+	CU_ASSERT_STRING_EQUAL(out, "{\"m\":\"GetGatewayConfig\",\"id\":4}");
+	CU_ASSERT_EQUAL(check("{\"method\":\"GetKmsConfig\",\"id\":\"x\"}"), -EINVAL);
+	CU_ASSERT_EQUAL(check("{\"method\":\"GetkmsConfig\",\"id\":1}"), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "unknown method"));
+	/* Bounded like any message other than GetSealingKey. */
+	static char big[CHAN_NOTIFY_MAX + 64];
+	int n = snprintf(big, sizeof(big), "{\"method\":\"GetKmsConfig\",\"id\":1,\"pad\":\"");
+	memset(big + n, 'a', CHAN_NOTIFY_MAX);
+	strcpy(big + n + CHAN_NOTIFY_MAX, "\"}");
+	CU_ASSERT_EQUAL(check(big), -EMSGSIZE);
+}
+
 static void test_heartbeat_filtered(void)
 {
 	CU_ASSERT(check("{\"method\":\"Notify\",\"params\":{\"event\":\"agent.heartbeat\",\"payload\":"
@@ -140,6 +161,7 @@ int main(void)
 	    !CU_add_test(s, "malformed messages refused", test_malformed) ||
 	    !CU_add_test(s, "bounds: 4 KiB notification, 1 MiB quote", test_bounds) ||
 	    !CU_add_test(s, "GetSealingKey quote", test_quote) ||
+	    !CU_add_test(s, "GetKmsConfig, GetGatewayConfig: the id only", test_plugin_calls) ||
 	    !CU_add_test(s, "output buffer too small", test_out_too_small)) {
 		CU_cleanup_registry();
 		return 1;

@@ -323,6 +323,44 @@ static void test_escaping(void)
 	spec_free(s);
 }
 
+/* What libvirt's domain capabilities allow: this host's libvirt 9.0 (no
+ * KVM: <sev supported='no'/>, nothing of TDX or SEV-SNP), a SEV host, and a
+ * newer libvirt listing launchSecurity sectypes. */
+static void test_domcaps_cc(void)
+{
+	static const char lv90[] =
+	    "<domainCapabilities><path>/usr/bin/qemu-system-x86_64</path><domain>qemu</domain>"
+	    "<features>\n    <gic supported='no'/>\n    <vmcoreinfo supported='yes'/>\n"
+	    "    <sev supported='no'/>\n    <sgx supported='no'/>\n"
+	    "    <hyperv supported='yes'>\n      <enum name='features'>\n"
+	    "        <value>spinlocks</value>\n      </enum>\n    </hyperv>\n  </features>"
+	    "</domainCapabilities>";
+	static const char sev[] = "<domainCapabilities><features><sev supported='yes'>"
+				  "<cbitpos>47</cbitpos></sev><sgx supported='no'/></features>"
+				  "</domainCapabilities>";
+	static const char newer[] =
+	    "<domainCapabilities><features><sev supported='yes'/>"
+	    "<launchSecurity supported='yes'><enum name='sectype'><value>sev</value>"
+	    "<value>sev-snp</value></enum></launchSecurity><tdx supported=\"no\"/>"
+	    "</features></domainCapabilities>";
+	char why[512];
+	CU_ASSERT_EQUAL(lv_domcaps_cc(lv90, "sev", why, sizeof(why)), 0);
+	CU_ASSERT(contains(why, "<sev supported='no'/>"));
+	CU_ASSERT_EQUAL(lv_domcaps_cc(lv90, "sev-snp", why, sizeof(why)), 0);
+	CU_ASSERT(contains(why, "no <sev-snp> feature"));
+	CU_ASSERT_EQUAL(lv_domcaps_cc(lv90, "tdx", why, sizeof(why)), 0);
+	CU_ASSERT(contains(why, "does not know tdx guests"));
+	CU_ASSERT_EQUAL(lv_domcaps_cc(sev, "sev", why, sizeof(why)), 1);
+	CU_ASSERT_EQUAL(lv_domcaps_cc(sev, "sev-snp", why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(lv_domcaps_cc(newer, "sev-snp", why, sizeof(why)), 1);
+	CU_ASSERT_EQUAL(lv_domcaps_cc(newer, "sev", why, sizeof(why)), 1);
+	CU_ASSERT_EQUAL(lv_domcaps_cc(newer, "tdx", why, sizeof(why)), 0);
+	CU_ASSERT(contains(why, "<tdx supported='no'/>"));
+	CU_ASSERT_EQUAL(lv_domcaps_cc("<domainCapabilities/>", "sev", why, sizeof(why)), 0);
+	CU_ASSERT(contains(why, "no <features>"));
+	CU_ASSERT_EQUAL(lv_domcaps_cc(NULL, "sev", why, sizeof(why)), 0);
+}
+
 static void test_refusals(void)
 {
 	char *xml = NULL, err[512] = "";
@@ -445,6 +483,8 @@ int main(void)
 	    CU_add_test(more, "every expected file has a fixture", test_no_orphans) &&
 	    CU_add_test(more, "XML and QEMU escaping of hostile values", test_escaping) &&
 	    CU_add_test(more, "what cannot be rendered is refused", test_refusals) &&
+	    CU_add_test(more, "confidential types libvirt's domain capabilities allow",
+			test_domcaps_cc) &&
 	    CU_add_test(more, "metadata ownership rule", test_metadata_rule) &&
 	    CU_add_test(more, "domain name rule", test_domain_name) &&
 	    CU_add_test(more, "200 port forwards on one NIC", test_many_forwards);
