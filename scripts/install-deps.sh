@@ -30,7 +30,7 @@ libsecp256k1-dev libssl-dev python3-cryptography
 mmdebstrap xorriso genisoimage grub-pc-bin grub-efi-amd64-bin grub-common mtools
 dosfstools fdisk e2fsprogs openssh-client
 prometheus
-chromium python3-websocket
+chromium
 "
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

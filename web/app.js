@@ -210,6 +210,7 @@ function refreshVms() {
       vms = (o.vms || []).sort((a, b) => a.name.localeCompare(b.name));
       renderVms();
       syncConsole();
+      await refreshHost(); // its usage counts follow the VMs
     } catch (e) {
       if (e.status === 401) showLogin(`${e.status} ${e.code}: ${e.message}`);
       else showError(e);
@@ -266,7 +267,6 @@ function connectEvents() {
     try { e = JSON.parse(m.data); } catch (x) { return; }
     addEvent(e);
     refreshVms();
-    if (e.vm === undefined || /create|remove|start|stop/.test(e.type)) refreshHost().catch(() => {});
   };
   events.onerror = () => {
     $('live').textContent = 'reconnecting';
