@@ -22,6 +22,8 @@
 #include "spec.h"
 #include "check.h"
 #include "util.h"
+#include "web.h"
+#include "ws.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1448,12 +1450,25 @@ static enum MHD_Result vm_console(struct api *a, struct req *q, struct cvmm_vm *
 	const char *ro = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "readonly");
 	bool writer = !(ro && (!strcmp(ro, "1") || !strcmp(ro, "true")));
 	char err[512], sock[600], name[128], id[64];
+	/* A browser's console pane: the same session in WebSocket frames. */
+	bool ws = header_has(q->conn, "Upgrade", "websocket");
+	char accept[WS_ACCEPT_LEN + 1];
 
 	if (!header_has(q->conn, "Connection", "upgrade") ||
-	    !header_has(q->conn, "Upgrade", CONSOLE_PROTOCOL))
+	    (!ws && !header_has(q->conn, "Upgrade", CONSOLE_PROTOCOL)))
 		return send_error(q->conn, 400,
 				  "the console is an upgraded connection: send \"Connection: Upgrade\" "
-				  "and \"Upgrade: " CONSOLE_PROTOCOL "\" (cvmm console VM does)");
+				  "and \"Upgrade: " CONSOLE_PROTOCOL "\" (cvmm console VM does), or "
+				  "\"Upgrade: websocket\"");
+	if (ws) {
+		const char *ver = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND,
+							      "Sec-WebSocket-Version");
+		if (!ver || strcmp(ver, "13"))
+			return send_error(q->conn, 400, "Sec-WebSocket-Version: only 13 is supported");
+		if (ws_accept_key(MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND,
+							      "Sec-WebSocket-Key"), accept) < 0)
+			return send_error(q->conn, 400, "Sec-WebSocket-Key: expected 16 bytes in base64");
+	}
 	vm_lock(vm);
 	enum vm_state st = vm->state;
 	bool gone = vm->gone;
@@ -1483,10 +1498,14 @@ static enum MHD_Result vm_console(struct api *a, struct req *q, struct cvmm_vm *
 				  name, err);
 	if (r < 0)
 		return send_error(q->conn, status_for(r), "VM '%s': console: %s", name, err);
+	if (ws && console_websocket(q->console) < 0)
+		return send_error(q->conn, 500, "VM '%s': console: out of memory", name);
 	/* The session may stay quiet for hours. */
 	MHD_set_connection_option(q->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0);
 	struct MHD_Response *resp = MHD_create_response_for_upgrade(console_upgraded, q);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, CONSOLE_PROTOCOL);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, ws ? "websocket" : CONSOLE_PROTOCOL);
+	if (ws)
+		MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
 	enum MHD_Result ret = MHD_queue_response(q->conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -1688,6 +1707,8 @@ static enum MHD_Result route(struct api *a, struct req *q, const char *url, cons
 	bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
 	if (!strcmp(url, "/metrics") || !strcmp(url, "/v1/events"))
 		return route_live(a, q, url, method);
+	if (web_public(url, method)) /* the web console's files (core/web.c) */
+		return web_serve(q->conn, url, method);
 	if (strncmp(url, "/v1/", 4))
 		return send_error(q->conn, 404, "no such endpoint: %s (the API lives under /v1)", url);
 	const char *p = url + 4;
@@ -1809,8 +1830,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		conn_mark(a, conn, true);
 		/* Refuse early, before reading a body we will not use. */
 		const char *auth;
-		bool open = a->d->cfg->metrics_public && !strcmp(url, "/metrics");
-		if (!open && (header_value(conn, "Authorization", &auth) < 0 || !api_token_ok(a->d, auth)))
+		bool open = (a->d->cfg->metrics_public && !strcmp(url, "/metrics")) ||
+			    web_public(url, method);
+		if (!open && (header_value(conn, "Authorization", &auth) < 0 || !api_token_ok(a->d, auth)) &&
+		    !web_query_token_ok(a->d, conn, url, method))
 			return send_error(conn, 401,
 					  "missing or wrong bearer token (Authorization: Bearer <token>)");
 		int n_cl = 0;

@@ -9,6 +9,7 @@
  * VM, when its last client leaves or the VM's side closes (the VM stopped).
  */
 #include "console.h"
+#include "ws.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,8 @@
 #define OUT_MAX (256 * 1024) /* output waiting for one client */
 #define IN_MAX 4096          /* typed bytes waiting for the guest */
 #define POLL_MAX 520         /* the wake fd, the console, the clients polled */
+/* A WebSocket client's unparsed input: one frame of typed bytes at most. */
+#define RX_MAX (IN_MAX + WS_HEADER_MAX)
 
 struct console_hub;
 
@@ -39,6 +42,11 @@ struct console_client {
 	void *close_arg;
 	char *out;
 	size_t out_len;
+	/* A browser (console_websocket): frames both ways. ws_closing: a close
+	 * frame is queued, the client goes once its output is out. */
+	bool ws, ws_closing;
+	uint8_t *rx;
+	size_t rx_len;
 	struct console_client *next;
 };
 
@@ -112,6 +120,7 @@ static bool unref(struct console_client *c)
 {
 	if (--c->refs > 0)
 		return false;
+	free(c->rx);
 	free(c->out);
 	free(c);
 	return true;
@@ -137,20 +146,102 @@ static void leave(struct console_client *c)
 
 /* Copies what the guest wrote to every client; one that has no room left
  * goes onto *gone. */
+static bool queue_out(struct console_client *c, const void *hdr, size_t hl, const void *buf, size_t n)
+{
+	if (!c->out && !(c->out = malloc(OUT_MAX)))
+		c->out_len = OUT_MAX; /* no memory: treated as full */
+	if (c->out_len + hl + n > OUT_MAX)
+		return false;
+	memcpy(c->out + c->out_len, hdr, hl);
+	memcpy(c->out + c->out_len + hl, buf, n);
+	c->out_len += hl + n;
+	return true;
+}
+
+/* A WebSocket client is told why it goes, then goes once that is out. */
+static void ws_close(struct console_client *c, int code)
+{
+	uint8_t hdr[WS_HEADER_MAX], body[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+
+	if (c->ws_closing)
+		return;
+	c->ws_closing = true;
+	c->rx_len = 0;
+	if (!queue_out(c, hdr, ws_frame_header(hdr, WS_OP_CLOSE, 2), body, 2)) {
+		c->out_len = 0; /* no room: the output it could not take goes */
+		queue_out(c, hdr, ws_frame_header(hdr, WS_OP_CLOSE, 2), body, 2);
+	}
+}
+
+/* Copies what the guest wrote to every client (a binary frame for a
+ * browser: the guest's bytes need not be UTF-8); one that has no room left
+ * goes onto *gone. */
 static void fan_out(struct console_hub *h, const char *buf, size_t n, struct console_client **gone)
 {
 	for (struct console_client *c = h->clients, *next; c; c = next) {
+		uint8_t hdr[WS_HEADER_MAX];
+		size_t hl = c->ws ? ws_frame_header(hdr, WS_OP_BINARY, n) : 0;
+
 		next = c->next;
-		if (!c->out && !(c->out = malloc(OUT_MAX)))
-			c->out_len = OUT_MAX; /* no memory: treated as full */
-		if (c->out_len + n > OUT_MAX) {
+		if (c->ws_closing)
+			continue;
+		if (!queue_out(c, hdr, hl, buf, n)) {
 			leave(c);
 			c->next = *gone;
 			*gone = c;
-			continue;
 		}
-		memcpy(c->out + c->out_len, buf, n);
-		c->out_len += n;
+	}
+}
+
+/* Under set->mu: the complete frames a WebSocket client sent. A writer's
+ * bytes wait in rx while the guest-bound buffer has no room for them; a
+ * reader's are dropped. */
+static void ws_pump(struct console_hub *h, struct console_client *c)
+{
+	while (c->rx_len && !c->ws_closing) {
+		struct ws_frame f;
+		uint8_t hdr[WS_HEADER_MAX];
+		long r = ws_decode(c->rx, c->rx_len, IN_MAX, &f);
+
+		if (r < 0) {
+			ws_close(c, (int)-r);
+			return;
+		}
+		if (r == 0)
+			return;
+		if ((f.opcode == WS_OP_TEXT || f.opcode == WS_OP_BINARY) && c->writer) {
+			if (IN_MAX - h->in_len < f.len)
+				return; /* later, when the guest took some */
+			ws_unmask(&f);
+			memcpy(h->in + h->in_len, f.payload, f.len);
+			h->in_len += f.len;
+		} else if (f.opcode == WS_OP_PING) {
+			ws_unmask(&f);
+			if (!queue_out(c, hdr, ws_frame_header(hdr, WS_OP_PONG, f.len), f.payload, f.len)) {
+				ws_close(c, WS_CLOSE_GOING_AWAY); /* it does not read */
+				return;
+			}
+		} else if (f.opcode == WS_OP_CLOSE) {
+			ws_close(c, WS_CLOSE_NORMAL);
+			return;
+		}
+		memmove(c->rx, c->rx + r, c->rx_len - (size_t)r);
+		c->rx_len -= (size_t)r;
+	}
+}
+
+/* Ending: a browser gets what is queued and a close frame if its socket
+ * takes them at once; then its connection closes anyway. */
+static void ws_goodbye(struct console_client *c)
+{
+	uint8_t fr[4] = {0x80 | WS_OP_CLOSE, 2, WS_CLOSE_NORMAL >> 8, WS_CLOSE_NORMAL & 0xff};
+
+	if (!c->ws || !c->attached)
+		return;
+	if (c->out_len && send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)c->out_len)
+		return;
+	if (!c->ws_closing && send(c->fd, fr, sizeof(fr), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* the browser sees the connection end instead */
 	}
 }
 
@@ -191,12 +282,15 @@ static void *hub_main(void *arg)
 		p[n++] = (struct pollfd){.fd = h->con_fd,
 		                         .events = (short)(POLLIN | (h->in_len ? POLLOUT : 0))};
 		for (struct console_client *c = h->clients; c && n < POLL_MAX; c = c->next) {
-			short ev = c->out_len ? POLLOUT : 0;
+			short ev;
 
 			if (!c->attached)
 				continue;
+			if (c->ws)
+				ws_pump(h, c);
+			ev = c->out_len ? POLLOUT : 0;
 			/* A reader is read too, to see it leave; its bytes are dropped. */
-			if (!c->writer || h->in_len < IN_MAX)
+			if (c->ws ? !c->ws_closing && c->rx_len < RX_MAX : !c->writer || h->in_len < IN_MAX)
 				ev |= POLLIN;
 			who[n] = c;
 			p[n++] = (struct pollfd){.fd = c->fd, .events = ev};
@@ -248,8 +342,19 @@ static void *hub_main(void *arg)
 				} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
 					bye = true;
 				}
+				if (c->ws_closing && !c->out_len)
+					bye = true; /* its close frame is out */
 			}
-			if (!bye && (p[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+			if (!bye && c->ws && (p[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+				ssize_t r = c->rx_len < RX_MAX ? read(c->fd, c->rx + c->rx_len, RX_MAX - c->rx_len) : -1;
+
+				if (r > 0) {
+					c->rx_len += (size_t)r;
+					ws_pump(h, c);
+				} else if (r == 0 || (r < 0 && c->rx_len < RX_MAX && errno != EAGAIN && errno != EINTR)) {
+					bye = true;
+				}
+			} else if (!bye && (p[i].revents & (POLLIN | POLLHUP | POLLERR))) {
 				char *dst = c->writer ? h->in + h->in_len : buf;
 				size_t room = c->writer ? IN_MAX - h->in_len : sizeof(buf);
 				ssize_t r = room ? read(c->fd, dst, room) : -1;
@@ -275,6 +380,7 @@ static void *hub_main(void *arg)
 	while (h->clients) {
 		struct console_client *c = h->clients;
 
+		ws_goodbye(c);
 		leave(c);
 		c->next = gone;
 		gone = c;
@@ -440,6 +546,29 @@ void console_attach(struct console_client *c, int fd, void (*close_fn)(void *), 
 	pthread_mutex_unlock(&s->mu);
 	if (orphan)
 		close_fn(close_arg);
+}
+
+int console_websocket(struct console_client *c)
+{
+	struct console_set *s = c->set;
+	uint8_t *rx = malloc(RX_MAX);
+	char *out = malloc(OUT_MAX);
+
+	if (!rx || !out) {
+		free(rx);
+		free(out);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&s->mu);
+	/* What the guest wrote since the reservation went out as raw bytes:
+	 * dropped, the browser's stream starts with its first frame. */
+	free(c->out);
+	c->out = out;
+	c->out_len = 0;
+	c->rx = rx;
+	c->ws = true;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
 }
 
 void console_release(struct console_client *c)

@@ -30,6 +30,9 @@ int console_reserve(struct console_set *s, const char *id, const char *sock_path
  * and close_fn(close_arg), called once when the session ends, so that the
  * HTTP server can close the connection. */
 void console_attach(struct console_client *c, int fd, void (*close_fn)(void *), void *close_arg);
+/* Before console_attach: c speaks WebSocket frames (RFC 6455, ws.h), not
+ * raw bytes: a browser's console pane. 0 or -ENOMEM. */
+int console_websocket(struct console_client *c);
 /* The request that reserved c is over: frees the place if it never got
  * attached, else only drops the request's hold on c. */
 void console_release(struct console_client *c);

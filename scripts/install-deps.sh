@@ -30,6 +30,7 @@ libsecp256k1-dev libssl-dev python3-cryptography
 mmdebstrap xorriso genisoimage grub-pc-bin grub-efi-amd64-bin grub-common mtools
 dosfstools fdisk e2fsprogs openssh-client
 prometheus
+chromium
 "
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
