@@ -11,6 +11,8 @@
 #include <stdio.h>
 
 const struct api_route api_routes[] = {
+	{"GET", "/"},
+	{"GET", "/ui/{file}"},
 	{"GET", "/metrics"},
 	{"GET", "/v1/events"},
 	{"GET", "/v1/host"},

@@ -175,7 +175,7 @@ class Served(unittest.TestCase):
         # and with bodies its handler refuses, so nothing boots or changes
         # before the last requests.
         d.create("oa1", start=False)
-        values = {"id": "oa1", "name": "no-such-image", "snapshot": "s1"}
+        values = {"id": "oa1", "name": "no-such-image", "snapshot": "s1", "file": "app.js"}
         # the VM's removal last, after its snapshot's
         order = sorted(described, key=lambda k: (k[0] == "DELETE", -len(k[1]) if k[0] == "DELETE" else 0, k[1]))
         answered = 0
