@@ -69,6 +69,22 @@ static int exec_full(const char *what)
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self));
 	char *slash = n > 0 && (size_t)n < sizeof(self) ? memrchr(self, '/', (size_t)n) : NULL;
 
+	/* Run as cvmm-full, this is a static cvmm again (a copy, or a link an
+	 * operator made for a missing cvmm-full): exec'ing on would never end. */
+	if (getenv("CVMM_EXEC_FULL")) {
+		if (n > 0 && (size_t)n < sizeof(self))
+			self[n] = 0;
+		else
+			snprintf(self, sizeof(self), "it");
+		fprintf(
+		    stderr,
+		    "cvmm: %s needs cvmm-full, the CLI with shared libraries; %s ran as cvmm-full "
+		    "but is a static cvmm (install cvmm-full from the same build)\n",
+		    what, self);
+		return EXIT_REFUSED;
+	}
+	setenv("CVMM_EXEC_FULL", "1", 1);
+
 	static const char *const rel[] = {"/cvmm-full", "/" CVMM_CLI_FULL_REL};
 
 	/* Beside this program (the build tree), then where an install under

@@ -53,7 +53,9 @@ int cp_dhcp_pids(const struct cp_dhcp *c, int *pids, int max)
 	char pid[600], want[700];
 	snprintf(want, sizeof(want), "--pid-file=%s", pid_file(c, pid, sizeof(pid)));
 	/* The program's name too: a `pgrep -f` or an editor naming our pid
-	 * file on its command line is not ours to signal. */
+	 * file on its command line is not ours to signal. "dnsmasq" as well:
+	 * a configured wrapper script execs it, and a server not found is
+	 * started again beside the one that runs. */
 	const char *name = base_name(program(c));
 	DIR *d = opendir("/proc");
 	if (!d)
@@ -67,7 +69,7 @@ int cp_dhcp_pids(const struct cp_dhcp *c, int *pids, int max)
 			continue;
 		char cmd[4096];
 		ssize_t len = cp_read_cmdline((int)p, cmd, sizeof(cmd));
-		if (len <= 0 || strcmp(base_name(cmd), name))
+		if (len <= 0 || (strcmp(base_name(cmd), name) && strcmp(base_name(cmd), "dnsmasq")))
 			continue;
 		int ours = 0;
 		for (char *a = cmd; a < cmd + len; a += strlen(a) + 1)

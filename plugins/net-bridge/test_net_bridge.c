@@ -10,11 +10,14 @@
 
 #include <CUnit/Basic.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define VM1 "5f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -337,6 +340,70 @@ static void test_run(void)
 	unlink(path);
 }
 
+/* A process with argv[0] as given and our pid file among its arguments,
+ * alive for 30 s (a shell sleeping). */
+static pid_t fake_dnsmasq(const char *argv0, const char *pid_arg)
+{
+	pid_t p = fork();
+	if (p == 0) {
+		char *argv[] = {(char *)argv0, "-c", "sleep 30; :", "sh", (char *)pid_arg, NULL};
+		execv("/bin/sh", argv);
+		_exit(127);
+	}
+	return p;
+}
+
+static int wait_pids(const struct nb_config *c, int want, int *pids)
+{
+	int n = -1;
+	for (int i = 0; i < 200 && (n = nb_dns_pids(c, pids, 4)) != want; i++) {
+		struct timespec ts = {0, 10 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return n;
+}
+
+/* The bridge's dnsmasq is found again by its pid-file argument in a process
+ * called dnsmasq, also when the configured program is a wrapper that execs
+ * dnsmasq (as the bridge's own code found it before plugins/common/dhcp.c);
+ * another program naming the pid file is not it. */
+static void test_dnsmasq_found(void)
+{
+	struct nb_config c;
+	managed_cfg(&c);
+	snprintf(c.dnsmasq, sizeof(c.dnsmasq), "/usr/local/sbin/dnsmasq-wrapper");
+	snprintf(c.pid_path, sizeof(c.pid_path), "%s/cvmmbr0.pid", tmpdir);
+	char arg[700];
+	snprintf(arg, sizeof(arg), "--pid-file=%s", c.pid_path);
+	int pids[4];
+	pid_t editor = fake_dnsmasq("vim", arg);
+	pid_t dns = fake_dnsmasq("/usr/sbin/dnsmasq", arg);
+	CU_ASSERT_FATAL(editor > 0 && dns > 0);
+	CU_ASSERT_EQUAL(wait_pids(&c, 1, pids), 1);
+	CU_ASSERT_EQUAL(pids[0], dns);
+	kill(dns, SIGKILL);
+	kill(editor, SIGKILL);
+	waitpid(dns, NULL, 0);
+	waitpid(editor, NULL, 0);
+	CU_ASSERT_EQUAL(nb_dns_pids(&c, pids, 4), 0);
+}
+
+/* A helper gets no descriptor of the daemon but its stdin, stdout and
+ * stderr (cp_child_exec), even one the daemon left inheritable. */
+static void test_run_fds(void)
+{
+	int fd = open("/dev/null", O_RDONLY); /* no O_CLOEXEC */
+	int leak = fcntl(fd, F_DUPFD, 100);
+	close(fd);
+	CU_ASSERT_FATAL(leak >= 100);
+	char out[256];
+	/* ls's own: 0, 1, 2 and the directory it reads (3) */
+	char *argv[] = {"/bin/ls", "/proc/self/fd", NULL};
+	CU_ASSERT_EQUAL(nb_run(argv, NULL, out, sizeof(out)), 0);
+	CU_ASSERT_STRING_EQUAL(out, "0\n1\n2\n3");
+	close(leak);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN); /* as in cvmmd */
@@ -355,6 +422,8 @@ int main(void)
 	CU_add_test(s, "nft scripts (and nft -c)", test_nft_scripts);
 	CU_add_test(s, "lease file purge", test_lease_purge);
 	CU_add_test(s, "helper programs and atomic writes", test_run);
+	CU_add_test(s, "dnsmasq found by its pid file, also behind a wrapper", test_dnsmasq_found);
+	CU_add_test(s, "helpers get no descriptor of the daemon", test_run_fds);
 	int failed = unit_run();
 	rmdir(tmpdir);
 	return failed;

@@ -185,6 +185,69 @@ class CliInstalled(unittest.TestCase):
         self.assertIn("cannot connect to cvmmd at %s" % url, p.stderr)
         self.assertIn("refused", p.stderr)
 
+    def test_without_cvmm_full(self):
+        # A static cvmm installed without its cvmm-full (a copied binary, a
+        # partial package): --url and --env-file say what is missing and
+        # fail, never hang or fall back to the local socket.
+        t = tempfile.mkdtemp(prefix="cvmm-cli-")
+        self.addCleanup(shutil.rmtree, t, True)
+        os.makedirs(os.path.join(t, "bin"))
+        cvmm = os.path.join(t, "bin", "cvmm")
+        shutil.copy(CVMM, cvmm)
+        env = os.path.join(t, "app.env")
+        with open(env, "w") as f:
+            f.write("A=1\n")
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        url = "http://127.0.0.1:%d" % s.getsockname()[1]
+        static = os.path.exists(os.path.join(os.path.dirname(CVMM), "cvmm-full"))
+        for what, argv in (("--url", ["--url", url, "host"]),
+                           ("--env-file", ["--socket", os.path.join(t, "none.sock"), "create",
+                                           "--image", "tiny", "--env-file", env, "x"])):
+            p = subprocess.run([cvmm] + argv, capture_output=True, text=True, timeout=30)
+            if static and "needs" in p.stderr:
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertRegex(p.stderr, r"^cvmm: %s needs /\S+/cvmm-full: " % what)
+            else:  # a dynamic cvmm, or a cvmm-full installed where it looks last
+                self.assertEqual(p.returncode, 3, p.stderr)
+                self.assertIn("cannot connect to cvmmd", p.stderr)
+
+    def test_cvmm_full_that_is_cvmm_again(self):
+        # An operator "fixes" a missing cvmm-full with a copy of (or a link
+        # to) the static cvmm: it must say so, not exec itself for ever.
+        t = tempfile.mkdtemp(prefix="cvmm-cli-")
+        self.addCleanup(shutil.rmtree, t, True)
+        os.makedirs(os.path.join(t, "bin"))
+        os.makedirs(os.path.join(t, "libexec", "cvmm"))
+        cvmm = os.path.join(t, "bin", "cvmm")
+        shutil.copy(CVMM, cvmm)
+        static = os.path.exists(os.path.join(os.path.dirname(CVMM), "cvmm-full"))
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        url = "http://127.0.0.1:%d" % s.getsockname()[1]
+        full = os.path.join(t, "libexec", "cvmm", "cvmm-full")
+        for how in ("copy", "symlink"):
+            if os.path.lexists(full):
+                os.unlink(full)
+            if how == "copy":
+                shutil.copy(CVMM, full)
+            else:
+                os.symlink(cvmm, full)
+            try:
+                p = subprocess.run([cvmm, "--url", url, "host"], capture_output=True, text=True,
+                                   timeout=20)
+            except subprocess.TimeoutExpired:
+                self.fail("%s: cvmm-full as a %s of the static cvmm: no answer in 20 s" % (
+                    how, how))
+            if static:
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn("--url needs cvmm-full", p.stderr)
+                self.assertIn("static cvmm", p.stderr)
+            else:  # a dynamic cvmm runs no cvmm-full
+                self.assertEqual(p.returncode, 3, p.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

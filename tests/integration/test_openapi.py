@@ -152,6 +152,17 @@ class Served(unittest.TestCase):
         # with the API's auth
         st, o = self.d.api("GET", "/v1/openapi.json", token="wrong")
         self.assertEqual(st, 401, o)
+
+    def test_description_and_routes_want_the_token(self):
+        # What the API serves and who answers it is for the token's holders
+        # only, however the path is spelled.
+        for path in ("/v1/openapi.json", "/v1/routes", "/v1/routes?x=1", "//v1/routes",
+                     "/v1/routes/", "/v1/%72outes", "/v1/./routes", "/v1/../v1/routes",
+                     "/v1/openapi.json%00", "/metrics/../v1/routes"):
+            for tok in ("", "wrong", TOKEN + "x"):
+                st, o = self.d.api("GET", path, token=tok)
+                self.assertEqual(st, 401, "%s with token %r: %s %s" % (path, tok, st, o))
+        self.assertEqual(self.d.api("GET", "/v1/routes")[0], 200)
         self.assertEqual(self.d.api("POST", "/v1/openapi.json")[0], 405)
 
     def test_every_route_described_and_served(self):
