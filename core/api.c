@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -1978,13 +1979,27 @@ static int listen_unix(const char *path, const struct cvmm_config *cfg, char *er
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	/* A live daemon answers on the socket; a stale file from a crash does not. */
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN) {
+	/* A live daemon answers on the socket; a stale file from a crash does
+	 * not. Nor does the socket of a daemon killed while one of its children
+	 * was between fork and exec: the child holds the listening socket for a
+	 * moment, so a connect succeeds, but the process that listened (the
+	 * peer's credentials are the listener's) is gone. */
+	int c = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (c == 0 || errno == EAGAIN) {
+		struct ucred uc = {0};
+		socklen_t ul = sizeof(uc);
+		bool gone = c == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) == 0 &&
+			    uc.pid > 0 && uc.pid != getpid() && kill(uc.pid, 0) < 0 && errno == ESRCH;
 		close(fd);
-		snprintf(err, errlen, "address: %s: another cvmmd is listening there", path);
-		return -EADDRINUSE;
+		if (!gone) {
+			snprintf(err, errlen, "address: %s: another cvmmd is listening there", path);
+			return -EADDRINUSE;
+		}
+		log_warn("address: %s: held only by a leftover child of a daemon that is gone "
+			 "(pid %d): listening anew", path, (int)uc.pid);
+	} else {
+		close(fd);
 	}
-	close(fd);
 	struct stat st;
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(path);

@@ -283,7 +283,7 @@ plugin = { backend-qemu = { accel = "tcg"; }; %(sections)s };
 
     def _answers(self):
         try:
-            return self.api("GET", "/v1/host")[0] == 200
+            return self.api("GET", "/v1/host", timeout=5)[0] == 200
         except OSError:
             return False
 

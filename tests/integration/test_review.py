@@ -2,6 +2,8 @@
 each reproduced against the real daemon."""
 import json
 import os
+import subprocess
+import sys
 import socket
 import threading
 import time
@@ -119,3 +121,63 @@ class InterruptedCreate(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+HOLDER = r"""
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+s.listen(16)
+child = os.fork()
+if child == 0:          # the child keeps the listening socket, as a child of
+    os.setsid()         # cvmmd between fork and exec does when cvmmd is killed
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 1)    # and not the test's pipe
+    os.dup2(null, 2)
+    time.sleep(60)
+    os._exit(0)
+print(os.getpid(), child, flush=True)   # the listener itself exits
+"""
+
+
+class StaleSocket(unittest.TestCase):
+    def test_a_socket_held_by_a_dead_daemons_child_is_taken_over(self):
+        """cvmmd killed while a child was between fork and exec: the child
+        still holds the listening socket for a moment, so a connect to it
+        succeeds. The next cvmmd must not take that for another live daemon
+        (CI saw "another cvmmd is listening there" in the crash suite): the
+        listener the socket names is gone."""
+        d = Daemon()
+        child = None
+        try:
+            os.makedirs(os.path.dirname(d.sock), exist_ok=True)
+            p = subprocess.run([sys.executable, "-c", HOLDER, d.sock], capture_output=True,
+                               text=True, timeout=30, check=True)
+            listener, child = (int(x) for x in p.stdout.split())
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(d.sock)  # still "listening", held by the child
+            c.close()
+            d.start()
+            self.assertEqual(d.api("GET", "/v1/host")[0], 200)
+            self.assertIn("held only by a leftover child of a daemon that is gone (pid %d)"
+                          % listener, d.read_log())
+        finally:
+            if child:
+                os.kill(child, 9)
+            d.cleanup()
+
+    def test_a_live_listener_is_not_taken_over(self):
+        """The other side: a process that listened and still lives keeps its
+        socket; cvmmd refuses to start, saying so."""
+        d = Daemon()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            os.makedirs(os.path.dirname(d.sock), exist_ok=True)
+            s.bind(d.sock)
+            s.listen(4)
+            with self.assertRaises(AssertionError) as cm:
+                d.start(timeout=10)
+            self.assertIn("another cvmmd is listening there", str(cm.exception))
+        finally:
+            s.close()
+            d.cleanup()
