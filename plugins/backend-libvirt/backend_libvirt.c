@@ -339,6 +339,21 @@ out:
 
 static void reconcile(virConnectPtr c);
 
+/* The connection as it is, with a reference, or NULL when there is none or
+ * it is broken: for callers that must not block on a reconnect (a metrics
+ * scrape on an API thread; the next lifecycle call reconnects). */
+static virConnectPtr conn_peek(void)
+{
+	virConnectPtr c = NULL;
+	pthread_mutex_lock(&conn_mu);
+	if (conn && !__atomic_load_n(&conn_broken, __ATOMIC_SEQ_CST)) {
+		virConnectRef(conn);
+		c = conn;
+	}
+	pthread_mutex_unlock(&conn_mu);
+	return c;
+}
+
 /* The same, with the failure reported on vm. */
 static virConnectPtr conn_get(cvmm_vm *vm)
 {
@@ -881,13 +896,12 @@ static int lv_is_paused(void *data, cvmm_vm *vm)
  * VM and scrape, is left to the operations that change something. */
 static int lv_cpu_time(void *data, cvmm_vm *vm, uint64_t *ns)
 {
-	char err[768];
-	int reopened = 0;
-	virConnectPtr c = conn_get_err(err, sizeof(err), &reopened);
+	(void)data;
+	/* Only on a live connection: a scrape never reconnects (nor runs the
+	 * reconcile of one) on the API's thread. */
+	virConnectPtr c = conn_peek();
 	if (!c)
 		return -EIO;
-	if (reopened)
-		reconcile(c);
 	int r = -ESRCH;
 	virDomainPtr d = virDomainLookupByUUIDString(c, host->vm_id(vm));
 	if (d) {
