@@ -47,8 +47,12 @@ bool web_query_token_ok(struct cvmm_daemon *d, struct MHD_Connection *c, const c
 
 	if (strcmp(method, "GET") || (strcmp(url, "/v1/events") && !console_route(url)))
 		return false;
-	tok = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "access_token");
-	if (!tok || !*tok || strlen(tok) >= sizeof(hdr) - 8)
+	size_t tl = 0;
+	/* The decoded length too: "?access_token=TOKEN%00junk" must not pass
+	 * as TOKEN (as a header with a NUL does not). */
+	if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "access_token",
+					  strlen("access_token"), &tok, &tl) != MHD_YES ||
+	    !tok || !*tok || strlen(tok) != tl || tl >= sizeof(hdr) - 8)
 		return false;
 	snprintf(hdr, sizeof(hdr), "Bearer %s", tok);
 	return api_token_ok(d, hdr);

@@ -476,6 +476,8 @@ class WebAuth(unittest.TestCase):
         self.assertEqual(self.curl(u + "/v1/vms?access_token=" + TOKEN), "401")
         self.assertEqual(self.curl("-X", "POST", u + "/v1/vms?access_token=" + TOKEN), "401")
         self.assertEqual(self.curl(u + "/v1/events?access_token=wrong"), "401")
+        # A NUL after the token does not cut it to the token.
+        self.assertEqual(self.curl(u + "/v1/events?access_token=" + TOKEN + "%00junk"), "401")
         # The stream answers 200 and stays open (curl's -m ends it).
         self.assertEqual(self.curl(u + "/v1/events?access_token=" + TOKEN), "200")
         self.d.cvmm("create", "q1", "--image", "tiny", "--no-start")
