@@ -649,25 +649,30 @@ static int no_setup(void *data, cvmm_vm *vm, uint32_t i, cvmm_spec *spec,
 	snprintf(arg, sizeof(arg), "cvmm.ip=eth%u:%s/%u%s%s", i, a, conf.net.subnet_prefix,
 	         gw[0] ? ":" : "", gw);
 	if ((r = host->spec_add_nic(spec, &nic)) < 0 ||
-	    (r = host->spec_append_cmdline(spec, arg)) < 0)
-		return host->error(self, vm, r, "networks[%u]: cannot add the NIC: %s", i,
-		                   strerror(-r));
+	    (r = host->spec_append_cmdline(spec, arg)) < 0) {
+		snprintf(err, sizeof(err), "cannot add the NIC: %s", strerror(-r));
+		pthread_mutex_lock(&lock);
+		goto fail;
+	}
 	if (conf.net.gateway) {
 		/* Under the lock: the server restarts for a changed set of
 		 * leases, and parallel starts must not restart it at once. */
 		pthread_mutex_lock(&lock);
 		r = cp_dhcp_host(&conf.dhcp, nic.ifname, nic.mac, a);
+		if (r < 0) {
+			snprintf(err, sizeof(err), "DHCP lease for %s: %s", nic.mac, strerror(-r));
+			cp_dhcp_host(&conf.dhcp, nic.ifname, NULL, NULL);
+			goto fail;
+		}
 		pthread_mutex_unlock(&lock);
-		if (r < 0)
-			return host->error(self, vm, r, "networks[%u]: DHCP lease for %s: %s", i,
-			                   nic.mac, strerror(-r));
 	}
 	host->log(self, CVMM_LOG_INFO, "VM '%s': networks[%u]: TAP %s on %s, %s/%u, MTU %u, mac %s",
 	          host->vm_name(vm), i, nic.ifname, conf.bridge, a, conf.net.subnet_prefix, mtu,
 	          nic.mac);
 	return 0;
 fail:
-	/* Leave no TAP and no unused shared device behind; the lease stays
+	/* Under the lock. Leave no TAP and no unused shared device behind (the
+	 * core tears down only the NICs whose setup succeeded); the lease stays
 	 * (it is the VM's until UNDEFINE). */
 	onl_link_del(nic.ifname, why);
 	shared_gc(why, sizeof(why));
