@@ -1575,14 +1575,15 @@ int jobs_submit(struct cvmm_daemon *d, struct job *j)
 	bool gone = j->vm->gone;
 	vm_unlock(j->vm);
 	if (js->quit || gone) {
-		j->result = js->quit ? -ESHUTDOWN : -ENOENT;
+		int rc = js->quit ? -ESHUTDOWN : -ENOENT; /* read under the lock */
+		j->result = rc;
 		str_copy(j->err, sizeof(j->err),
-			 js->quit ? "the daemon is stopping" : "the VM was removed");
+			 rc == -ESHUTDOWN ? "the daemon is stopping" : "the VM was removed");
 		j->finished = true;
 		pthread_cond_broadcast(&js->done);
 		pthread_mutex_unlock(&js->mu);
 		job_unref(j);
-		return js->quit ? -ESHUTDOWN : -ENOENT;
+		return rc;
 	}
 	struct cvmm_vm *vm = j->vm;
 	j->next = NULL;
