@@ -2,6 +2,7 @@
  * sysconfig: see sysconfig.h.
  */
 #include "sysconfig.h"
+#include "fwcfg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -79,28 +80,6 @@ static json_object *read_doc(const char *path)
 	return o;
 }
 
-/* The fw_cfg entry, in both backends' argument lists (libvirt has fw_cfg
- * entries of its own only from 7.x: the same arguments reach its QEMU). */
-static int add_fw_cfg(const struct cvmm_host_api *host, cvmm_spec *spec, const char *path)
-{
-	char arg[PATH_MAX * 2 + 64];
-	/* QEMU's option syntax: a ',' in a value is written ',,' */
-	size_t l = (size_t)snprintf(arg, sizeof(arg), "name=%s,file=", SYSCONFIG_FW_CFG);
-	for (const char *c = path; *c && l + 2 < sizeof(arg); c++) {
-		if (*c == ',')
-			arg[l++] = ',';
-		arg[l++] = *c;
-	}
-	arg[l] = 0;
-	static const char *const backends[] = {"qemu", "libvirt"};
-	int rc;
-	for (int b = 0; b < 2; b++)
-		if ((rc = host->spec_add_arg(spec, backends[b], "-fw_cfg")) < 0 ||
-		    (rc = host->spec_add_arg(spec, backends[b], arg)) < 0)
-			return rc;
-	return 0;
-}
-
 int sysconfig_put(const struct cvmm_host_api *host, cvmm_plugin *self, cvmm_vm *vm,
 		  cvmm_spec *spec, uint32_t event, int owner, json_object *part)
 {
@@ -108,7 +87,7 @@ int sysconfig_put(const struct cvmm_host_api *host, cvmm_plugin *self, cvmm_vm *
 	int rc = 0;
 	snprintf(path, sizeof(path), "%s/%s", host->vm_run_dir(vm), SYSCONFIG_FILE);
 	if (event == CVMM_EV_PLAN) {
-		if (owner && (rc = add_fw_cfg(host, spec, path)) < 0)
+		if (owner && (rc = cp_spec_add_fw_cfg(host, spec, SYSCONFIG_FW_CFG, path)) < 0)
 			return host->error(self, vm, rc, "the launch spec refused the fw_cfg entry %s",
 					   SYSCONFIG_FW_CFG);
 		return 0;
@@ -141,7 +120,7 @@ int sysconfig_put(const struct cvmm_host_api *host, cvmm_plugin *self, cvmm_vm *
 	json_object_put(doc);
 	if (rc < 0)
 		return host->error(self, vm, rc, "writing %s: %s", path, strerror(-rc));
-	if (owner && (rc = add_fw_cfg(host, spec, path)) < 0)
+	if (owner && (rc = cp_spec_add_fw_cfg(host, spec, SYSCONFIG_FW_CFG, path)) < 0)
 		return host->error(self, vm, rc, "the launch spec refused the fw_cfg entry %s",
 				   SYSCONFIG_FW_CFG);
 	return 0;

@@ -31,6 +31,7 @@
  *   the section is handled.
  */
 #include "gv.h"
+#include "fwcfg.h"
 
 #include <cvmm/plugin.h>
 #include <json-c/json.h>
@@ -415,7 +416,7 @@ static int apply_plan(cvmm_vm *vm, cvmm_spec *spec, const struct gv_host *h,
 		}
 	if (p->mode == GV_TOPO_NCCL) {
 		struct gv_plan_in in = {.h = h, .slots = slots, .n = n};
-		char path[PATH_MAX], arg[PATH_MAX * 2 + 64];
+		char path[PATH_MAX];
 		size_t cap = 1 << 16;
 		char *xml = malloc(cap);
 		int len = xml ? gv_nccl_xml(&in, p, xml, cap) : -ENOMEM;
@@ -427,24 +428,10 @@ static int apply_plan(cvmm_vm *vm, cvmm_spec *spec, const struct gv_host *h,
 		free(xml);
 		if (len < 0)
 			return host->error(self, vm, len, "writing %s: %s", path, strerror(-len));
-		/* QEMU's option syntax: a ',' in a value is written ',,' */
-		size_t l = (size_t)snprintf(arg, sizeof(arg), "name=%s,file=", NCCL_FW_CFG);
-		for (const char *c = path; *c && l + 2 < sizeof(arg); c++) {
-			if (*c == ',')
-				arg[l++] = ',';
-			arg[l++] = *c;
+		if ((rc = cp_spec_add_fw_cfg(host, spec, NCCL_FW_CFG, path)) < 0) {
+			snprintf(what, sizeof(what), "the fw_cfg argument");
+			goto refused;
 		}
-		arg[l] = 0;
-		/* libvirt has fw_cfg entries of its own only from 7.x (<sysinfo
-		 * type='fwcfg'>); the same two arguments reach its QEMU on
-		 * every version */
-		static const char *const backends[] = {"qemu", "libvirt"};
-		for (int b = 0; b < 2; b++)
-			if ((rc = host->spec_add_arg(spec, backends[b], "-fw_cfg")) < 0 ||
-			    (rc = host->spec_add_arg(spec, backends[b], arg)) < 0) {
-				snprintf(what, sizeof(what), "the fw_cfg argument");
-				goto refused;
-			}
 	}
 	return 0;
 refused:
