@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "unit.h"
 
 static char sock_path[108];
 static int listener = -1;
@@ -183,18 +184,11 @@ static void test_websocket_clients(void)
 	close(r2);
 }
 
+static const struct unit_test tests[] = {
+	{"WebSocket readers and one writer", test_websocket_clients},
+};
+
 int main(void)
 {
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	CU_pSuite s = CU_add_suite("console", setup, teardown);
-	if (!s || !CU_add_test(s, "WebSocket readers and one writer", test_websocket_clients)) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return unit_main("console", setup, teardown, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "unit.h"
 
 #define DOC CVMM_SOURCE_DIR "/doc/openapi.json"
 
@@ -97,22 +98,14 @@ static void test_embedded_is_the_file(void)
 	free(text);
 }
 
+static const struct unit_test tests[] = {
+	{"the list is well-formed, each route its metrics label", test_list_well_formed},
+	{"GET /v1/routes lists it", test_routes_json},
+	{"the built-in description is doc/openapi.json", test_embedded_is_the_file},
+};
+
 int main(void)
 {
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
 	log_set_level(0);
-	CU_pSuite s = CU_add_suite("routes", NULL, NULL);
-	if (!s || !CU_add_test(s, "the list is well-formed, each route its metrics label", test_list_well_formed) ||
-	    !CU_add_test(s, "GET /v1/routes lists it", test_routes_json) ||
-	    !CU_add_test(s, "the built-in description is doc/openapi.json", test_embedded_is_the_file)) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
-			  CU_get_number_of_suites_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return unit_main("routes", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }

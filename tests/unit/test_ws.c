@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "unit.h"
 
 /* A client frame as a browser sends it: final, masked. */
 static size_t client_frame(uint8_t *out, int fin_op, const uint8_t *payload, size_t len)
@@ -162,22 +163,15 @@ static void test_refused(void)
 	CU_ASSERT_EQUAL(ws_decode((uint8_t *)top, sizeof(top), 4096, &f), -WS_CLOSE_PROTOCOL);
 }
 
+static const struct unit_test tests[] = {
+	{"handshake accept key (RFC 6455 example)", test_accept_key},
+	{"server frame headers at 125/126/65535/65536", test_server_header},
+	{"client frames 0..65536 bytes, unmasked, whole", test_decode_lengths},
+	{"frames back to back, ping, close", test_two_frames_and_control},
+	{"unmasked, fragmented, oversized frames refused", test_refused},
+};
+
 int main(void)
 {
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	CU_pSuite s = CU_add_suite("ws", NULL, NULL);
-	if (!s || !CU_add_test(s, "handshake accept key (RFC 6455 example)", test_accept_key) ||
-	    !CU_add_test(s, "server frame headers at 125/126/65535/65536", test_server_header) ||
-	    !CU_add_test(s, "client frames 0..65536 bytes, unmasked, whole", test_decode_lengths) ||
-	    !CU_add_test(s, "frames back to back, ping, close", test_two_frames_and_control) ||
-	    !CU_add_test(s, "unmasked, fragmented, oversized frames refused", test_refused)) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return unit_main("ws", NULL, NULL, tests, sizeof(tests) / sizeof(tests[0]));
 }
