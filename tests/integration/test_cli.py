@@ -164,21 +164,27 @@ class CliInstalled(unittest.TestCase):
     """A static cvmm runs cvmm-full for --url (README "A fast CLI"): found
     in bin/../libexec/cvmm of an install under any prefix."""
 
-    def test_url_from_an_install_layout(self):
+    def install(self, libexec=True):
+        """(prefix, its bin/cvmm, a URL nobody answers): cvmm copied into a
+        prefix of its own, with an empty libexec/cvmm if asked."""
         t = tempfile.mkdtemp(prefix="cvmm-cli-")
         self.addCleanup(shutil.rmtree, t, True)
         os.makedirs(os.path.join(t, "bin"))
-        os.makedirs(os.path.join(t, "libexec", "cvmm"))
+        if libexec:
+            os.makedirs(os.path.join(t, "libexec", "cvmm"))
         cvmm = os.path.join(t, "bin", "cvmm")
         shutil.copy(CVMM, cvmm)
-        full = os.path.join(os.path.dirname(CVMM), "cvmm-full")
-        if os.path.exists(full):  # not in a sanitizer build: cvmm is dynamic there
-            shutil.copy(full, os.path.join(t, "libexec", "cvmm", "cvmm-full"))
         # A bound port nobody listens on: refused at once.
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         self.addCleanup(s.close)
-        url = "http://127.0.0.1:%d" % s.getsockname()[1]
+        return t, cvmm, "http://127.0.0.1:%d" % s.getsockname()[1]
+
+    def test_url_from_an_install_layout(self):
+        t, cvmm, url = self.install()
+        full = os.path.join(os.path.dirname(CVMM), "cvmm-full")
+        if os.path.exists(full):  # not in a sanitizer build: cvmm is dynamic there
+            shutil.copy(full, os.path.join(t, "libexec", "cvmm", "cvmm-full"))
         p = subprocess.run([cvmm, "--url", url, "host"], capture_output=True, text=True,
                            timeout=30)
         self.assertEqual(p.returncode, 3, p.stderr)
@@ -189,18 +195,10 @@ class CliInstalled(unittest.TestCase):
         # A static cvmm installed without its cvmm-full (a copied binary, a
         # partial package): --url and --env-file say what is missing and
         # fail, never hang or fall back to the local socket.
-        t = tempfile.mkdtemp(prefix="cvmm-cli-")
-        self.addCleanup(shutil.rmtree, t, True)
-        os.makedirs(os.path.join(t, "bin"))
-        cvmm = os.path.join(t, "bin", "cvmm")
-        shutil.copy(CVMM, cvmm)
+        t, cvmm, url = self.install(libexec=False)
         env = os.path.join(t, "app.env")
         with open(env, "w") as f:
             f.write("A=1\n")
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.addCleanup(s.close)
-        url = "http://127.0.0.1:%d" % s.getsockname()[1]
         static = os.path.exists(os.path.join(os.path.dirname(CVMM), "cvmm-full"))
         for what, argv in (("--url", ["--url", url, "host"]),
                            ("--env-file", ["--socket", os.path.join(t, "none.sock"), "create",
@@ -216,17 +214,8 @@ class CliInstalled(unittest.TestCase):
     def test_cvmm_full_that_is_cvmm_again(self):
         # An operator "fixes" a missing cvmm-full with a copy of (or a link
         # to) the static cvmm: it must say so, not exec itself for ever.
-        t = tempfile.mkdtemp(prefix="cvmm-cli-")
-        self.addCleanup(shutil.rmtree, t, True)
-        os.makedirs(os.path.join(t, "bin"))
-        os.makedirs(os.path.join(t, "libexec", "cvmm"))
-        cvmm = os.path.join(t, "bin", "cvmm")
-        shutil.copy(CVMM, cvmm)
+        t, cvmm, url = self.install()
         static = os.path.exists(os.path.join(os.path.dirname(CVMM), "cvmm-full"))
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.addCleanup(s.close)
-        url = "http://127.0.0.1:%d" % s.getsockname()[1]
         full = os.path.join(t, "libexec", "cvmm", "cvmm-full")
         for how in ("copy", "symlink"):
             if os.path.lexists(full):
